@@ -1,0 +1,46 @@
+-- Lease due deliveries: at most $4 in all and at most (max_in_flight - busy) per endpoint, so a
+-- slow endpoint never takes more than its share. Walks only endpoints that have pending work
+-- (a loose index scan over deliveries_due) and takes each one's oldest due rows, so the cost
+-- does not grow with the backlog. Held deliveries (not lane heads) are not in the index.
+-- $1 endpoint ids busy in this replica, $2 their in-flight counts, $3 endpoint ids not to claim
+-- (open circuits), $4 limit, $5 lease seconds, $6 replica id, $7 largest payload returned inline
+WITH RECURSIVE active(endpoint_id) AS (
+    (SELECT d.endpoint_id FROM outbox.deliveries d
+      WHERE d.state = 'pending' AND NOT d.held
+      ORDER BY d.endpoint_id LIMIT 1)
+  UNION ALL
+    SELECT (SELECT d.endpoint_id FROM outbox.deliveries d
+             WHERE d.state = 'pending' AND NOT d.held AND d.endpoint_id > a.endpoint_id
+             ORDER BY d.endpoint_id LIMIT 1)
+      FROM active a
+     WHERE a.endpoint_id IS NOT NULL
+),
+quota AS (
+    SELECT e.id AS endpoint_id, e.max_in_flight - coalesce(b.busy, 0) AS n
+      FROM active a
+      JOIN outbox.endpoints e ON e.id = a.endpoint_id AND e.enabled
+      LEFT JOIN unnest($1::bigint[], $2::int[]) AS b(endpoint_id, busy) ON b.endpoint_id = e.id
+     WHERE NOT (e.id = ANY($3::bigint[]))
+),
+picked AS (
+    SELECT p.id
+      FROM quota q
+     CROSS JOIN LATERAL (
+            SELECT d.id FROM outbox.deliveries d
+             WHERE d.endpoint_id = q.endpoint_id AND d.state = 'pending' AND NOT d.held
+               AND d.next_attempt_at <= now()
+             ORDER BY d.next_attempt_at
+             LIMIT greatest(q.n, 0)
+               FOR UPDATE SKIP LOCKED
+           ) p
+     LIMIT $4
+)
+UPDATE outbox.deliveries d
+   SET state = 'delivering', claim_count = d.claim_count + 1,
+       lease_until = now() + make_interval(secs => $5::float8), leased_by = $6,
+       updated_at = now()
+  FROM picked, outbox.events ev
+ WHERE d.id = picked.id AND ev.id = d.event_pk
+RETURNING d.id, d.event_pk, d.claim_count, d.attempt_count, d.endpoint_id, d.lane_key,
+          ev.event_id, ev.created_at AS event_created_at, ev.headers::text AS headers,
+          CASE WHEN pg_column_size(ev.payload) <= $7::int THEN ev.payload::text END AS body

@@ -1,0 +1,76 @@
+//! Claiming: lease due deliveries with `FOR UPDATE SKIP LOCKED` (one statement, see
+//! `sql/engine/claim.sql`), so any number of replicas share the work without blocking each
+//! other. A claim returns everything the worker needs, payload included when it is small;
+//! large payloads are fetched by the worker under a memory-bounding semaphore.
+
+use chrono::{DateTime, Utc};
+
+use crate::sql;
+
+/// Payloads up to this stored size come back inline with the claim.
+pub const INLINE_PAYLOAD_BYTES: i32 = 256 * 1024;
+
+/// A leased delivery.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub event_pk: i64,
+    /// The lease token: the completion only applies while it still matches.
+    pub claim_count: i32,
+    /// Attempts made before this one.
+    pub attempt_count: i32,
+    pub endpoint_id: i64,
+    pub lane_key: Option<String>,
+    pub event_id: String,
+    pub event_created_at: DateTime<Utc>,
+    pub headers: Option<String>,
+    /// `None` when the payload is large: fetch it with `sql::FETCH_PAYLOAD`.
+    pub body: Option<String>,
+}
+
+/// What this replica is already doing, so the claim respects per-endpoint limits.
+#[derive(Debug, Default)]
+pub struct ClaimRequest {
+    pub busy_endpoints: Vec<i64>,
+    pub busy_counts: Vec<i32>,
+    pub excluded_endpoints: Vec<i64>,
+    pub limit: i64,
+}
+
+/// Leases up to `req.limit` due deliveries for `lease`.
+pub async fn claim(
+    client: &impl tokio_postgres::GenericClient,
+    req: &ClaimRequest,
+    lease: std::time::Duration,
+    replica_id: &str,
+) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            sql::CLAIM,
+            &[
+                &req.busy_endpoints,
+                &req.busy_counts,
+                &req.excluded_endpoints,
+                &req.limit,
+                &lease.as_secs_f64(),
+                &replica_id,
+                &INLINE_PAYLOAD_BYTES,
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Claimed {
+            id: r.get("id"),
+            event_pk: r.get("event_pk"),
+            claim_count: r.get("claim_count"),
+            attempt_count: r.get("attempt_count"),
+            endpoint_id: r.get("endpoint_id"),
+            lane_key: r.get("lane_key"),
+            event_id: r.get("event_id"),
+            event_created_at: r.get("event_created_at"),
+            headers: r.get("headers"),
+            body: r.get("body"),
+        })
+        .collect())
+}

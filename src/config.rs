@@ -1,0 +1,399 @@
+//! Configuration: one typed struct, validated at start. Every default is documented here and
+//! in the README's configuration table; `outboxd run --help` shows the same text.
+//!
+//! Values come from flags or `OUTBOXD_*` environment variables (`DATABASE_URL` for the
+//! database). `Debug` never prints the database password or the admin token.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::retry::{RetryPolicy, parse_schedule};
+
+/// Invalid configuration, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+fn invalid(name: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        message: message.into(),
+    }
+}
+
+/// Flags and environment of `outboxd run` (and the engine part of `outboxd demo`).
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    /// PostgreSQL URL, e.g. postgres://user:pass@host:5432/db
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Address of the HTTP listener for /metrics, /healthz, /readyz and /v1/...
+    #[arg(long, env = "OUTBOXD_LISTEN", default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+
+    /// Bearer token for /v1/...; required when listening beyond loopback.
+    #[arg(long, env = "OUTBOXD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Comma-separated CIDRs exempt from the SSRF guard, e.g. 127.0.0.0/8,::1/128
+    #[arg(long, env = "OUTBOXD_ALLOW_NETWORKS", default_value = "")]
+    pub allow_networks: String,
+
+    /// Delays between attempts; the last repeats.
+    #[arg(
+        long,
+        env = "OUTBOXD_RETRY_SCHEDULE",
+        default_value = "5s,30s,2m,10m,30m,1h,2h"
+    )]
+    pub retry_schedule: String,
+
+    /// Randomness added to each retry delay (0.2 = ±20 %).
+    #[arg(long, env = "OUTBOXD_RETRY_JITTER", default_value_t = 0.2)]
+    pub retry_jitter: f64,
+
+    /// Age of the event after which a failing delivery is dead.
+    #[arg(long, env = "OUTBOXD_MAX_AGE", default_value = "24h")]
+    pub max_age: humantime::Duration,
+
+    /// Upper bound for a receiver's Retry-After.
+    #[arg(long, env = "OUTBOXD_RETRY_AFTER_MAX", default_value = "1h")]
+    pub retry_after_max: humantime::Duration,
+
+    /// Total timeout of one HTTP attempt.
+    #[arg(long, env = "OUTBOXD_REQUEST_TIMEOUT", default_value = "15s")]
+    pub request_timeout: humantime::Duration,
+
+    /// TCP/TLS connect timeout of one HTTP attempt.
+    #[arg(long, env = "OUTBOXD_CONNECT_TIMEOUT", default_value = "5s")]
+    pub connect_timeout: humantime::Duration,
+
+    /// Largest payload sent; larger events are dead with error kind body_too_large.
+    #[arg(long, env = "OUTBOXD_MAX_PAYLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_payload_bytes: usize,
+
+    /// HTTP requests in flight at once in this replica (all endpoints together).
+    #[arg(long, env = "OUTBOXD_CONCURRENCY", default_value_t = 256)]
+    pub concurrency: usize,
+
+    /// PostgreSQL connections of this replica.
+    #[arg(long, env = "OUTBOXD_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: usize,
+
+    /// Fallback poll interval when no notification arrives (also bounds retry precision).
+    #[arg(long, env = "OUTBOXD_POLL_INTERVAL", default_value = "1s")]
+    pub poll_interval: humantime::Duration,
+
+    /// How long a claimed delivery stays leased to this replica; default: request timeout + 30s.
+    #[arg(long, env = "OUTBOXD_LEASE")]
+    pub lease: Option<humantime::Duration>,
+
+    /// Events routed per routing transaction.
+    #[arg(long, env = "OUTBOXD_ROUTE_BATCH", default_value_t = 1000)]
+    pub route_batch: usize,
+
+    /// Deliveries claimed per claiming transaction at most.
+    #[arg(long, env = "OUTBOXD_CLAIM_BATCH", default_value_t = 256)]
+    pub claim_batch: usize,
+
+    /// Consecutive failures that open an endpoint's circuit.
+    #[arg(long, env = "OUTBOXD_CIRCUIT_FAILURES", default_value_t = 5)]
+    pub circuit_failures: u32,
+
+    /// How long an open circuit waits before one probe request (doubles while probes fail, up to 10 min).
+    #[arg(long, env = "OUTBOXD_CIRCUIT_COOLDOWN", default_value = "30s")]
+    pub circuit_cooldown: humantime::Duration,
+
+    /// How long SIGTERM waits for in-flight deliveries before releasing them.
+    #[arg(long, env = "OUTBOXD_SHUTDOWN_GRACE", default_value = "30s")]
+    pub shutdown_grace: humantime::Duration,
+
+    /// Apply pending migrations at start.
+    #[arg(long, env = "OUTBOXD_MIGRATE", default_value_t = false)]
+    pub migrate: bool,
+
+    /// Name of this replica in leases and attempts; default: hostname-pid.
+    #[arg(long, env = "OUTBOXD_REPLICA_ID")]
+    pub replica_id: Option<String>,
+}
+
+impl std::fmt::Debug for RunArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunArgs")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("listen", &self.listen)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_networks", &self.allow_networks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL with its password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparsable url>".into(),
+    }
+}
+
+/// The validated engine configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub admin_token: Option<String>,
+    pub allow_networks: Vec<ipnet::IpNet>,
+    pub retry: RetryPolicy,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_payload_bytes: usize,
+    pub concurrency: usize,
+    pub db_pool_size: usize,
+    pub poll_interval: Duration,
+    pub lease: Duration,
+    pub route_batch: usize,
+    pub claim_batch: usize,
+    pub circuit_failures: u32,
+    pub circuit_cooldown: Duration,
+    pub shutdown_grace: Duration,
+    pub migrate: bool,
+    pub replica_id: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("listen", &self.listen)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_networks", &self.allow_networks)
+            .field("retry", &self.retry)
+            .field("request_timeout", &self.request_timeout)
+            .field("concurrency", &self.concurrency)
+            .field("replica_id", &self.replica_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `127.0.0.0/8,::1/128` (a bare address means a single host).
+pub fn parse_networks(s: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "OUTBOXD_ALLOW_NETWORKS",
+                        format!("{p:?} is not a CIDR like 127.0.0.0/8"),
+                    )
+                })
+        })
+        .collect()
+}
+
+impl RunArgs {
+    /// Validates everything; `database_url` must be resolved by the caller for `demo`.
+    pub fn into_config(self, database_url: String) -> Result<Config, ConfigError> {
+        let schedule = parse_schedule(&self.retry_schedule)
+            .map_err(|e| invalid("OUTBOXD_RETRY_SCHEDULE", e.to_string()))?;
+        if !(0.0..=1.0).contains(&self.retry_jitter) {
+            return Err(invalid("OUTBOXD_RETRY_JITTER", "must be between 0 and 1"));
+        }
+        let request_timeout: Duration = self.request_timeout.into();
+        if request_timeout.is_zero() {
+            return Err(invalid(
+                "OUTBOXD_REQUEST_TIMEOUT",
+                "must be greater than zero",
+            ));
+        }
+        if self.concurrency == 0 || self.concurrency > 100_000 {
+            return Err(invalid(
+                "OUTBOXD_CONCURRENCY",
+                "must be between 1 and 100000",
+            ));
+        }
+        if self.db_pool_size < 2 {
+            return Err(invalid("OUTBOXD_DB_POOL_SIZE", "must be at least 2"));
+        }
+        if self.route_batch == 0 || self.claim_batch == 0 {
+            return Err(invalid(
+                "OUTBOXD_ROUTE_BATCH/OUTBOXD_CLAIM_BATCH",
+                "must be at least 1",
+            ));
+        }
+        let poll_interval: Duration = self.poll_interval.into();
+        if poll_interval < Duration::from_millis(10) {
+            return Err(invalid("OUTBOXD_POLL_INTERVAL", "must be at least 10ms"));
+        }
+        let lease = self
+            .lease
+            .map(Into::into)
+            .unwrap_or(request_timeout + Duration::from_secs(30));
+        if lease <= request_timeout {
+            return Err(invalid(
+                "OUTBOXD_LEASE",
+                "must be longer than OUTBOXD_REQUEST_TIMEOUT, or work would be redelivered while in flight",
+            ));
+        }
+        let admin_token = self.admin_token.filter(|t| !t.is_empty());
+        if admin_token.is_none() && !self.listen.ip().is_loopback() {
+            return Err(invalid(
+                "OUTBOXD_LISTEN",
+                format!(
+                    "{} is beyond loopback: set OUTBOXD_ADMIN_TOKEN to protect /v1/...",
+                    self.listen
+                ),
+            ));
+        }
+        if let Some(t) = &admin_token
+            && t.len() < 16
+        {
+            return Err(invalid(
+                "OUTBOXD_ADMIN_TOKEN",
+                "must be at least 16 characters",
+            ));
+        }
+        let replica_id = self.replica_id.unwrap_or_else(default_replica_id);
+        crate::db::parse_url(&database_url).map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+        Ok(Config {
+            database_url,
+            listen: self.listen,
+            admin_token,
+            allow_networks: parse_networks(&self.allow_networks)?,
+            retry: RetryPolicy {
+                schedule,
+                jitter: self.retry_jitter,
+                max_age: self.max_age.into(),
+                retry_after_cap: self.retry_after_max.into(),
+            },
+            request_timeout,
+            connect_timeout: self.connect_timeout.into(),
+            max_payload_bytes: self.max_payload_bytes,
+            concurrency: self.concurrency,
+            db_pool_size: self.db_pool_size,
+            poll_interval,
+            lease,
+            route_batch: self.route_batch,
+            claim_batch: self.claim_batch,
+            circuit_failures: self.circuit_failures.max(1),
+            circuit_cooldown: self.circuit_cooldown.into(),
+            shutdown_grace: self.shutdown_grace.into(),
+            migrate: self.migrate,
+            replica_id,
+        })
+    }
+}
+
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "outboxd".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut v = vec!["outboxd"];
+        v.extend_from_slice(extra);
+        Cli::parse_from(v).run
+    }
+
+    const URL: &str = "postgres://u:secretpw@localhost/db";
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = args(&[]).into_config(URL.into()).unwrap();
+        assert_eq!(c.request_timeout, Duration::from_secs(15));
+        assert_eq!(c.lease, Duration::from_secs(45));
+        assert_eq!(c.retry.max_age, Duration::from_secs(86_400));
+        assert!(c.allow_networks.is_empty());
+    }
+
+    #[test]
+    fn refuses_to_listen_beyond_loopback_without_a_token() {
+        let err = args(&["--listen", "0.0.0.0:9090"])
+            .into_config(URL.into())
+            .unwrap_err();
+        assert!(err.to_string().contains("OUTBOXD_ADMIN_TOKEN"), "{err}");
+        args(&[
+            "--listen",
+            "0.0.0.0:9090",
+            "--admin-token",
+            "0123456789abcdef",
+        ])
+        .into_config(URL.into())
+        .unwrap();
+    }
+
+    #[test]
+    fn reports_bad_values_by_their_env_name() {
+        let err = args(&["--retry-schedule", "5s,never"])
+            .into_config(URL.into())
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("OUTBOXD_RETRY_SCHEDULE"),
+            "{err}"
+        );
+        let err = args(&["--allow-networks", "127.0.0.0/33"])
+            .into_config(URL.into())
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("OUTBOXD_ALLOW_NETWORKS"),
+            "{err}"
+        );
+        let err = args(&["--lease", "1s"])
+            .into_config(URL.into())
+            .unwrap_err();
+        assert!(err.to_string().starts_with("OUTBOXD_LEASE"), "{err}");
+        let err = args(&[]).into_config("mysql://x".into()).unwrap_err();
+        assert!(err.to_string().starts_with("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = args(&["--admin-token", "0123456789abcdef"])
+            .into_config(URL.into())
+            .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("secretpw") && !shown.contains("0123456789abcdef"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn networks_accept_cidrs_and_bare_addresses() {
+        let n = parse_networks("127.0.0.0/8, ::1").unwrap();
+        assert_eq!(n.len(), 2);
+        assert_eq!(n[1].to_string(), "::1/128");
+    }
+}

@@ -1,0 +1,123 @@
+//! Database plumbing: the connection pool, embedded migrations and the engine's named queries.
+//!
+//! Every query the engine runs lives in `sql/engine/*.sql` and is loaded here with
+//! `include_str!`; `tests/` prepares each of them against a freshly migrated schema, so a typo
+//! or a schema drift fails CI rather than production.
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Failures talking to PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid DATABASE_URL: {0}")]
+    InvalidUrl(String),
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] refinery::Error),
+    #[error("database error: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error(
+        "database schema is at migration {found}, newer than this outboxd knows ({known}); upgrade outboxd"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
+    #[error("database schema is not migrated (at {found:?}, need {known}); run `outboxd migrate`")]
+    SchemaNotMigrated { found: Option<i32>, known: i32 },
+}
+
+/// Parses a `postgres://` URL into a tokio-postgres config.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, DbError> {
+    tokio_postgres::Config::from_str(url).map_err(|e| DbError::InvalidUrl(e.to_string()))
+}
+
+/// Opens one connection (for migrations, LISTEN, tests) and drives it in the background.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
+    let cfg = parse_url(url)?;
+    let (client, conn) = cfg.connect(NoTls).await.map_err(DbError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// A pool of `size` connections. Connections are created lazily.
+pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
+    let mut cfg = parse_url(url)?;
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("outboxd");
+    }
+    let mgr = Manager::from_config(
+        cfg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size)
+        .wait_timeout(Some(std::time::Duration::from_secs(30)))
+        .create_timeout(Some(std::time::Duration::from_secs(10)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::InvalidUrl(e.to_string()))
+}
+
+/// The newest migration version embedded in this binary.
+pub fn latest_migration() -> i32 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Applies all pending migrations. Safe to run concurrently from several replicas: refinery
+/// serializes on its history table, and this takes an advisory lock around it.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), DbError> {
+    client
+        .execute("SELECT pg_advisory_lock(7355608001)", &[])
+        .await?;
+    let result = embedded::migrations::runner()
+        .set_migration_table_name("outboxd_schema_history")
+        .run_async(client)
+        .await;
+    client
+        .execute("SELECT pg_advisory_unlock(7355608001)", &[])
+        .await?;
+    result?;
+    Ok(())
+}
+
+/// Checks that the schema is exactly at the version this binary expects (for `/readyz` and
+/// for `outboxd run` without `--migrate`).
+pub async fn check_schema(client: &tokio_postgres::Client) -> Result<(), DbError> {
+    let known = latest_migration();
+    let found: Option<i32> = match client
+        .query_opt(
+            "SELECT max(version) FROM public.outboxd_schema_history",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => row.and_then(|r| r.get(0)),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => None,
+        Err(e) => return Err(e.into()),
+    };
+    match found {
+        Some(v) if v == known => Ok(()),
+        Some(v) if v > known => Err(DbError::SchemaTooNew { found: v, known }),
+        _ => Err(DbError::SchemaNotMigrated { found, known }),
+    }
+}

@@ -1,0 +1,122 @@
+//! The `outboxd` binary: parses arguments, sets up logging and calls into the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+
+use outboxd::config::RunArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "outboxd",
+    version,
+    about = "Transactional-outbox webhook sidecar for PostgreSQL"
+)]
+struct Cli {
+    /// Log format: text or json.
+    #[arg(
+        long,
+        env = "OUTBOXD_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar: route, deliver, retry (until SIGTERM/SIGINT).
+    Run(RunArgs),
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// See it work: throwaway PostgreSQL (unless DATABASE_URL is set), local receiver,
+    /// sample events, the attempts table, and a quick load.
+    Demo {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Events in the quick load at the end (0 to skip).
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+    },
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTBOXD_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outboxd: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate { database_url } => {
+            let mut client = outboxd::db::connect(&database_url)
+                .await
+                .context("connecting to DATABASE_URL")?;
+            outboxd::db::migrate(&mut client).await?;
+            println!(
+                "migrations applied; schema at version {}",
+                outboxd::db::latest_migration()
+            );
+            Ok(())
+        }
+        Command::Run(args) => {
+            let url = args
+                .database_url
+                .clone()
+                .context("DATABASE_URL (or --database-url) is required")?;
+            let config = args.into_config(url)?;
+            tracing::info!(?config, "starting");
+            let engine = outboxd::engine::Engine::start(config).await?;
+            let token = engine.shutdown_token();
+            let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+            let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: stopping gracefully"),
+                    _ = int.recv() => tracing::info!("SIGINT: stopping gracefully"),
+                }
+                token.cancel();
+            });
+            engine.wait().await;
+            Ok(())
+        }
+        Command::Demo { run, events } => {
+            let url = run.database_url.clone();
+            let config = run.into_config(
+                url.clone()
+                    .unwrap_or_else(|| "postgres://postgres@127.0.0.1/postgres".into()),
+            )?;
+            outboxd::demo::run(config, url, events).await?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Standard Webhooks signatures (SPEC §3).
+//!
+//! `webhook-signature: v1,<base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))>`, where `key`
+//! is the base64-decoded part of the secret after `whsec_`. During a rotation every active
+//! secret signs and the signatures are space-separated; receivers accept any one of them.
+//! Pure functions, no I/O: the bytes signed are exactly the bytes the caller sends.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// Why a secret cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error("secret must start with 'whsec_'")]
+    MissingPrefix,
+    #[error("secret after 'whsec_' is not valid base64")]
+    NotBase64,
+    #[error("secret key must be between 1 and 64 bytes, got {0}")]
+    BadLength(usize),
+}
+
+/// A decoded signing key. `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Secret {
+    /// Parses a `whsec_<base64>` secret.
+    pub fn parse(s: &str) -> Result<Self, SecretError> {
+        let b64 = s.strip_prefix("whsec_").ok_or(SecretError::MissingPrefix)?;
+        let key = B64.decode(b64.trim()).map_err(|_| SecretError::NotBase64)?;
+        if key.is_empty() || key.len() > 64 {
+            return Err(SecretError::BadLength(key.len()));
+        }
+        Ok(Secret { key })
+    }
+
+    /// `v1,<base64 signature>` of one message.
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC-SHA256 accepts keys of any length");
+        mac.update(msg_id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// The `webhook-signature` header value: one signature per secret, space-separated.
+pub fn signature_header(secrets: &[Secret], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut out = String::with_capacity(secrets.len() * 48);
+    for (i, secret) in secrets.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&secret.sign(msg_id, timestamp, body));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TS: i64 = 1614265330;
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+
+    #[test]
+    fn signs_the_standard_webhooks_test_vector() {
+        let secret = Secret::parse(SECRET).unwrap();
+        assert_eq!(
+            secret.sign(ID, TS, BODY),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn rotation_sends_one_signature_per_secret() {
+        let old = Secret::parse(SECRET).unwrap();
+        let new = Secret::parse("whsec_dGhpcyBpcyBhIG5ldyBzZWNyZXQ=").unwrap();
+        let header = signature_header(&[new.clone(), old.clone()], ID, TS, BODY);
+        let parts: Vec<_> = header.split(' ').collect();
+        assert_eq!(parts, vec![new.sign(ID, TS, BODY), old.sign(ID, TS, BODY)]);
+    }
+
+    #[test]
+    fn a_changed_body_or_timestamp_changes_the_signature() {
+        let s = Secret::parse(SECRET).unwrap();
+        assert_ne!(s.sign(ID, TS, BODY), s.sign(ID, TS + 1, BODY));
+        assert_ne!(
+            s.sign(ID, TS, BODY),
+            s.sign(ID, TS, br#"{"test": 2432232315}"#)
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_secrets() {
+        assert_eq!(Secret::parse("MfKQ9r8G"), Err(SecretError::MissingPrefix));
+        assert_eq!(Secret::parse("whsec_!!!"), Err(SecretError::NotBase64));
+        assert_eq!(Secret::parse("whsec_"), Err(SecretError::BadLength(0)));
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let s = Secret::parse(SECRET).unwrap();
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+    }
+}
