@@ -299,6 +299,7 @@ $$;
 CREATE FUNCTION outbox.retry_dead(endpoint_id bigint, delivery_id bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
 DECLARE
     n bigint;
     idle_lanes text[];

@@ -168,29 +168,27 @@ async fn run(
 ) {
     // Background services stop with `background`, after the claimer and completer are done.
     let background = CancellationToken::new();
-    let mut services = Vec::new();
-    services.push(tokio::spawn(listen(shared.clone(), background.clone())));
-    services.push(tokio::spawn(route_loop(shared.clone(), shutdown.clone())));
-    services.push(tokio::spawn(reload_loop(
-        shared.clone(),
-        background.clone(),
-    )));
-    services.push(tokio::spawn(crate::maintenance::rescue_leases(
-        shared.clone(),
-        Duration::from_secs(1).min(shared.config.lease / 4),
-        background.clone(),
-    )));
-    services.push(tokio::spawn(crate::maintenance::stats(
-        shared.clone(),
-        Duration::from_secs(10),
-        background.clone(),
-    )));
-    services.push(tokio::spawn(crate::admin::serve(
-        listener,
-        shared.clone(),
-        prom,
-        background.clone(),
-    )));
+    let services = vec![
+        tokio::spawn(listen(shared.clone(), background.clone())),
+        tokio::spawn(route_loop(shared.clone(), shutdown.clone())),
+        tokio::spawn(reload_loop(shared.clone(), background.clone())),
+        tokio::spawn(crate::maintenance::rescue_leases(
+            shared.clone(),
+            Duration::from_secs(1).min(shared.config.lease / 4),
+            background.clone(),
+        )),
+        tokio::spawn(crate::maintenance::stats(
+            shared.clone(),
+            Duration::from_secs(10),
+            background.clone(),
+        )),
+        tokio::spawn(crate::admin::serve(
+            listener,
+            shared.clone(),
+            prom,
+            background.clone(),
+        )),
+    ];
 
     let (done_tx, done_rx) = mpsc::channel(shared.config.concurrency.max(16));
     let completer = tokio::spawn(dispatch::completer(shared.clone(), done_rx));

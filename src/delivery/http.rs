@@ -883,7 +883,7 @@ mod tests {
             Some(ErrorKind::BlockedAddress),
             "{outcome:?}"
         );
-        eprintln!("DBG {outcome:?}"); let m = message(&outcome);
+        let m = message(&outcome);
         assert!(
             m.starts_with("every address localhost resolves to is refused: "),
             "{m}"
@@ -1134,7 +1134,7 @@ mod tests {
         let outcome = loopback_allowed(Duration::from_secs(5))
             .send(Req::new(format!("http://{addr}/")).get())
             .await;
-        eprintln!("DBG {outcome:?}"); assert_eq!(kind(&outcome), Some(ErrorKind::Connect), "{outcome:?}");
+        assert_eq!(kind(&outcome), Some(ErrorKind::Connect), "{outcome:?}");
         assert!(!message(&outcome).contains("127.0.0.1"), "{outcome:?}");
     }
 
@@ -1146,7 +1146,7 @@ mod tests {
         let outcome = loopback_allowed(Duration::from_secs(5))
             .send(Req::new(format!("http://{addr}/")).get())
             .await;
-        eprintln!("DBG {outcome:?}"); assert_eq!(kind(&outcome), Some(ErrorKind::Connect), "{outcome:?}");
+        assert_eq!(kind(&outcome), Some(ErrorKind::Connect), "{outcome:?}");
     }
 
     #[tokio::test]
@@ -1162,7 +1162,7 @@ mod tests {
         let outcome = loopback_allowed(Duration::from_secs(5))
             .send(Req::new(format!("https://{addr}/")).get())
             .await;
-        eprintln!("DBG {outcome:?}"); assert_eq!(kind(&outcome), Some(ErrorKind::Tls), "{outcome:?}");
+        assert_eq!(kind(&outcome), Some(ErrorKind::Tls), "{outcome:?}");
     }
 
     // (9)

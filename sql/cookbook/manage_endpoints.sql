@@ -1,0 +1,15 @@
+-- Endpoints and subscriptions from SQL.
+-- Create an endpoint for tenant 'acme' receiving order events (returns its id; the secret is
+-- generated when not given: read it back from outbox.endpoints.secrets[1]).
+SELECT outbox.add_endpoint('https://hooks.example.com/outbox', '{order.*}', 'acme');
+-- Pause / resume an endpoint (its pending deliveries wait while disabled).
+UPDATE outbox.endpoints SET enabled = false, disabled_reason = 'maintenance' WHERE id = 1;
+UPDATE outbox.endpoints SET enabled = true, disabled_reason = NULL WHERE id = 1;
+-- Subscribe it to more event types.
+INSERT INTO outbox.subscriptions (endpoint_id, event_types) VALUES (1, '{invoice.paid}');
+-- Rotate its secret: the new one signs alongside the old until the rotation is finished.
+SELECT outbox.rotate_secret(1);
+SELECT outbox.finish_secret_rotation(1);
+-- Retry its dead deliveries (all, or one by delivery id).
+SELECT outbox.retry_dead(1);
+SELECT outbox.retry_dead(1, 42);
