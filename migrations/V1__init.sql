@@ -49,18 +49,19 @@ CREATE INDEX events_event_id ON outbox.events (event_id);
 CREATE INDEX events_created_at ON outbox.events (created_at);
 
 -- Low latency without load: wake the router when events arrive, but only when it is idle.
--- While a backlog is visible the router is busy and polls by itself, so a busy outbox pays one
--- index probe per INSERT statement and no NOTIFY (whose commit-time lock would serialize
--- publishers). Statement-level: a multi-row INSERT costs one probe.
+-- While another transaction's unrouted event is visible the router is busy and polls by
+-- itself, so a busy outbox pays one index probe per INSERT statement and no NOTIFY (whose
+-- commit-time lock would serialize publishers' commits). A transaction notifies at most once.
 CREATE FUNCTION outbox.notify_router() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM outbox.events e
-        WHERE e.routed_at IS NULL
-          AND e.id < (SELECT min(n.id) FROM new_events n)
-    ) THEN
+    IF current_setting('outboxd.notified', true) IS DISTINCT FROM 'on'
+       AND NOT EXISTS (
+           SELECT 1 FROM outbox.events e
+            WHERE e.routed_at IS NULL AND e.xmin <> pg_current_xact_id()::xid)
+    THEN
         PERFORM pg_notify('outboxd_events', '');
+        PERFORM set_config('outboxd.notified', 'on', true);
     END IF;
     RETURN NULL;
 END
@@ -68,7 +69,6 @@ $$;
 
 CREATE TRIGGER events_notify_router
     AFTER INSERT ON outbox.events
-    REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION outbox.notify_router();
 
 -- Secrets are Standard Webhooks secrets: 'whsec_' + base64 of 24..64 random bytes.
@@ -144,7 +144,8 @@ CREATE TRIGGER subscriptions_config_changed AFTER INSERT OR UPDATE OR DELETE ON 
 CREATE TABLE outbox.deliveries (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_pk        bigint      NOT NULL,  -- outbox.events.id
-    endpoint_id     bigint      NOT NULL,
+    -- Deleting an endpoint deletes its deliveries (their history stays in outbox.attempts).
+    endpoint_id     bigint      NOT NULL REFERENCES outbox.endpoints (id) ON DELETE CASCADE,
     -- The ordering lane inside the endpoint: resource_key, or its sha256 when it is too long
     -- for an index. NULL: unordered.
     lane_key        text,
@@ -190,7 +191,7 @@ ALTER TABLE outbox.events SET (autovacuum_vacuum_scale_factor = 0.02,
 -- that are not yet succeeded or dead. Routing and completion lock this row (always in
 -- (endpoint_id, lane_key) order), which is what makes "only the head is in flight" exact.
 CREATE TABLE outbox.lanes (
-    endpoint_id bigint      NOT NULL,
+    endpoint_id bigint      NOT NULL REFERENCES outbox.endpoints (id) ON DELETE CASCADE,
     lane_key    text        NOT NULL,
     pending     integer     NOT NULL DEFAULT 0 CHECK (pending >= 0),
     updated_at  timestamptz NOT NULL DEFAULT now(),

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 
 use crate::sql;
 
-/// Payloads up to this stored size come back inline with the claim.
+/// Uncompressed payloads up to this size come back inline with the claim; larger ones (and
+/// compressed ones over 4 KiB, whose text may be 100 times larger) are fetched by the worker,
+/// so one claim holds at most `limit` × 256 KiB of payload.
 pub const INLINE_PAYLOAD_BYTES: i32 = 256 * 1024;
 
 /// A leased delivery.
@@ -35,6 +37,8 @@ pub struct ClaimRequest {
     pub busy_counts: Vec<i32>,
     pub excluded_endpoints: Vec<i64>,
     pub limit: i64,
+    /// Round-robin position: the claim serves endpoints after this id first.
+    pub cursor: i64,
 }
 
 /// Leases up to `req.limit` due deliveries for `lease`.
@@ -55,6 +59,7 @@ pub async fn claim(
                 &lease.as_secs_f64(),
                 &replica_id,
                 &INLINE_PAYLOAD_BYTES,
+                &req.cursor,
             ],
         )
         .await?;
@@ -73,4 +78,44 @@ pub async fn claim(
             body: r.get("body"),
         })
         .collect())
+}
+
+/// The round-robin cursor after a claim: the last endpoint served, in the claim's order
+/// (endpoints after the old cursor first, then from the smallest id).
+pub fn next_cursor(old: i64, claimed: &[Claimed]) -> i64 {
+    claimed
+        .iter()
+        .map(|c| c.endpoint_id)
+        .max_by_key(|&ep| (ep <= old, ep))
+        .unwrap_or(old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(endpoint_id: i64) -> Claimed {
+        Claimed {
+            id: 0,
+            event_pk: 0,
+            claim_count: 1,
+            attempt_count: 0,
+            endpoint_id,
+            lane_key: None,
+            event_id: String::new(),
+            event_created_at: Utc::now(),
+            headers: None,
+            body: None,
+        }
+    }
+
+    #[test]
+    fn cursor_moves_round_robin() {
+        let c: Vec<Claimed> = [5, 7, 2].into_iter().map(claimed).collect();
+        // After 4: served 5, 7, then wrapped to 2 — the next claim starts after 2.
+        assert_eq!(next_cursor(4, &c), 2);
+        // After 1: served 2, 5, 7 — the next claim starts after 7.
+        assert_eq!(next_cursor(1, &c), 7);
+        assert_eq!(next_cursor(3, &[]), 3);
+    }
 }

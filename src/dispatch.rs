@@ -50,12 +50,13 @@ impl Shared {
 }
 
 /// Builds the claim request from what is in flight and which circuits are open.
-fn claim_request(shared: &Shared, limit: usize) -> ClaimRequest {
+fn claim_request(shared: &Shared, limit: usize, cursor: i64) -> ClaimRequest {
     let catalog = shared.catalog.get();
     let cap = shared.capacity();
     let now = Instant::now();
     let mut req = ClaimRequest {
         limit: limit as i64,
+        cursor,
         ..ClaimRequest::default()
     };
     for (&ep, &n) in &cap.per_endpoint {
@@ -93,6 +94,7 @@ pub async fn claimer(
 ) {
     let mut workers: JoinSet<()> = JoinSet::new();
     let mut backoff = Duration::from_millis(100);
+    let mut cursor = 0i64;
     while !shutdown.is_cancelled() {
         while workers.try_join_next().is_some() {}
         let free = shared
@@ -108,7 +110,7 @@ pub async fn claimer(
             continue;
         }
         let limit = free.min(shared.config.claim_batch);
-        let req = claim_request(&shared, limit);
+        let req = claim_request(&shared, limit, cursor);
         let claimed = match claim_with_pool(&shared, &req).await {
             Ok(c) => {
                 backoff = Duration::from_millis(100);
@@ -126,6 +128,7 @@ pub async fn claimer(
             }
         };
         let got = claimed.len();
+        cursor = crate::claim::next_cursor(cursor, &claimed);
         {
             let mut cap = shared.capacity();
             for c in &claimed {
@@ -147,7 +150,9 @@ pub async fn claimer(
                 let _ = tx.send(done).await;
             });
         }
-        if got < limit {
+        // Nothing claimable (no due work, or every endpoint with work is at its limit): wait
+        // for new work, freed capacity, or the poll interval. Otherwise claim again at once.
+        if got == 0 {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = shared.work_ready.notified() => {}
@@ -207,10 +212,10 @@ async fn drain(shared: &Shared, mut workers: JoinSet<()>) {
 }
 
 /// One attempt of one delivery; never fails: every problem becomes an [`Outcome::Failed`].
-async fn deliver(shared: &Shared, c: Claimed) -> Completed {
+async fn deliver(shared: &Shared, mut c: Claimed) -> Completed {
     let started_at = Utc::now();
     let t0 = Instant::now();
-    let outcome = attempt(shared, &c).await;
+    let outcome = attempt(shared, &mut c).await;
     let elapsed = t0.elapsed();
     let attempt_no = c.attempt_count + 1;
     let unit: f64 = rand::rng().random();
@@ -288,7 +293,7 @@ fn failed(kind: ErrorKind, message: impl Into<String>) -> Outcome {
     }
 }
 
-async fn attempt(shared: &Shared, c: &Claimed) -> Outcome {
+async fn attempt(shared: &Shared, c: &mut Claimed) -> Outcome {
     let mut endpoint = shared.catalog.get().endpoint(c.endpoint_id).cloned();
     if endpoint.is_none() {
         // Created after our last reload, or left out because its row is invalid.
@@ -315,8 +320,8 @@ async fn attempt(shared: &Shared, c: &Claimed) -> Outcome {
         }
     }
     let _big_permit;
-    let body = match &c.body {
-        Some(b) => Bytes::from(b.clone().into_bytes()),
+    let body = match c.body.take() {
+        Some(b) => Bytes::from(b.into_bytes()),
         None => {
             _big_permit = shared.big_payloads.acquire().await;
             match fetch_payload(shared, c.event_pk).await {

@@ -174,7 +174,7 @@ async fn run(
         tokio::spawn(reload_loop(shared.clone(), background.clone())),
         tokio::spawn(crate::maintenance::rescue_leases(
             shared.clone(),
-            Duration::from_secs(1).min(shared.config.lease / 4),
+            (shared.config.lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(10)),
             background.clone(),
         )),
         tokio::spawn(crate::maintenance::stats(

@@ -48,10 +48,10 @@ enum Command {
     },
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OUTBOXD_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -65,7 +65,12 @@ fn init_logging(format: &str) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    // The demo prints its own story; logs would drown it.
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(&cli.log_format, default_filter);
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -109,8 +114,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             engine.wait().await;
             Ok(())
         }
-        Command::Demo { run, events } => {
+        Command::Demo { mut run, events } => {
             let url = run.database_url.clone();
+            if std::env::var_os("OUTBOXD_LISTEN").is_none() {
+                // Any free port, so the demo runs next to a real outboxd on 9090.
+                run.listen = ([127, 0, 0, 1], 0).into();
+            }
             let config = run.into_config(
                 url.clone()
                     .unwrap_or_else(|| "postgres://postgres@127.0.0.1/postgres".into()),

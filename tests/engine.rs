@@ -1193,3 +1193,44 @@ async fn dead_deliveries_can_be_retried_and_rejoin_their_lane() {
     assert_eq!(seqs, vec![0, 1, 2], "retried in lane order, one at a time");
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_burst_does_not_starve_another_tenant() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let busy = Receiver::start(
+        TEST_SECRET,
+        always(Reply::ok().with_delay(Duration::from_millis(20))),
+    )
+    .await;
+    let quiet = Receiver::ok(TEST_SECRET).await;
+    add_endpoint(&c, &busy.url(), &["*"], Some("busy")).await;
+    add_endpoint(&c, &quiet.url(), &["*"], Some("quiet")).await;
+    // Global concurrency is the bottleneck: 8 requests for both endpoints together.
+    let engine = start(&db, &["--concurrency", "8"]).await;
+    c.execute(
+        "INSERT INTO outbox.events (event_type, tenant_id, payload)
+         SELECT 'burst', 'busy', jsonb_build_object('n', g) FROM generate_series(1, 600) g",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(busy.wait_for_count(50, Duration::from_secs(10)).await);
+    let t0 = Instant::now();
+    for i in 0..5 {
+        publish(&c, "ping", None, Some("quiet"), &format!(r#"{{"i": {i}}}"#)).await;
+    }
+    assert!(quiet.wait_for_count(5, Duration::from_secs(10)).await);
+    let quiet_latency = t0.elapsed();
+    let busy_left = scalar_i64(
+        &c,
+        "SELECT count(*) FROM outbox.deliveries WHERE state <> 'succeeded'",
+    )
+    .await;
+    assert!(
+        busy_left > 100,
+        "the quiet tenant waited for the burst to drain ({quiet_latency:?}, {busy_left} left)"
+    );
+    assert!(quiet_latency < Duration::from_secs(1), "{quiet_latency:?}");
+    engine.stop().await;
+}

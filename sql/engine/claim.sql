@@ -2,8 +2,11 @@
 -- slow endpoint never takes more than its share. Walks only endpoints that have pending work
 -- (a loose index scan over deliveries_due) and takes each one's oldest due rows, so the cost
 -- does not grow with the backlog. Held deliveries (not lane heads) are not in the index.
+-- Fairness: endpoints with due work are served round-robin, starting after $8 (the last
+-- endpoint the previous claim served), each with at most an equal share of $4.
 -- $1 endpoint ids busy in this replica, $2 their in-flight counts, $3 endpoint ids not to claim
--- (open circuits), $4 limit, $5 lease seconds, $6 replica id, $7 largest payload returned inline
+-- (open circuits), $4 limit, $5 lease seconds, $6 replica id, $7 largest uncompressed payload
+-- returned inline (larger or well-compressed ones are fetched by the worker), $8 cursor
 WITH RECURSIVE active(endpoint_id) AS (
     (SELECT d.endpoint_id FROM outbox.deliveries d
       WHERE d.state = 'pending' AND NOT d.held
@@ -21,16 +24,25 @@ quota AS (
       JOIN outbox.endpoints e ON e.id = a.endpoint_id AND e.enabled
       LEFT JOIN unnest($1::bigint[], $2::int[]) AS b(endpoint_id, busy) ON b.endpoint_id = e.id
      WHERE NOT (e.id = ANY($3::bigint[]))
+       AND e.max_in_flight - coalesce(b.busy, 0) > 0
+       AND EXISTS (SELECT 1 FROM outbox.deliveries d
+                    WHERE d.endpoint_id = e.id AND d.state = 'pending' AND NOT d.held
+                      AND d.next_attempt_at <= now())
+),
+fair AS MATERIALIZED (
+    SELECT q.endpoint_id, least(q.n, ceil($4::bigint::float8 / count(*) OVER ())::int) AS n
+      FROM quota q
+     ORDER BY q.endpoint_id <= $8::bigint, q.endpoint_id
 ),
 picked AS (
     SELECT p.id
-      FROM quota q
+      FROM fair f
      CROSS JOIN LATERAL (
             SELECT d.id FROM outbox.deliveries d
-             WHERE d.endpoint_id = q.endpoint_id AND d.state = 'pending' AND NOT d.held
+             WHERE d.endpoint_id = f.endpoint_id AND d.state = 'pending' AND NOT d.held
                AND d.next_attempt_at <= now()
              ORDER BY d.next_attempt_at
-             LIMIT greatest(q.n, 0)
+             LIMIT f.n
                FOR UPDATE SKIP LOCKED
            ) p
      LIMIT $4
@@ -43,4 +55,7 @@ UPDATE outbox.deliveries d
  WHERE d.id = picked.id AND ev.id = d.event_pk
 RETURNING d.id, d.event_pk, d.claim_count, d.attempt_count, d.endpoint_id, d.lane_key,
           ev.event_id, ev.created_at AS event_created_at, ev.headers::text AS headers,
-          CASE WHEN pg_column_size(ev.payload) <= $7::int THEN ev.payload::text END AS body
+          CASE WHEN pg_column_size(ev.payload) <= $7::int
+                AND (pg_column_compression(ev.payload) IS NULL
+                     OR pg_column_size(ev.payload) <= 4096)
+               THEN ev.payload::text END AS body

@@ -82,6 +82,14 @@ impl TestDb {
 
 /// A new empty database, migrated to the latest schema. See the module docs for where it lives.
 pub async fn fresh_db() -> TestDb {
+    // In-process engines log through tracing; show it in a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
     let server = server_url().await;
     let name = unique_db_name();
     let mut admin = outboxd::db::connect(&server)
