@@ -220,7 +220,8 @@ CREATE TABLE outbox.attempts (
 );
 CREATE INDEX attempts_delivery_id ON outbox.attempts (delivery_id);
 CREATE INDEX attempts_endpoint_started ON outbox.attempts (endpoint_id, started_at);
-CREATE INDEX attempts_started_at ON outbox.attempts (started_at);
+-- Time-ordered and append-only: a BRIN index costs almost nothing to maintain.
+CREATE INDEX attempts_started_at ON outbox.attempts USING brin (started_at);
 CREATE INDEX attempts_event_id ON outbox.attempts (event_id);
 
 -- ---------------------------------------------------------------------------------------------

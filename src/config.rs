@@ -112,6 +112,18 @@ pub struct RunArgs {
     #[arg(long, env = "OUTBOXD_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: humantime::Duration,
 
+    /// Succeeded deliveries (and their events and attempts) are deleted after this age.
+    #[arg(long, env = "OUTBOXD_RETENTION_SUCCEEDED", default_value = "7d")]
+    pub retention_succeeded: humantime::Duration,
+
+    /// Dead deliveries (and their attempts) are deleted this long after they died.
+    #[arg(long, env = "OUTBOXD_RETENTION_DEAD", default_value = "30d")]
+    pub retention_dead: humantime::Duration,
+
+    /// How often retention runs (in small batches, each its own short transaction).
+    #[arg(long, env = "OUTBOXD_RETENTION_INTERVAL", default_value = "1m")]
+    pub retention_interval: humantime::Duration,
+
     /// Apply pending migrations at start.
     #[arg(long, env = "OUTBOXD_MIGRATE", default_value_t = false)]
     pub migrate: bool,
@@ -170,6 +182,9 @@ pub struct Config {
     pub circuit_failures: u32,
     pub circuit_cooldown: Duration,
     pub shutdown_grace: Duration,
+    pub retention_succeeded: Duration,
+    pub retention_dead: Duration,
+    pub retention_interval: Duration,
     pub migrate: bool,
     pub replica_id: String,
 }
@@ -272,6 +287,12 @@ impl RunArgs {
                 "must be at least 16 characters",
             ));
         }
+        if Duration::from(self.retention_interval) < Duration::from_millis(100) {
+            return Err(invalid(
+                "OUTBOXD_RETENTION_INTERVAL",
+                "must be at least 100ms",
+            ));
+        }
         let replica_id = self.replica_id.unwrap_or_else(default_replica_id);
         crate::db::parse_url(&database_url).map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
         Ok(Config {
@@ -297,6 +318,9 @@ impl RunArgs {
             circuit_failures: self.circuit_failures.max(1),
             circuit_cooldown: self.circuit_cooldown.into(),
             shutdown_grace: self.shutdown_grace.into(),
+            retention_succeeded: self.retention_succeeded.into(),
+            retention_dead: self.retention_dead.into(),
+            retention_interval: self.retention_interval.into(),
             migrate: self.migrate,
             replica_id,
         })

@@ -177,6 +177,10 @@ async fn run(
             (shared.config.lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(10)),
             background.clone(),
         )),
+        tokio::spawn(crate::maintenance::retention(
+            shared.clone(),
+            background.clone(),
+        )),
         tokio::spawn(crate::maintenance::stats(
             shared.clone(),
             Duration::from_secs(10),

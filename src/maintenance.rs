@@ -1,7 +1,12 @@
 //! Maintenance services, each a small loop any replica may run (they coordinate through
 //! `SKIP LOCKED`, so running them everywhere is safe):
 //! * **lease rescuer**: deliveries leased by a replica that died go back to `pending`;
-//! * **stats**: refreshes the backlog gauges for `/metrics`.
+//! * **stats**: refreshes the backlog gauges for `/metrics`;
+//! * **retention** (SPEC §5): deletes succeeded work after `retention_succeeded`, dead work
+//!   after `retention_dead`, then events left without deliveries, and idle lanes. Every batch
+//!   is its own short transaction under a try-lock (one replica at a time), walking an index
+//!   window by window with a cursor, and never touches unrouted events: publishers never wait
+//!   for it, and table sizes stay bounded while publishing continues.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,4 +82,146 @@ async fn stats_once(shared: &Shared) -> Result<(), crate::db::DbError> {
     metrics::gauge!("outboxd_deliveries_dead").set(row.get::<_, i64>(3) as f64);
     metrics::gauge!("outboxd_oldest_pending_delivery_age_seconds").set(row.get::<_, f64>(4));
     Ok(())
+}
+
+/// Rows deleted by one retention pass.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionStats {
+    pub deliveries: i64,
+    pub attempts: i64,
+    pub events: i64,
+    pub lanes: u64,
+}
+
+/// Window of index entries one retention statement looks at.
+const RETENTION_WINDOW: i64 = 5000;
+
+/// Runs retention every `interval`.
+pub async fn retention(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(shared.config.retention_interval) => {}
+        }
+        match retention_pass(&shared, &shutdown).await {
+            Ok(s) if s != RetentionStats::default() => {
+                tracing::info!(
+                    deliveries = s.deliveries,
+                    attempts = s.attempts,
+                    events = s.events,
+                    lanes = s.lanes,
+                    "retention deleted old work"
+                );
+                metrics::counter!("outboxd_retention_deleted_total", "table" => "deliveries")
+                    .increment(s.deliveries as u64);
+                metrics::counter!("outboxd_retention_deleted_total", "table" => "attempts")
+                    .increment(s.attempts as u64);
+                metrics::counter!("outboxd_retention_deleted_total", "table" => "events")
+                    .increment(s.events as u64);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics::counter!("outboxd_db_errors_total", "task" => "retention").increment(1);
+                tracing::warn!(error = %e, "retention failed; will retry");
+            }
+        }
+    }
+}
+
+/// One full retention pass: loops over windows until each kind of old work is gone (or
+/// another replica holds the retention lock, or shutdown).
+pub async fn retention_pass(
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Result<RetentionStats, crate::db::DbError> {
+    let mut client = shared.pool.get().await?;
+    let mut stats = RetentionStats::default();
+    let succeeded_secs = shared.config.retention_succeeded.as_secs_f64();
+    let dead_secs = shared.config.retention_dead.as_secs_f64();
+    let boundary: i64 = client
+        .query_one(sql::RETENTION_BOUNDARY, &[&succeeded_secs])
+        .await?
+        .get(0);
+
+    // Succeeded deliveries (and attempts) of events before the boundary.
+    let mut cursor = 0i64;
+    while !shutdown.is_cancelled() {
+        let tx = client.transaction().await?;
+        if !tx
+            .query_one(sql::RETENTION_LOCK, &[])
+            .await?
+            .get::<_, bool>(0)
+        {
+            return Ok(stats);
+        }
+        let row = tx
+            .query_one(
+                sql::RETENTION_SUCCEEDED,
+                &[&cursor, &boundary, &RETENTION_WINDOW],
+            )
+            .await?;
+        tx.commit().await?;
+        stats.deliveries += row.get::<_, i64>(1);
+        stats.attempts += row.get::<_, i64>(2);
+        match row.get::<_, Option<i64>>(0) {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    // Dead deliveries past their own retention.
+    while !shutdown.is_cancelled() {
+        let tx = client.transaction().await?;
+        if !tx
+            .query_one(sql::RETENTION_LOCK, &[])
+            .await?
+            .get::<_, bool>(0)
+        {
+            return Ok(stats);
+        }
+        let row = tx
+            .query_one(sql::RETENTION_DEAD, &[&dead_secs, &RETENTION_WINDOW])
+            .await?;
+        tx.commit().await?;
+        let n: i64 = row.get(0);
+        stats.deliveries += n;
+        stats.attempts += row.get::<_, i64>(1);
+        if n < RETENTION_WINDOW {
+            break;
+        }
+    }
+    // Events with no deliveries left.
+    let mut cursor = 0i64;
+    while !shutdown.is_cancelled() {
+        let tx = client.transaction().await?;
+        if !tx
+            .query_one(sql::RETENTION_LOCK, &[])
+            .await?
+            .get::<_, bool>(0)
+        {
+            return Ok(stats);
+        }
+        let row = tx
+            .query_one(
+                sql::RETENTION_EVENTS,
+                &[&cursor, &boundary, &RETENTION_WINDOW],
+            )
+            .await?;
+        tx.commit().await?;
+        stats.events += row.get::<_, i64>(1);
+        match row.get::<_, Option<i64>>(0) {
+            Some(c) => cursor = c,
+            None => break,
+        }
+    }
+    // Idle lanes.
+    loop {
+        let n = client
+            .execute(sql::RETENTION_LANES, &[&RETENTION_WINDOW])
+            .await?;
+        stats.lanes += n;
+        if n < RETENTION_WINDOW as u64 || shutdown.is_cancelled() {
+            break;
+        }
+    }
+    Ok(stats)
 }

@@ -12,6 +12,12 @@ pub const RECORD_GONE: &str = include_str!("../sql/engine/record_gone.sql");
 pub const RECORD_LOCK_LANES: &str = include_str!("../sql/engine/record_lock_lanes.sql");
 pub const RELEASE_LEASES: &str = include_str!("../sql/engine/release_leases.sql");
 pub const RESCUE_EXPIRED_LEASES: &str = include_str!("../sql/engine/rescue_expired_leases.sql");
+pub const RETENTION_BOUNDARY: &str = include_str!("../sql/engine/retention_boundary.sql");
+pub const RETENTION_DEAD: &str = include_str!("../sql/engine/retention_dead.sql");
+pub const RETENTION_EVENTS: &str = include_str!("../sql/engine/retention_events.sql");
+pub const RETENTION_LANES: &str = include_str!("../sql/engine/retention_lanes.sql");
+pub const RETENTION_LOCK: &str = include_str!("../sql/engine/retention_lock.sql");
+pub const RETENTION_SUCCEEDED: &str = include_str!("../sql/engine/retention_succeeded.sql");
 pub const ROUTE_ALREADY_ROUTED: &str = include_str!("../sql/engine/route_already_routed.sql");
 pub const ROUTE_FETCH: &str = include_str!("../sql/engine/route_fetch.sql");
 pub const ROUTE_INSERT: &str = include_str!("../sql/engine/route_insert.sql");
@@ -33,6 +39,12 @@ pub const ALL: &[(&str, &str)] = &[
     ("record_lock_lanes", RECORD_LOCK_LANES),
     ("release_leases", RELEASE_LEASES),
     ("rescue_expired_leases", RESCUE_EXPIRED_LEASES),
+    ("retention_boundary", RETENTION_BOUNDARY),
+    ("retention_dead", RETENTION_DEAD),
+    ("retention_events", RETENTION_EVENTS),
+    ("retention_lanes", RETENTION_LANES),
+    ("retention_lock", RETENTION_LOCK),
+    ("retention_succeeded", RETENTION_SUCCEEDED),
     ("route_already_routed", ROUTE_ALREADY_ROUTED),
     ("route_fetch", ROUTE_FETCH),
     ("route_insert", ROUTE_INSERT),

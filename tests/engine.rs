@@ -1234,3 +1234,89 @@ async fn one_tenants_burst_does_not_starve_another_tenant() {
     assert!(quiet_latency < Duration::from_secs(1), "{quiet_latency:?}");
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn retention_deletes_old_work_and_keeps_recent_and_dead_work() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let ok = Receiver::ok(TEST_SECRET).await;
+    let failing = Receiver::start(TEST_SECRET, always(Reply::status(500))).await;
+    add_endpoint(&c, &ok.url(), &["ok.*"], None).await;
+    add_endpoint(&c, &failing.url(), &["fail.*"], None).await;
+    let engine = start(
+        &db,
+        &[
+            "--retention-interval",
+            "200ms",
+            "--circuit-failures",
+            "1000",
+        ],
+    )
+    .await;
+    let old = |t: &str| {
+        format!(
+            "INSERT INTO outbox.events (event_type, payload, created_at) \
+             VALUES ('{t}', '{{}}', now() - interval '8 days')"
+        )
+    };
+    for _ in 0..3 {
+        c.execute(&old("ok.old"), &[]).await.unwrap();
+    }
+    // 8 days old and failing: dead at once (older than the 24 h max age), kept 30 days.
+    c.execute(&old("fail.old"), &[]).await.unwrap();
+    let recent = publish(&c, "ok.new", None, None, "{}").await;
+    wait_until(
+        Duration::from_secs(15),
+        "old succeeded work deleted",
+        || async {
+            scalar_i64(
+                &c,
+                "SELECT count(*) FROM outbox.deliveries WHERE state = 'succeeded'",
+            )
+            .await
+                == 1
+                && scalar_i64(&c, "SELECT count(*) FROM outbox.events").await == 2
+        },
+    )
+    .await;
+    assert_eq!(
+        ok.count(),
+        4,
+        "everything was delivered before it was deleted"
+    );
+    let kept: Vec<String> = c
+        .query("SELECT event_type FROM outbox.events ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept, ["fail.old", "ok.new"]);
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM outbox.dead_deliveries").await,
+        1
+    );
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM outbox.attempts a JOIN outbox.deliveries d ON d.id = a.delivery_id").await,
+        scalar_i64(&c, "SELECT count(*) FROM outbox.attempts").await,
+        "no orphaned attempts"
+    );
+    // Once the dead delivery is older than its retention, it goes too (with its event).
+    c.execute(
+        "UPDATE outbox.deliveries SET completed_at = now() - interval '31 days' WHERE state = 'dead'",
+        &[],
+    )
+    .await
+    .unwrap();
+    wait_until(Duration::from_secs(15), "old dead work deleted", || async {
+        scalar_i64(&c, "SELECT count(*) FROM outbox.events").await == 1
+    })
+    .await;
+    let left: String = c
+        .query_one("SELECT event_id FROM outbox.events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, recent);
+    engine.stop().await;
+}
