@@ -2,10 +2,12 @@
 //! one worker task per delivery makes the HTTP attempt, and the completer writes outcomes
 //! in batches.
 //!
-//! Capacity is counted per replica: `concurrency` requests in all and `max_in_flight` per
-//! endpoint (the claim query enforces the latter, so a slow endpoint's backlog is never even
-//! claimed beyond its share). A slot is released only after the outcome is committed, so a
-//! stalled database stalls claiming instead of piling up results in memory.
+//! Capacity is counted per replica, in two ways:
+//! * `max_in_flight` per endpoint counts HTTP requests (claimed and not yet answered): that
+//!   is what protects a receiver. The claim query enforces it, so a slow endpoint's backlog is
+//!   never even claimed beyond its share. The slot frees as soon as the answer arrives.
+//! * `concurrency` counts deliveries from claim until their outcome is committed, so a
+//!   stalled database stalls claiming instead of piling up results in memory.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, MutexGuard};
@@ -32,6 +34,7 @@ use crate::sql;
 pub struct Capacity {
     /// Deliveries claimed and not yet recorded.
     total: usize,
+    /// HTTP requests claimed and not yet answered, per endpoint.
     per_endpoint: HashMap<i64, u32>,
     /// Deliveries whose HTTP attempt is running (released on shutdown if aborted).
     running: HashSet<i64>,
@@ -45,6 +48,15 @@ impl Shared {
         match self.capacity.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+fn release_endpoint_slot(cap: &mut Capacity, endpoint_id: i64) {
+    if let Some(n) = cap.per_endpoint.get_mut(&endpoint_id) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            cap.per_endpoint.remove(&endpoint_id);
         }
     }
 }
@@ -142,9 +154,13 @@ pub async fn claimer(
             let shared = shared.clone();
             let tx = done_tx.clone();
             workers.spawn(async move {
-                let id = c.id;
+                let (id, endpoint_id) = (c.id, c.endpoint_id);
                 let done = deliver(&shared, c).await;
-                shared.capacity().running.remove(&id);
+                {
+                    let mut cap = shared.capacity();
+                    cap.running.remove(&id);
+                    release_endpoint_slot(&mut cap, endpoint_id);
+                }
                 // The completer is gone only if the engine is stopping; the lease then
                 // expires and the delivery is retried.
                 let _ = tx.send(done).await;
@@ -390,15 +406,7 @@ pub async fn completer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Completed>) {
         }
         {
             let mut cap = shared.capacity();
-            for c in &batch {
-                cap.total = cap.total.saturating_sub(1);
-                if let Some(n) = cap.per_endpoint.get_mut(&c.endpoint_id) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        cap.per_endpoint.remove(&c.endpoint_id);
-                    }
-                }
-            }
+            cap.total = cap.total.saturating_sub(batch.len());
             metrics::gauge!("outboxd_in_flight_deliveries").set(cap.total as f64);
         }
         batch.clear();
