@@ -287,6 +287,10 @@ pub async fn route_once(
         .map(|r| r.get(0))
         .collect();
     let (consumed, deliveries) = plan(&cat, &events, &already, max_deliveries);
+    // Mark first: lane locks (taken next) are held until commit, and completions of those
+    // lanes wait for them, so take them as late as possible.
+    let routed: Vec<i64> = events[..consumed].iter().map(|e| e.id).collect();
+    tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
 
     // Lanes first (locks in key order), then the deliveries with their held flags.
     let counts = lane_counts(&deliveries);
@@ -334,8 +338,6 @@ pub async fn route_once(
         tx.execute(sql::ROUTE_INSERT, &[&ev, &ep, &lk, &held])
             .await?;
     }
-    let routed: Vec<i64> = events[..consumed].iter().map(|e| e.id).collect();
-    tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
     if ready > 0 {
         tx.execute(sql::NOTIFY_DELIVERIES, &[]).await?;
     }
