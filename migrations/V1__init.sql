@@ -205,6 +205,8 @@ CREATE TABLE outbox.attempts (
     delivery_id      bigint      NOT NULL,
     event_id         text        NOT NULL,  -- the webhook-id
     endpoint_id      bigint      NOT NULL,
+    -- The delivery's claim number: each claim is one HTTP attempt. A gap means a replica died
+    -- during that attempt before it could record it.
     attempt          integer     NOT NULL,
     started_at       timestamptz NOT NULL,
     duration_ms      integer     NOT NULL,
@@ -218,7 +220,9 @@ CREATE TABLE outbox.attempts (
         'timeout', 'connect', 'dns', 'tls', 'status', 'body_too_large', 'blocked_address',
         'invalid_url', 'invalid_event', 'request', 'endpoint_gone'))
 );
-CREATE INDEX attempts_delivery_id ON outbox.attempts (delivery_id);
+-- Also makes recording idempotent: a batch retried after a lost commit acknowledgement
+-- inserts nothing twice.
+CREATE UNIQUE INDEX attempts_delivery_attempt ON outbox.attempts (delivery_id, attempt);
 CREATE INDEX attempts_endpoint_started ON outbox.attempts (endpoint_id, started_at);
 -- Time-ordered and append-only: a BRIN index costs almost nothing to maintain.
 CREATE INDEX attempts_started_at ON outbox.attempts USING brin (started_at);

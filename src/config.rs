@@ -128,7 +128,7 @@ pub struct RunArgs {
     #[arg(long, env = "OUTBOXD_MIGRATE", default_value_t = false)]
     pub migrate: bool,
 
-    /// Name of this replica in leases and attempts; default: hostname-pid.
+    /// Name of this replica in leases and attempts (must be unique); default: hostname-pid-random.
     #[arg(long, env = "OUTBOXD_REPLICA_ID")]
     pub replica_id: Option<String>,
 }
@@ -331,7 +331,9 @@ fn default_replica_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "outboxd".into());
-    format!("{host}-{}", std::process::id())
+    // The random suffix keeps two engines in one process (tests, embedding) apart.
+    let suffix: u16 = rand::random();
+    format!("{host}-{}-{suffix:04x}", std::process::id())
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ pub struct Capacity {
     per_endpoint: HashMap<i64, u32>,
     /// Deliveries whose HTTP attempt is running (released on shutdown if aborted).
     running: HashSet<i64>,
+    /// Deliveries claimed and not yet recorded: what this replica knows it holds.
+    leased: HashSet<i64>,
     breakers: HashMap<i64, Breaker>,
     /// Per-endpoint rate limit: the earliest time the next request may start.
     next_slot: HashMap<i64, Instant>,
@@ -107,6 +109,7 @@ pub async fn claimer(
     let mut workers: JoinSet<()> = JoinSet::new();
     let mut backoff = Duration::from_millis(100);
     let mut cursor = 0i64;
+    let mut unsure = false;
     while !shutdown.is_cancelled() {
         while workers.try_join_next().is_some() {}
         let free = shared
@@ -123,12 +126,36 @@ pub async fn claimer(
         }
         let limit = free.min(shared.config.claim_batch);
         let req = claim_request(&shared, limit, cursor);
+        if unsure {
+            match release_unknown_leases(&shared).await {
+                Ok(n) => {
+                    unsure = false;
+                    if n > 0 {
+                        tracing::warn!(
+                            released = n,
+                            "gave back deliveries claimed by a claim whose answer was lost"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "database still unavailable");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
         let claimed = match claim_with_pool(&shared, &req).await {
             Ok(c) => {
                 backoff = Duration::from_millis(100);
                 c
             }
             Err(e) => {
+                // The claim may have committed without us seeing its rows: reconcile first.
+                unsure = true;
                 metrics::counter!("outboxd_db_errors_total", "task" => "claim").increment(1);
                 tracing::warn!(error = %e, "claiming failed; retrying");
                 tokio::select! {
@@ -145,6 +172,7 @@ pub async fn claimer(
             let mut cap = shared.capacity();
             for c in &claimed {
                 cap.total += 1;
+                cap.leased.insert(c.id);
                 *cap.per_endpoint.entry(c.endpoint_id).or_insert(0) += 1;
                 cap.running.insert(c.id);
             }
@@ -177,6 +205,17 @@ pub async fn claimer(
         }
     }
     drain(&shared, workers).await;
+}
+
+async fn release_unknown_leases(shared: &Shared) -> Result<u64, crate::db::DbError> {
+    let client = shared.pool.get().await?;
+    let held: Vec<i64> = shared.capacity().leased.iter().copied().collect();
+    Ok(client
+        .execute(
+            sql::RELEASE_UNKNOWN_LEASES,
+            &[&shared.config.replica_id, &held],
+        )
+        .await?)
 }
 
 async fn claim_with_pool(
@@ -233,11 +272,12 @@ async fn deliver(shared: &Shared, mut c: Claimed) -> Completed {
     let t0 = Instant::now();
     let outcome = attempt(shared, &mut c).await;
     let elapsed = t0.elapsed();
-    let attempt_no = c.attempt_count + 1;
+    // Failures so far (for the backoff schedule) and this attempt's number (the claim).
+    let failures = c.attempt_count + 1;
     let unit: f64 = rand::rng().random();
     let decision = shared.config.retry.decide(
         &outcome,
-        attempt_no.max(1) as u32,
+        failures.max(1) as u32,
         c.event_created_at,
         Utc::now(),
         unit,
@@ -291,7 +331,7 @@ async fn deliver(shared: &Shared, mut c: Claimed) -> Completed {
         endpoint_id: c.endpoint_id,
         lane_key: c.lane_key,
         event_id: c.event_id,
-        attempt: attempt_no,
+        attempt: c.claim_count,
         started_at,
         duration_ms: elapsed.as_millis().min(i32::MAX as u128) as i32,
         outcome,
@@ -407,6 +447,9 @@ pub async fn completer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Completed>) {
         {
             let mut cap = shared.capacity();
             cap.total = cap.total.saturating_sub(batch.len());
+            for c in &batch {
+                cap.leased.remove(&c.delivery_id);
+            }
             metrics::gauge!("outboxd_in_flight_deliveries").set(cap.total as f64);
         }
         batch.clear();

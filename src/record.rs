@@ -21,7 +21,7 @@ pub struct Completed {
     pub endpoint_id: i64,
     pub lane_key: Option<String>,
     pub event_id: String,
-    /// 1-based number of this attempt.
+    /// The attempt number: the delivery's claim number (unique per delivery).
     pub attempt: i32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i32,

@@ -11,6 +11,7 @@ pub const RECORD_COMPLETE: &str = include_str!("../sql/engine/record_complete.sq
 pub const RECORD_GONE: &str = include_str!("../sql/engine/record_gone.sql");
 pub const RECORD_LOCK_LANES: &str = include_str!("../sql/engine/record_lock_lanes.sql");
 pub const RELEASE_LEASES: &str = include_str!("../sql/engine/release_leases.sql");
+pub const RELEASE_UNKNOWN_LEASES: &str = include_str!("../sql/engine/release_unknown_leases.sql");
 pub const RESCUE_EXPIRED_LEASES: &str = include_str!("../sql/engine/rescue_expired_leases.sql");
 pub const RETENTION_BOUNDARY: &str = include_str!("../sql/engine/retention_boundary.sql");
 pub const RETENTION_DEAD: &str = include_str!("../sql/engine/retention_dead.sql");
@@ -38,6 +39,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("record_gone", RECORD_GONE),
     ("record_lock_lanes", RECORD_LOCK_LANES),
     ("release_leases", RELEASE_LEASES),
+    ("release_unknown_leases", RELEASE_UNKNOWN_LEASES),
     ("rescue_expired_leases", RESCUE_EXPIRED_LEASES),
     ("retention_boundary", RETENTION_BOUNDARY),
     ("retention_dead", RETENTION_DEAD),

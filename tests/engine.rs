@@ -1320,3 +1320,70 @@ async fn retention_deletes_old_work_and_keeps_recent_and_dead_work() {
     assert_eq!(left, recent);
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_recovers_by_itself_from_a_postgres_restart() {
+    use outboxd::embedded_pg::{EmbeddedPostgres, Options};
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    // Its own cluster: restarting the shared one would break other tests.
+    let mut pg = tokio::task::spawn_blocking(|| EmbeddedPostgres::start(Options::default()))
+        .await
+        .unwrap()
+        .expect("own PostgreSQL");
+    let db = TestDb {
+        url: pg.url(),
+        name: "postgres".into(),
+    };
+    let mut c = db.client().await;
+    outboxd::db::migrate(&mut c).await.unwrap();
+    let rx = Receiver::ok(TEST_SECRET).await;
+    add_endpoint(&c, &rx.url(), &["*"], None).await;
+    let engine = start(&db, &[]).await;
+    for i in 0..20 {
+        publish(
+            &c,
+            "before",
+            Some("k"),
+            None,
+            &format!(r#"{{"r": "k", "seq": {i}}}"#),
+        )
+        .await;
+    }
+    assert!(rx.wait_for_count(20, Duration::from_secs(10)).await);
+
+    // Immediate shutdown: like a crash or a failover; every connection breaks.
+    let mut pg = tokio::task::spawn_blocking(move || {
+        pg.restart(true).expect("restart");
+        pg
+    })
+    .await
+    .unwrap();
+    let c = db.client().await;
+    for i in 20..40 {
+        publish(
+            &c,
+            "after",
+            Some("k"),
+            None,
+            &format!(r#"{{"r": "k", "seq": {i}}}"#),
+        )
+        .await;
+    }
+    wait_all_finished(&c, Duration::from_secs(30)).await;
+    let ok = rx.successes_by_id();
+    assert_eq!(ok.len(), 40, "every event delivered across the restart");
+    assert_eq!(order_violations(&rx.requests()), 0);
+    let metrics = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{}/readyz", engine.listen_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200, "ready again after the restart");
+    engine.stop().await;
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap();
+}

@@ -1,4 +1,4 @@
--- One row per HTTP attempt.
+-- One row per HTTP attempt; idempotent (a batch may be retried after a lost commit ack).
 INSERT INTO outbox.attempts (delivery_id, event_id, endpoint_id, attempt, started_at,
                              duration_ms, status_code, error_kind, error_message,
                              response_excerpt, next_attempt_at, replica)
@@ -8,3 +8,4 @@ SELECT u.delivery_id, u.event_id, u.endpoint_id, u.attempt, u.started_at, u.dura
               $7::int[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
        AS u(delivery_id, event_id, endpoint_id, attempt, started_at, duration_ms, status_code,
             error_kind, error_message, response_excerpt, next_attempt_at)
+ON CONFLICT (delivery_id, attempt) DO NOTHING
