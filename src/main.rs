@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
-use outboxd::config::RunArgs;
+use outboxd::config::{ConfigError, RunArgs};
 
 #[derive(Parser)]
 #[command(
@@ -75,7 +75,12 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("outboxd: error: {e:#}");
-            ExitCode::from(1)
+            // 2: the configuration is wrong (as for clap's usage errors); 1: anything else.
+            if e.downcast_ref::<outboxd::config::ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
@@ -94,10 +99,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            let url = args
-                .database_url
-                .clone()
-                .context("DATABASE_URL (or --database-url) is required")?;
+            let url = args.database_url.clone().ok_or(ConfigError::Invalid {
+                name: "DATABASE_URL",
+                message: "is required (or --database-url)".into(),
+            })?;
             let config = args.into_config(url)?;
             tracing::info!(?config, "starting");
             let engine = outboxd::engine::Engine::start(config).await?;

@@ -1387,3 +1387,60 @@ async fn engine_recovers_by_itself_from_a_postgres_restart() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn misconfiguration_fails_fast_with_a_clear_message_and_exit_code() {
+    let db = fresh_db().await;
+    let run = |envs: Vec<(&'static str, String)>| async move {
+        let mut cmd = tokio::process::Command::new(outboxd_bin());
+        cmd.arg("run")
+            .env_remove("DATABASE_URL")
+            .env("OUTBOXD_LISTEN", "127.0.0.1:0");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+            .await
+            .expect("exits by itself")
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(vec![]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("DATABASE_URL"), "{err}");
+
+    let (code, err) = run(vec![("DATABASE_URL", "mysql://nope".into())]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("DATABASE_URL"), "{err}");
+
+    let (code, err) = run(vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("OUTBOXD_RETRY_SCHEDULE", "5s,soon".into()),
+    ])
+    .await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("OUTBOXD_RETRY_SCHEDULE"), "{err}");
+
+    // Nothing listens on this port: a runtime failure, with the address in the message.
+    let port = free_port();
+    let (code, err) = run(vec![(
+        "DATABASE_URL",
+        format!("postgres://postgres:secretpw@127.0.0.1:{port}/x?connect_timeout=2"),
+    )])
+    .await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(!err.contains("secretpw"), "the password leaked: {err}");
+
+    // A database that was never migrated: says what to do.
+    let c = db.client().await;
+    let name = format!("{}_bare", db.name);
+    c.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let unmigrated = db.url.replace(&format!("/{}", db.name), &format!("/{name}"));
+    let (code, err) = run(vec![("DATABASE_URL", unmigrated)]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("outboxd migrate"), "{err}");
+}
