@@ -15,6 +15,10 @@ pub const INLINE_PAYLOAD_BYTES: i32 = 256 * 1024;
 /// A leased delivery.
 #[derive(Debug, Clone)]
 pub struct Claimed {
+    /// The database's clock at the claim, and when (locally) the claim returned: retry
+    /// times are computed in database time, so a skewed sidecar clock cannot shift them.
+    pub db_now: DateTime<Utc>,
+    pub claimed_at: std::time::Instant,
     pub id: i64,
     pub event_pk: i64,
     /// The lease token: the completion only applies while it still matches.
@@ -63,9 +67,12 @@ pub async fn claim(
             ],
         )
         .await?;
+    let claimed_at = std::time::Instant::now();
     Ok(rows
         .iter()
         .map(|r| Claimed {
+            db_now: r.get("db_now"),
+            claimed_at,
             id: r.get("id"),
             event_pk: r.get("event_pk"),
             claim_count: r.get("claim_count"),
@@ -96,6 +103,8 @@ mod tests {
 
     fn claimed(endpoint_id: i64) -> Claimed {
         Claimed {
+            db_now: Utc::now(),
+            claimed_at: std::time::Instant::now(),
             id: 0,
             event_pk: 0,
             claim_count: 1,
@@ -117,5 +126,12 @@ mod tests {
         // After 1: served 2, 5, 7 — the next claim starts after 7.
         assert_eq!(next_cursor(1, &c), 7);
         assert_eq!(next_cursor(3, &[]), 3);
+    }
+}
+
+impl Claimed {
+    /// The database's clock now, extrapolated from the claim with the monotonic clock.
+    pub fn db_time(&self) -> DateTime<Utc> {
+        self.db_now + chrono::Duration::from_std(self.claimed_at.elapsed()).unwrap_or_default()
     }
 }

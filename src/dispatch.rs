@@ -268,7 +268,7 @@ async fn drain(shared: &Shared, mut workers: JoinSet<()>) {
 
 /// One attempt of one delivery; never fails: every problem becomes an [`Outcome::Failed`].
 async fn deliver(shared: &Shared, mut c: Claimed) -> Completed {
-    let started_at = Utc::now();
+    let started_at = c.db_time();
     let t0 = Instant::now();
     let outcome = attempt(shared, &mut c).await;
     let elapsed = t0.elapsed();
@@ -279,7 +279,7 @@ async fn deliver(shared: &Shared, mut c: Claimed) -> Completed {
         &outcome,
         failures.max(1) as u32,
         c.event_created_at,
-        Utc::now(),
+        c.db_time(),
         unit,
     );
     let success = outcome.is_success();

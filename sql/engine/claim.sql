@@ -53,7 +53,8 @@ UPDATE outbox.deliveries d
        updated_at = now()
   FROM picked, outbox.events ev
  WHERE d.id = picked.id AND ev.id = d.event_pk
-RETURNING d.id, d.event_pk, d.claim_count, d.attempt_count, d.endpoint_id, d.lane_key,
+RETURNING now() AS db_now, d.id, d.event_pk, d.claim_count, d.attempt_count, d.endpoint_id,
+          d.lane_key,
           ev.event_id, ev.created_at AS event_created_at, ev.headers::text AS headers,
           CASE WHEN pg_column_size(ev.payload) <= $7::int
                 AND (pg_column_compression(ev.payload) IS NULL
