@@ -1438,9 +1438,47 @@ async fn misconfiguration_fails_fast_with_a_clear_message_and_exit_code() {
     // A database that was never migrated: says what to do.
     let c = db.client().await;
     let name = format!("{}_bare", db.name);
-    c.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let unmigrated = db.url.replace(&format!("/{}", db.name), &format!("/{name}"));
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let unmigrated = db
+        .url
+        .replace(&format!("/{}", db.name), &format!("/{name}"));
     let (code, err) = run(vec![("DATABASE_URL", unmigrated)]).await;
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("outboxd migrate"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_holding_the_xmin_horizon_does_not_stall_delivery() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let rx = Receiver::ok(TEST_SECRET).await;
+    add_endpoint(&c, &rx.url(), &["*"], None).await;
+    let engine = start(&db, &[]).await;
+    // Holds back the horizon: nothing the engine deletes or updates can be vacuumed, so every
+    // queue index fills with dead entries while it is open.
+    let mut holder = db.client().await;
+    let pin = holder
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .unwrap();
+    pin.query_one("SELECT count(*) FROM outbox.events", &[])
+        .await
+        .unwrap();
+    c.execute(
+        "INSERT INTO outbox.events (event_type, resource_key, payload)
+         SELECT 'x', 'k' || (g % 50), jsonb_build_object('r', 'k' || (g % 50), 'seq', g / 50)
+           FROM generate_series(0, 2999) g",
+        &[],
+    )
+    .await
+    .unwrap();
+    wait_all_finished(&c, Duration::from_secs(60)).await;
+    assert_eq!(rx.successes_by_id().len(), 3000);
+    assert_eq!(order_violations(&rx.requests()), 0);
+    pin.rollback().await.unwrap();
+    engine.stop().await;
 }
