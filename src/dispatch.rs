@@ -68,35 +68,62 @@ fn claim_request(shared: &Shared, limit: usize, cursor: i64) -> ClaimRequest {
     let catalog = shared.catalog.get();
     let cap = shared.capacity();
     let now = Instant::now();
-    let mut req = ClaimRequest {
-        limit: limit as i64,
-        cursor,
-        ..ClaimRequest::default()
-    };
-    for (&ep, &n) in &cap.per_endpoint {
-        if n > 0 {
-            req.busy_endpoints.push(ep);
-            req.busy_counts.push(n as i32);
+    // Slots to treat as taken per endpoint (the claim grants max_in_flight minus this).
+    let mut taken: HashMap<i64, u32> = cap
+        .per_endpoint
+        .iter()
+        .filter(|&(_, &n)| n > 0)
+        .map(|(&ep, &n)| (ep, n))
+        .collect();
+    let mut excluded: HashSet<i64> = HashSet::new();
+    // Rate-limited endpoints: claim only what the rate allows in the next ~2 s, so workers
+    // never wait long for a slot while their lease runs.
+    for (&ep, &slot) in &cap.next_slot {
+        let Some(e) = catalog.endpoint(ep) else {
+            continue;
+        };
+        let Some(rate) = e.rate_limit else { continue };
+        if slot > now + Duration::from_secs(1) {
+            excluded.insert(ep);
+            continue;
         }
+        let allowed = ((rate * 2.0) as u32).clamp(1, e.max_in_flight);
+        let busy = cap.per_endpoint.get(&ep).copied().unwrap_or(0);
+        let t = taken.entry(ep).or_insert(0);
+        *t = (*t).max(e.max_in_flight.saturating_sub(allowed).saturating_add(busy));
     }
     for (&ep, breaker) in &cap.breakers {
         match breaker.state(now) {
             CircuitState::Closed => {}
-            CircuitState::Open => req.excluded_endpoints.push(ep),
+            CircuitState::Open => {
+                excluded.insert(ep);
+            }
             CircuitState::HalfOpen => {
                 let busy = cap.per_endpoint.get(&ep).copied().unwrap_or(0);
-                if busy > 0 {
-                    req.excluded_endpoints.push(ep);
-                } else if let Some(e) = catalog.endpoint(ep) {
+                match catalog.endpoint(ep) {
                     // Exactly one probe: pretend all but one slot are taken.
-                    req.busy_endpoints.push(ep);
-                    req.busy_counts
-                        .push(e.max_in_flight.saturating_sub(1) as i32);
+                    Some(e) if busy == 0 => {
+                        let t = taken.entry(ep).or_insert(0);
+                        *t = (*t).max(e.max_in_flight.saturating_sub(1));
+                    }
+                    _ => {
+                        excluded.insert(ep);
+                    }
                 }
             }
         }
     }
-    req
+    let (busy_endpoints, busy_counts) = taken
+        .into_iter()
+        .map(|(ep, n)| (ep, n.min(i32::MAX as u32) as i32))
+        .unzip();
+    ClaimRequest {
+        busy_endpoints,
+        busy_counts,
+        excluded_endpoints: excluded.into_iter().collect(),
+        limit: limit as i64,
+        cursor,
+    }
 }
 
 /// The claimer: runs until `shutdown`, then drains (or, after the grace period, aborts and
@@ -391,6 +418,16 @@ async fn attempt(shared: &Shared, c: &mut Claimed) -> Outcome {
             }
         }
     };
+    // Per-resource order relies on every request of a lease ending before the lease does (then
+    // nobody else can have taken the delivery over). A worker that waited too long (rate
+    // limit, large-payload semaphore, an overloaded replica) must not start one.
+    let deadline = c.claimed_at + shared.config.lease;
+    if Instant::now() + shared.config.request_timeout + Duration::from_secs(1) > deadline {
+        return failed(
+            ErrorKind::Request,
+            "not sent: the lease would expire before the request could finish (replica overloaded); retried",
+        );
+    }
     shared
         .sender
         .send(WebhookRequest {

@@ -1482,3 +1482,41 @@ async fn a_transaction_holding_the_xmin_horizon_does_not_stall_delivery() {
     pin.rollback().await.unwrap();
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn rate_limited_endpoint_is_paced_and_still_gets_everything() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let rx = Receiver::ok(TEST_SECRET).await;
+    let ep = add_endpoint(&c, &rx.url(), &["*"], None).await;
+    c.execute(
+        "UPDATE outbox.endpoints SET rate_limit = 10 WHERE id = $1",
+        &[&ep],
+    )
+    .await
+    .unwrap();
+    let engine = start(&db, &[]).await;
+    c.execute(
+        "INSERT INTO outbox.events (event_type, payload)
+         SELECT 'x', jsonb_build_object('n', g) FROM generate_series(1, 25) g",
+        &[],
+    )
+    .await
+    .unwrap();
+    wait_all_finished(&c, Duration::from_secs(20)).await;
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 25);
+    // 10 per second: 25 requests span at least ~2.4 s, and no second holds more than ~10.
+    let span = reqs[24].at - reqs[0].at;
+    assert!(
+        span >= Duration::from_millis(2300),
+        "25 requests in {span:?}"
+    );
+    for w in reqs.windows(12) {
+        assert!(
+            w[11].at - w[0].at >= Duration::from_millis(1000),
+            "burst above the rate limit"
+        );
+    }
+    engine.stop().await;
+}
