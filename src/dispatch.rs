@@ -421,8 +421,9 @@ async fn attempt(shared: &Shared, c: &mut Claimed) -> Outcome {
     // Per-resource order relies on every request of a lease ending before the lease does (then
     // nobody else can have taken the delivery over). A worker that waited too long (rate
     // limit, large-payload semaphore, an overloaded replica) must not start one.
-    let deadline = c.claimed_at + shared.config.lease;
-    if Instant::now() + shared.config.request_timeout + Duration::from_secs(1) > deadline {
+    let (lease, timeout) = (shared.config.lease, shared.config.request_timeout);
+    let margin = ((lease.saturating_sub(timeout)) / 2).min(Duration::from_secs(1));
+    if Instant::now() + timeout + margin > c.claimed_at + lease {
         return failed(
             ErrorKind::Request,
             "not sent: the lease would expire before the request could finish (replica overloaded); retried",
