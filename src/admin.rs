@@ -1,21 +1,83 @@
 //! The HTTP listener: `/healthz` (process alive), `/readyz` (database reachable, schema at
-//! this binary's version) and `/metrics` (Prometheus text format).
+//! this binary's version), `/metrics` (Prometheus text format) and the REST admin API under
+//! `/v1` (SPEC §2, README "Admin API").
+//!
+//! `/v1` is guarded by `auth` (bearer token, or loopback-only without one), takes JSON
+//! bodies of at most `extract::MAX_BODY_BYTES` (64 KiB) with unknown fields refused, and answers
+//! errors as `{"error": {"code", "message", "field"?}}` ([`ApiError`]). Every query it
+//! runs is a named file in `sql/admin/` ([`queries`]). Changes reach every replica through the
+//! configuration triggers (`outbox.config_version`, `NOTIFY outboxd_config`).
+//!
+//! Admin requests share the engine's connection pool but use at most a quarter of it at once,
+//! so a burst of them cannot starve routing and delivery.
 
+mod auth;
+mod deliveries;
+mod endpoints;
+mod error;
+mod extract;
+pub mod queries;
+mod subscriptions;
+mod validate;
+mod views;
+
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::middleware;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Shared;
+pub use error::ApiError;
 
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
     prom: PrometheusHandle,
+    /// Database connections the admin API may hold at once.
+    db_permits: Arc<Semaphore>,
+}
+
+/// A pooled connection for one admin request (and its share of the pool).
+struct Db {
+    client: deadpool_postgres::Object,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Deref for Db {
+    type Target = deadpool_postgres::Object;
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+impl DerefMut for Db {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.client
+    }
+}
+
+impl AppState {
+    async fn db(&self) -> Result<Db, ApiError> {
+        let permit = self
+            .db_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+        let client = self.shared.pool.get().await?;
+        Ok(Db {
+            client,
+            _permit: permit,
+        })
+    }
 }
 
 pub async fn serve(
@@ -24,17 +86,62 @@ pub async fn serve(
     prom: PrometheusHandle,
     shutdown: CancellationToken,
 ) {
+    let permits = (shared.config.db_pool_size / 4).max(1);
+    let state = AppState {
+        shared,
+        prom,
+        db_permits: Arc::new(Semaphore::new(permits)),
+    };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(AppState { shared, prom });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+        .nest("/v1", v1(state.clone()))
+        .with_state(state);
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await;
     if let Err(e) = result {
         tracing::error!(error = %e, "HTTP listener failed");
     }
+}
+
+/// The admin API (mounted at `/v1`).
+fn v1(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/endpoints", get(endpoints::list).post(endpoints::create))
+        .route(
+            "/endpoints/{id}",
+            get(endpoints::get)
+                .patch(endpoints::patch)
+                .delete(endpoints::delete),
+        )
+        .route("/endpoints/{id}/secret", get(endpoints::secrets))
+        .route("/endpoints/{id}/secret/rotate", post(endpoints::rotate))
+        .route(
+            "/endpoints/{id}/secret/finish-rotation",
+            post(endpoints::finish_rotation),
+        )
+        .route("/endpoints/{id}/retry-dead", post(endpoints::retry_dead))
+        .route(
+            "/subscriptions",
+            get(subscriptions::list).post(subscriptions::create),
+        )
+        .route(
+            "/subscriptions/{id}",
+            get(subscriptions::get)
+                .patch(subscriptions::patch)
+                .delete(subscriptions::delete),
+        )
+        .route("/deliveries", get(deliveries::list))
+        .route("/events/{event_id}", get(deliveries::event))
+        .fallback(|| async { ApiError::NotFound("no such route under /v1".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state, auth::require_token))
 }
 
 async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {

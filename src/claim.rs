@@ -34,6 +34,13 @@ pub struct Claimed {
     pub body: Option<String>,
 }
 
+impl Claimed {
+    /// The database's clock now, extrapolated from the claim with the monotonic clock.
+    pub fn db_time(&self) -> DateTime<Utc> {
+        self.db_now + chrono::Duration::from_std(self.claimed_at.elapsed()).unwrap_or_default()
+    }
+}
+
 /// What this replica is already doing, so the claim respects per-endpoint limits.
 #[derive(Debug, Default)]
 pub struct ClaimRequest {
@@ -126,12 +133,5 @@ mod tests {
         // After 1: served 2, 5, 7 — the next claim starts after 7.
         assert_eq!(next_cursor(1, &c), 7);
         assert_eq!(next_cursor(3, &[]), 3);
-    }
-}
-
-impl Claimed {
-    /// The database's clock now, extrapolated from the claim with the monotonic clock.
-    pub fn db_time(&self) -> DateTime<Utc> {
-        self.db_now + chrono::Duration::from_std(self.claimed_at.elapsed()).unwrap_or_default()
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Tasks: the LISTEN connection (wake-ups), the router, the claimer (which spawns one worker
 //! per delivery), the completer, the lease rescuer, the stats loop and the HTTP listener
-//! (`/metrics`, `/healthz`, `/readyz`). They share [`Shared`] and watch one
+//! (`/metrics`, `/healthz`, `/readyz`, the admin API `/v1`). They share [`Shared`] and watch one
 //! [`CancellationToken`]; SIGTERM in `main` cancels it.
 
 use std::net::SocketAddr;

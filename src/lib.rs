@@ -16,7 +16,8 @@
 //!    stops hammering failing endpoints; [`maintenance`] rescues leases of dead replicas.
 //!
 //! Around it: [`engine`] (tasks and shutdown), [`config`], [`db`] and [`sql`] (named
-//! queries), [`admin`] (`/healthz`, `/readyz`, `/metrics`), [`metrics`], [`embedded_pg`]
+//! queries), [`admin`] (`/healthz`, `/readyz`, `/metrics` and the REST admin API `/v1`),
+//! [`metrics`], [`embedded_pg`]
 //! (the throwaway PostgreSQL of `outboxd demo` and the tests) and [`demo`].
 pub mod admin;
 pub mod catalog;

@@ -1,0 +1,607 @@
+//! `/v1/endpoints`: list, create, read, change, delete; secrets; reviving dead deliveries.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::LOCATION;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio_postgres::Row;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiQuery, Id, JsonBody, OptionalJsonBody, Patch, not_null, present};
+use super::queries as q;
+use super::validate::{self, DEFAULT_MAX_IN_FLIGHT};
+use super::views::{Endpoint, Page, PageStart, Subscription, col};
+
+const KIND: &str = "endpoints";
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::NotFound(format!("endpoint {id} does not exist"))
+}
+
+fn one(row: Option<Row>, id: i64) -> Result<Row, ApiError> {
+    row.ok_or_else(|| not_found(id))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    tenant_id: Option<String>,
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Page<Endpoint>>, ApiError> {
+    let start = PageStart::parse(KIND, query.limit, query.cursor.as_deref())?;
+    let db = s.db().await?;
+    let rows = db
+        .query(
+            q::ENDPOINT_LIST,
+            &[&start.after, &query.tenant_id, &start.fetch()],
+        )
+        .await?;
+    let data = rows
+        .iter()
+        .map(Endpoint::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(start.page(data, |e| e.id, KIND)))
+}
+
+pub async fn get(State(s): State<AppState>, Id(id): Id) -> Result<Json<Endpoint>, ApiError> {
+    let db = s.db().await?;
+    let row = one(db.query_opt(q::ENDPOINT_GET, &[&id]).await?, id)?;
+    Ok(Json(Endpoint::from_row(&row)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    url: String,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(default)]
+    all_tenants: Option<bool>,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    headers: Option<Map<String, Value>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    max_in_flight: Option<i64>,
+    #[serde(default)]
+    rate_limit: Option<f64>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    disabled_reason: Option<String>,
+    /// Creates one subscription with these patterns at the same time.
+    #[serde(default)]
+    event_types: Option<Vec<String>>,
+}
+
+/// The create response: the endpoint, its secret (shown this once) and the subscription.
+#[derive(Debug, Serialize)]
+struct Created {
+    #[serde(flatten)]
+    endpoint: Endpoint,
+    secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription: Option<Subscription>,
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<CreateEndpoint>,
+) -> Result<Response, ApiError> {
+    let url = validate::url("url", &req.url, s.shared.sender.policy())?;
+    if let Some(t) = &req.tenant_id {
+        validate::tenant_id("tenant_id", t)?;
+    }
+    let all_tenants = req.all_tenants.unwrap_or(false);
+    validate::all_tenants(all_tenants, req.tenant_id.as_deref())?;
+    if let Some(secret) = &req.secret {
+        validate::secret("secret", secret)?;
+    }
+    let headers = match &req.headers {
+        Some(h) => validate::headers("headers", h)?,
+        None => Value::Object(Map::new()),
+    };
+    let enabled = req.enabled.unwrap_or(true);
+    let max_in_flight = match req.max_in_flight {
+        Some(n) => validate::max_in_flight("max_in_flight", n)?,
+        None => DEFAULT_MAX_IN_FLIGHT,
+    };
+    if let Some(r) = req.rate_limit {
+        validate::rate_limit("rate_limit", r)?;
+    }
+    let description = req.description.unwrap_or_default();
+    validate::text("description", &description)?;
+    if let Some(reason) = &req.disabled_reason {
+        validate::text("disabled_reason", reason)?;
+        if enabled {
+            return Err(ApiError::field(
+                "disabled_reason",
+                "only a disabled endpoint has one (send \"enabled\": false too)",
+            ));
+        }
+    }
+    if let Some(types) = &req.event_types {
+        validate::event_types("event_types", types)?;
+    }
+
+    let mut db = s.db().await?;
+    let tx = db.transaction().await?;
+    let row = tx
+        .query_one(
+            q::ENDPOINT_INSERT,
+            &[
+                &url,
+                &req.tenant_id,
+                &all_tenants,
+                &req.secret,
+                &headers,
+                &enabled,
+                &max_in_flight,
+                &req.rate_limit,
+                &description,
+                &req.disabled_reason,
+            ],
+        )
+        .await?;
+    let endpoint = Endpoint::from_row(&row)?;
+    let secret: String = col(&row, "secret")?;
+    let subscription = match &req.event_types {
+        Some(types) => {
+            let row = tx
+                .query_one(q::SUBSCRIPTION_INSERT, &[&endpoint.id, types, &true])
+                .await?;
+            Some(Subscription::from_row(&row)?)
+        }
+        None => None,
+    };
+    tx.commit().await?;
+    tracing::info!(endpoint_id = endpoint.id, "admin API: endpoint created");
+    let location = format!("/v1/endpoints/{}", endpoint.id);
+    let mut response = (
+        StatusCode::CREATED,
+        Json(Created {
+            endpoint,
+            secret,
+            subscription,
+        }),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(LOCATION, v);
+    }
+    Ok(no_store(response))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchEndpoint {
+    #[serde(default, deserialize_with = "present")]
+    url: Patch<String>,
+    #[serde(default, deserialize_with = "present")]
+    tenant_id: Patch<String>,
+    #[serde(default, deserialize_with = "present")]
+    all_tenants: Patch<bool>,
+    #[serde(default, deserialize_with = "present")]
+    headers: Patch<Map<String, Value>>,
+    #[serde(default, deserialize_with = "present")]
+    enabled: Patch<bool>,
+    #[serde(default, deserialize_with = "present")]
+    max_in_flight: Patch<i64>,
+    #[serde(default, deserialize_with = "present")]
+    rate_limit: Patch<f64>,
+    #[serde(default, deserialize_with = "present")]
+    description: Patch<String>,
+    #[serde(default, deserialize_with = "present")]
+    disabled_reason: Patch<String>,
+    /// Refused with a pointer to the rotation routes.
+    #[serde(default, deserialize_with = "present")]
+    secret: Patch<Value>,
+    /// Refused with a pointer to `/v1/subscriptions`.
+    #[serde(default, deserialize_with = "present")]
+    event_types: Patch<Value>,
+}
+
+/// The settable columns of an endpoint, as written by `endpoint_update.sql`.
+#[derive(Debug, Clone, PartialEq)]
+struct Settable {
+    url: String,
+    tenant_id: Option<String>,
+    all_tenants: bool,
+    headers: Value,
+    enabled: bool,
+    max_in_flight: i32,
+    rate_limit: Option<f64>,
+    description: String,
+    disabled_reason: Option<String>,
+}
+
+impl Settable {
+    fn from_row(row: &Row) -> Result<Settable, ApiError> {
+        Ok(Settable {
+            url: col(row, "url")?,
+            tenant_id: col(row, "tenant_id")?,
+            all_tenants: col(row, "all_tenants")?,
+            headers: col(row, "headers")?,
+            enabled: col(row, "enabled")?,
+            max_in_flight: col(row, "max_in_flight")?,
+            rate_limit: col(row, "rate_limit")?,
+            description: col(row, "description")?,
+            disabled_reason: col(row, "disabled_reason")?,
+        })
+    }
+}
+
+/// A PATCH request, validated field by field (before the row is read).
+#[derive(Debug, Default)]
+struct Changes {
+    url: Option<String>,
+    tenant_id: Option<Option<String>>,
+    all_tenants: Option<bool>,
+    headers: Option<Value>,
+    enabled: Option<bool>,
+    max_in_flight: Option<i32>,
+    rate_limit: Option<Option<f64>>,
+    description: Option<String>,
+    disabled_reason: Option<Option<String>>,
+}
+
+impl Changes {
+    fn validate(p: PatchEndpoint, s: &AppState) -> Result<Changes, ApiError> {
+        if p.secret.is_some() {
+            return Err(ApiError::field(
+                "secret",
+                "secrets are changed with POST /v1/endpoints/{id}/secret/rotate",
+            ));
+        }
+        if p.event_types.is_some() {
+            return Err(ApiError::field(
+                "event_types",
+                "event types belong to subscriptions: use /v1/subscriptions",
+            ));
+        }
+        let url = not_null("url", p.url)?
+            .map(|u| validate::url("url", &u, s.shared.sender.policy()))
+            .transpose()?;
+        if let Some(Some(t)) = &p.tenant_id {
+            validate::tenant_id("tenant_id", t)?;
+        }
+        let headers = not_null("headers", p.headers)?
+            .map(|h| validate::headers("headers", &h))
+            .transpose()?;
+        let max_in_flight = not_null("max_in_flight", p.max_in_flight)?
+            .map(|n| validate::max_in_flight("max_in_flight", n))
+            .transpose()?;
+        if let Some(Some(r)) = p.rate_limit {
+            validate::rate_limit("rate_limit", r)?;
+        }
+        let description = not_null("description", p.description)?;
+        if let Some(d) = &description {
+            validate::text("description", d)?;
+        }
+        if let Some(Some(r)) = &p.disabled_reason {
+            validate::text("disabled_reason", r)?;
+        }
+        Ok(Changes {
+            url,
+            tenant_id: p.tenant_id,
+            all_tenants: not_null("all_tenants", p.all_tenants)?,
+            headers,
+            enabled: not_null("enabled", p.enabled)?,
+            max_in_flight,
+            rate_limit: p.rate_limit,
+            description,
+            disabled_reason: p.disabled_reason,
+        })
+    }
+
+    /// The row after the change. Re-enabling clears `disabled_reason`.
+    fn apply(self, mut row: Settable) -> Result<Settable, ApiError> {
+        let tenancy_changed = self.tenant_id.is_some() || self.all_tenants.is_some();
+        if let Some(u) = self.url {
+            row.url = u;
+        }
+        if let Some(t) = self.tenant_id {
+            row.tenant_id = t;
+        }
+        if let Some(a) = self.all_tenants {
+            row.all_tenants = a;
+        }
+        if tenancy_changed {
+            validate::all_tenants(row.all_tenants, row.tenant_id.as_deref())?;
+        }
+        if let Some(h) = self.headers {
+            row.headers = h;
+        }
+        if let Some(n) = self.max_in_flight {
+            row.max_in_flight = n;
+        }
+        if let Some(r) = self.rate_limit {
+            row.rate_limit = r;
+        }
+        if let Some(d) = self.description {
+            row.description = d;
+        }
+        if let Some(e) = self.enabled {
+            row.enabled = e;
+            if e {
+                row.disabled_reason = None;
+            }
+        }
+        if let Some(reason) = self.disabled_reason {
+            if reason.is_some() && row.enabled {
+                return Err(ApiError::field(
+                    "disabled_reason",
+                    "only a disabled endpoint has one (send \"enabled\": false too)",
+                ));
+            }
+            row.disabled_reason = reason;
+        }
+        Ok(row)
+    }
+}
+
+pub async fn patch(
+    State(s): State<AppState>,
+    Id(id): Id,
+    JsonBody(req): JsonBody<PatchEndpoint>,
+) -> Result<Json<Endpoint>, ApiError> {
+    let changes = Changes::validate(req, &s)?;
+    let mut db = s.db().await?;
+    let tx = db.transaction().await?;
+    let current = one(tx.query_opt(q::ENDPOINT_LOCK, &[&id]).await?, id)?;
+    let new = changes.apply(Settable::from_row(&current)?)?;
+    let row = tx
+        .query_one(
+            q::ENDPOINT_UPDATE,
+            &[
+                &id,
+                &new.url,
+                &new.tenant_id,
+                &new.all_tenants,
+                &new.headers,
+                &new.enabled,
+                &new.max_in_flight,
+                &new.rate_limit,
+                &new.description,
+                &new.disabled_reason,
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    tracing::info!(endpoint_id = id, "admin API: endpoint changed");
+    Ok(Json(Endpoint::from_row(&row)?))
+}
+
+pub async fn delete(State(s): State<AppState>, Id(id): Id) -> Result<StatusCode, ApiError> {
+    let mut db = s.db().await?;
+    let tx = db.transaction().await?;
+    tx.execute(q::ROUTING_LOCK, &[]).await?;
+    one(tx.query_opt(q::ENDPOINT_DELETE, &[&id]).await?, id)?;
+    tx.commit().await?;
+    tracing::info!(endpoint_id = id, "admin API: endpoint deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+struct Secrets {
+    endpoint_id: i64,
+    /// Newest first; the first one is the current secret, all of them sign.
+    secrets: Vec<String>,
+}
+
+/// `GET /v1/endpoints/{id}/secret`: the explicit read of the active secrets.
+pub async fn secrets(State(s): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
+    let db = s.db().await?;
+    let row = one(db.query_opt(q::ENDPOINT_SECRETS, &[&id]).await?, id)?;
+    let secrets: Vec<String> = col(&row, "secrets")?;
+    tracing::info!(endpoint_id = id, "admin API: endpoint secrets read");
+    Ok(no_store(Json(Secrets {
+        endpoint_id: id,
+        secrets,
+    })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Rotated {
+    endpoint_id: i64,
+    /// The new secret; it signs alongside the older ones until the rotation is finished.
+    secret: String,
+    secret_count: usize,
+}
+
+/// At most this many secrets are kept (`outbox.rotate_secret` drops the oldest beyond).
+const MAX_SECRETS: usize = 10;
+
+pub async fn rotate(
+    State(s): State<AppState>,
+    Id(id): Id,
+    OptionalJsonBody(req): OptionalJsonBody<Rotate>,
+) -> Result<Response, ApiError> {
+    if let Some(secret) = &req.secret {
+        validate::secret("secret", secret)?;
+    }
+    let mut db = s.db().await?;
+    let tx = db.transaction().await?;
+    let current = one(tx.query_opt(q::ENDPOINT_LOCK, &[&id]).await?, id)?;
+    let secrets: Vec<String> = col(&current, "secrets")?;
+    if let Some(new) = &req.secret
+        && secrets.iter().any(|s| s == new)
+    {
+        return Err(ApiError::Conflict(
+            "this secret is already active on the endpoint".into(),
+        ));
+    }
+    let row = tx
+        .query_one(q::ENDPOINT_ROTATE_SECRET, &[&id, &req.secret])
+        .await?;
+    let secret: String = col(&row, "secret")?;
+    tx.commit().await?;
+    tracing::info!(endpoint_id = id, "admin API: secret rotation started");
+    Ok(no_store(Json(Rotated {
+        endpoint_id: id,
+        secret,
+        secret_count: (secrets.len() + 1).min(MAX_SECRETS),
+    })))
+}
+
+pub async fn finish_rotation(
+    State(s): State<AppState>,
+    Id(id): Id,
+) -> Result<Json<Endpoint>, ApiError> {
+    let mut db = s.db().await?;
+    let tx = db.transaction().await?;
+    one(tx.query_opt(q::ENDPOINT_LOCK, &[&id]).await?, id)?;
+    tx.execute(q::ENDPOINT_FINISH_ROTATION, &[&id]).await?;
+    let row = one(tx.query_opt(q::ENDPOINT_GET, &[&id]).await?, id)?;
+    tx.commit().await?;
+    tracing::info!(endpoint_id = id, "admin API: secret rotation finished");
+    Ok(Json(Endpoint::from_row(&row)?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDead {
+    #[serde(default)]
+    delivery_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Revived {
+    revived: i64,
+}
+
+pub async fn retry_dead(
+    State(s): State<AppState>,
+    Id(id): Id,
+    OptionalJsonBody(req): OptionalJsonBody<RetryDead>,
+) -> Result<Response, ApiError> {
+    let db = s.db().await?;
+    one(db.query_opt(q::ENDPOINT_GET, &[&id]).await?, id)?;
+    if let Some(d) = req.delivery_id
+        && db
+            .query_opt(q::DELIVERY_OF_ENDPOINT, &[&d, &id])
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::NotFound(format!(
+            "delivery {d} of endpoint {id} does not exist"
+        )));
+    }
+    let row = db
+        .query_one(q::ENDPOINT_RETRY_DEAD, &[&id, &req.delivery_id])
+        .await?;
+    let revived: i64 = col(&row, "revived")?;
+    if revived > 0 {
+        // Every replica's claimer; ours at once.
+        db.execute(q::NOTIFY_DELIVERIES, &[]).await?;
+        s.shared.work_ready.notify_one();
+    }
+    tracing::info!(
+        endpoint_id = id,
+        revived,
+        "admin API: dead deliveries revived"
+    );
+    Ok(Json(Revived { revived }).into_response())
+}
+
+/// Responses carrying secrets must not be cached by anything in between.
+fn no_store(body: impl IntoResponse) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> Settable {
+        Settable {
+            url: "https://example.com/".into(),
+            tenant_id: None,
+            all_tenants: false,
+            headers: serde_json::json!({}),
+            enabled: false,
+            max_in_flight: 16,
+            rate_limit: Some(5.0),
+            description: "d".into(),
+            disabled_reason: Some("410 Gone at …".into()),
+        }
+    }
+
+    #[test]
+    fn empty_patch_changes_nothing() {
+        assert_eq!(Changes::default().apply(row()).unwrap(), row());
+    }
+
+    #[test]
+    fn re_enabling_clears_the_reason() {
+        let new = Changes {
+            enabled: Some(true),
+            ..Changes::default()
+        }
+        .apply(row())
+        .unwrap();
+        assert!(new.enabled && new.disabled_reason.is_none());
+        let err = Changes {
+            enabled: Some(true),
+            disabled_reason: Some(Some("x".into())),
+            ..Changes::default()
+        }
+        .apply(row())
+        .unwrap_err();
+        assert!(err.to_string().starts_with("disabled_reason: "), "{err}");
+    }
+
+    #[test]
+    fn nullable_fields_can_be_cleared() {
+        let new = Changes {
+            rate_limit: Some(None),
+            tenant_id: Some(None),
+            ..Changes::default()
+        }
+        .apply(Settable {
+            tenant_id: Some("acme".into()),
+            ..row()
+        })
+        .unwrap();
+        assert_eq!(new.rate_limit, None);
+        assert_eq!(new.tenant_id, None);
+    }
+
+    #[test]
+    fn all_tenants_only_for_internal_endpoints() {
+        let err = Changes {
+            tenant_id: Some(Some("acme".into())),
+            ..Changes::default()
+        }
+        .apply(Settable {
+            all_tenants: true,
+            ..row()
+        })
+        .unwrap_err();
+        assert!(err.to_string().starts_with("all_tenants: "), "{err}");
+    }
+}
