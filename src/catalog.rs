@@ -27,16 +27,44 @@ pub struct Endpoint {
     pub rate_limit: Option<f64>,
 }
 
-/// One endpoint's active subscriptions, merged.
-#[derive(Debug)]
-struct Matcher {
-    endpoint_id: i64,
-    patterns: Vec<Pattern>,
+/// The enabled endpoints of one audience (a tenant, or the all-tenants endpoints), indexed so
+/// that routing an event costs a hash look-up for exact patterns plus a scan of the wildcard
+/// patterns only: 100 000 endpoints with exact subscriptions route as fast as 10.
+#[derive(Debug, Default)]
+struct Audience {
+    /// Exact event type -> endpoints subscribed to it.
+    exact: HashMap<String, Vec<i64>>,
+    /// Endpoints with at least one wildcard pattern, with those patterns.
+    wildcard: Vec<(i64, Vec<Pattern>)>,
 }
 
-impl Matcher {
-    fn matches(&self, event_type: &str) -> bool {
-        self.patterns.iter().any(|p| p.matches(event_type))
+impl Audience {
+    fn add(&mut self, endpoint_id: i64, patterns: Vec<Pattern>) {
+        let mut wild = Vec::new();
+        for p in patterns {
+            if p.is_wildcard() {
+                wild.push(p);
+            } else {
+                self.exact
+                    .entry(p.as_str().to_owned())
+                    .or_default()
+                    .push(endpoint_id);
+            }
+        }
+        if !wild.is_empty() {
+            self.wildcard.push((endpoint_id, wild));
+        }
+    }
+
+    fn route(&self, event_type: &str, out: &mut Vec<i64>) {
+        if let Some(eps) = self.exact.get(event_type) {
+            out.extend_from_slice(eps);
+        }
+        for (ep, patterns) in &self.wildcard {
+            if patterns.iter().any(|p| p.matches(event_type)) {
+                out.push(*ep);
+            }
+        }
     }
 }
 
@@ -46,9 +74,9 @@ pub struct Catalog {
     pub version: i64,
     endpoints: HashMap<i64, Arc<Endpoint>>,
     /// Enabled endpoints by tenant (`None`: internal endpoints for events without a tenant).
-    by_tenant: HashMap<Option<String>, Vec<Matcher>>,
+    by_tenant: HashMap<Option<String>, Audience>,
     /// Enabled internal endpoints explicitly marked to see every tenant's events.
-    all_tenants: Vec<Matcher>,
+    all_tenants: Audience,
 }
 
 impl Catalog {
@@ -63,16 +91,10 @@ impl Catalog {
     /// The enabled endpoints that must receive an event, each once, in ascending id order.
     pub fn route(&self, tenant_id: Option<&str>, event_type: &str, out: &mut Vec<i64>) {
         out.clear();
-        let own = self
-            .by_tenant
-            .get(&tenant_id.map(str::to_owned))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for m in own.iter().chain(self.all_tenants.iter()) {
-            if m.matches(event_type) {
-                out.push(m.endpoint_id);
-            }
+        if let Some(own) = self.by_tenant.get(&tenant_id.map(str::to_owned)) {
+            own.route(event_type, out);
         }
+        self.all_tenants.route(event_type, out);
         out.sort_unstable();
         out.dedup();
     }
@@ -131,17 +153,13 @@ impl Catalog {
                         Err(e) => tracing::warn!(endpoint_id = id, error = %e, "pattern ignored"),
                     }
                 }
-                let m = Matcher {
-                    endpoint_id: id,
-                    patterns: compiled,
-                };
                 if all_tenants && endpoint.tenant_id.is_none() {
-                    cat.all_tenants.push(m);
+                    cat.all_tenants.add(id, compiled);
                 } else {
                     cat.by_tenant
                         .entry(endpoint.tenant_id.clone())
                         .or_default()
-                        .push(m);
+                        .add(id, compiled);
                 }
             }
             cat.endpoints.insert(id, endpoint);
@@ -189,5 +207,36 @@ impl CatalogHandle {
             Ok(mut g) => *g = catalog,
             Err(poisoned) => *poisoned.into_inner() = catalog,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pats(p: &[&str]) -> Vec<Pattern> {
+        p.iter().map(|s| Pattern::parse(s).unwrap()).collect()
+    }
+
+    #[test]
+    fn routes_exact_and_wildcard_subscriptions_once_per_endpoint() {
+        let mut cat = Catalog::default();
+        let acme = cat.by_tenant.entry(Some("acme".into())).or_default();
+        acme.add(1, pats(&["order.paid", "order.*"]));
+        acme.add(2, pats(&["invoice.paid"]));
+        for i in 10..10_000 {
+            acme.add(i, pats(&[&format!("type.{i}")]));
+        }
+        cat.all_tenants.add(3, pats(&["*.paid"]));
+        cat.by_tenant.entry(None).or_default().add(4, pats(&["*"]));
+        let mut out = Vec::new();
+        cat.route(Some("acme"), "order.paid", &mut out);
+        assert_eq!(out, [1, 3]);
+        cat.route(Some("acme"), "type.77", &mut out);
+        assert_eq!(out, [77]);
+        cat.route(Some("globex"), "invoice.paid", &mut out);
+        assert_eq!(out, [3]);
+        cat.route(None, "system.tick", &mut out);
+        assert_eq!(out, [4]);
     }
 }

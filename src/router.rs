@@ -60,6 +60,11 @@ impl Pattern {
         &self.raw
     }
 
+    /// Contains `*` (otherwise it matches exactly one event type).
+    pub fn is_wildcard(&self) -> bool {
+        self.wildcard
+    }
+
     pub fn matches(&self, event_type: &str) -> bool {
         if !self.wildcard {
             return self.raw == event_type;
