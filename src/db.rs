@@ -20,6 +20,8 @@ pub enum DbError {
     InvalidUrl(String),
     #[error("cannot connect to PostgreSQL: {0}")]
     Connect(#[source] tokio_postgres::Error),
+    #[error("cannot connect to PostgreSQL: no answer within {0:?}")]
+    ConnectTimeout(std::time::Duration),
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
     #[error("database error: {0}")]
@@ -35,20 +37,49 @@ pub enum DbError {
 }
 
 /// Parses a `postgres://` URL into a tokio-postgres config.
+/// Without `connect_timeout` in the URL, connecting gives up after 10 s (a server that
+/// accepts TCP but never answers would otherwise hang start-up forever).
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, DbError> {
-    tokio_postgres::Config::from_str(url).map_err(|e| DbError::InvalidUrl(e.to_string()))
+    let mut cfg =
+        tokio_postgres::Config::from_str(url).map_err(|e| DbError::InvalidUrl(e.to_string()))?;
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    Ok(cfg)
 }
 
 /// Opens one connection (for migrations, LISTEN, tests) and drives it in the background.
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
     let cfg = parse_url(url)?;
-    let (client, conn) = cfg.connect(NoTls).await.map_err(DbError::Connect)?;
+    let (client, conn) = connect_with_timeout(&cfg).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "database connection closed");
         }
     });
     Ok(client)
+}
+
+/// Connects, giving up after the config's connect timeout for the whole handshake
+/// (tokio-postgres applies it to the TCP connect only: a server that accepts and never
+/// answers would hang forever).
+pub async fn connect_with_timeout(
+    cfg: &tokio_postgres::Config,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    ),
+    DbError,
+> {
+    let limit = cfg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(std::time::Duration::from_secs(10));
+    match tokio::time::timeout(limit, cfg.connect(NoTls)).await {
+        Ok(result) => result.map_err(DbError::Connect),
+        Err(_) => Err(DbError::ConnectTimeout(limit)),
+    }
 }
 
 /// A pool of `size` connections. Connections are created lazily.

@@ -310,10 +310,7 @@ async fn listen(shared: Arc<Shared>, shutdown: CancellationToken) {
 
 async fn listen_once(shared: &Shared, shutdown: &CancellationToken) -> Result<(), DbError> {
     let cfg = db::parse_url(&shared.config.database_url)?;
-    let (client, mut conn) = cfg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(DbError::Connect)?;
+    let (client, mut conn) = db::connect_with_timeout(&cfg).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));

@@ -105,15 +105,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
             })?;
             let config = args.into_config(url)?;
             tracing::info!(?config, "starting");
-            let engine = outboxd::engine::Engine::start(config).await?;
-            let token = engine.shutdown_token();
+            // Signals first: a SIGTERM while starting (e.g. a rolling restart right after a
+            // crash restart) must still end in a clean exit 0.
             let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
             let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-            tokio::spawn(async move {
+            let mut stop = Box::pin(async move {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM: stopping gracefully"),
                     _ = int.recv() => tracing::info!("SIGINT: stopping gracefully"),
                 }
+            });
+            let engine = tokio::select! {
+                engine = outboxd::engine::Engine::start(config) => engine?,
+                _ = &mut stop => {
+                    tracing::info!("stopped before start-up finished");
+                    return Ok(());
+                }
+            };
+            let token = engine.shutdown_token();
+            tokio::spawn(async move {
+                stop.await;
                 token.cancel();
             });
             engine.wait().await;
