@@ -1520,3 +1520,46 @@ async fn rate_limited_endpoint_is_paced_and_still_gets_everything() {
     }
     engine.stop().await;
 }
+
+/// A "database" that accepts TCP connections and never answers.
+async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..16 {
+            match listener.accept().await {
+                Ok((s, _)) => held.push(s),
+                Err(_) => return,
+            }
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_never_answers_fails_start_up_and_sigterm_still_exits_zero() {
+    let (port, task) = silent_server().await;
+    let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=2");
+    let t0 = Instant::now();
+    let mut s = Sidecar::run(&url, &[("OUTBOXD_LISTEN", "127.0.0.1:0")]);
+    let status = s
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("gives up by itself");
+    assert_eq!(status.code(), Some(1), "{}", s.log());
+    assert!(s.log().contains("no answer within 2s"), "{}", s.log());
+    assert!(t0.elapsed() < Duration::from_secs(10));
+
+    // SIGTERM while start-up is still waiting for the database: a clean exit 0.
+    let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=30");
+    let mut s = Sidecar::run(&url, &[("OUTBOXD_LISTEN", "127.0.0.1:0")]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.sigterm();
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("stops on SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", s.log());
+    task.abort();
+}
