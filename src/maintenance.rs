@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::Shared;
@@ -96,6 +97,26 @@ pub struct RetentionStats {
 /// Window of index entries one retention statement looks at.
 const RETENTION_WINDOW: i64 = 5000;
 
+/// Runs one retention statement in its own short transaction under the retention try-lock;
+/// `None` when another replica holds the lock.
+async fn locked_batch(
+    client: &mut deadpool_postgres::Object,
+    query: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<tokio_postgres::Row>, crate::db::DbError> {
+    let tx = client.transaction().await?;
+    if !tx
+        .query_one(sql::RETENTION_LOCK, &[])
+        .await?
+        .get::<_, bool>(0)
+    {
+        return Ok(None);
+    }
+    let row = tx.query_one(query, params).await?;
+    tx.commit().await?;
+    Ok(Some(row))
+}
+
 /// Runs retention every `interval`.
 pub async fn retention(shared: Arc<Shared>, shutdown: CancellationToken) {
     loop {
@@ -146,21 +167,10 @@ pub async fn retention_pass(
     // Succeeded deliveries (and attempts) of events before the boundary.
     let mut cursor = 0i64;
     while !shutdown.is_cancelled() {
-        let tx = client.transaction().await?;
-        if !tx
-            .query_one(sql::RETENTION_LOCK, &[])
-            .await?
-            .get::<_, bool>(0)
-        {
+        let params: [&(dyn ToSql + Sync); 3] = [&cursor, &boundary, &RETENTION_WINDOW];
+        let Some(row) = locked_batch(&mut client, sql::RETENTION_SUCCEEDED, &params).await? else {
             return Ok(stats);
-        }
-        let row = tx
-            .query_one(
-                sql::RETENTION_SUCCEEDED,
-                &[&cursor, &boundary, &RETENTION_WINDOW],
-            )
-            .await?;
-        tx.commit().await?;
+        };
         stats.deliveries += row.get::<_, i64>(1);
         stats.attempts += row.get::<_, i64>(2);
         match row.get::<_, Option<i64>>(0) {
@@ -170,18 +180,10 @@ pub async fn retention_pass(
     }
     // Dead deliveries past their own retention.
     while !shutdown.is_cancelled() {
-        let tx = client.transaction().await?;
-        if !tx
-            .query_one(sql::RETENTION_LOCK, &[])
-            .await?
-            .get::<_, bool>(0)
-        {
+        let params: [&(dyn ToSql + Sync); 2] = [&dead_secs, &RETENTION_WINDOW];
+        let Some(row) = locked_batch(&mut client, sql::RETENTION_DEAD, &params).await? else {
             return Ok(stats);
-        }
-        let row = tx
-            .query_one(sql::RETENTION_DEAD, &[&dead_secs, &RETENTION_WINDOW])
-            .await?;
-        tx.commit().await?;
+        };
         let n: i64 = row.get(0);
         stats.deliveries += n;
         stats.attempts += row.get::<_, i64>(1);
@@ -192,21 +194,10 @@ pub async fn retention_pass(
     // Events with no deliveries left.
     let mut cursor = 0i64;
     while !shutdown.is_cancelled() {
-        let tx = client.transaction().await?;
-        if !tx
-            .query_one(sql::RETENTION_LOCK, &[])
-            .await?
-            .get::<_, bool>(0)
-        {
+        let params: [&(dyn ToSql + Sync); 3] = [&cursor, &boundary, &RETENTION_WINDOW];
+        let Some(row) = locked_batch(&mut client, sql::RETENTION_EVENTS, &params).await? else {
             return Ok(stats);
-        }
-        let row = tx
-            .query_one(
-                sql::RETENTION_EVENTS,
-                &[&cursor, &boundary, &RETENTION_WINDOW],
-            )
-            .await?;
-        tx.commit().await?;
+        };
         stats.events += row.get::<_, i64>(1);
         match row.get::<_, Option<i64>>(0) {
             Some(c) => cursor = c,

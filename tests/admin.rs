@@ -5,43 +5,17 @@ mod common;
 
 use std::time::Duration;
 
-use clap::Parser;
 use common::*;
-use outboxd::config::{Config, RunArgs};
+use outboxd::config::Config;
 use outboxd::engine::Engine;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-#[derive(Parser)]
-#[command(args_override_self = true)]
-struct Cli {
-    #[command(flatten)]
-    run: RunArgs,
-}
-
 const TOKEN: &str = "admin-token-for-tests-0123456789";
 
+/// Engine configuration for these tests (see `common::engine_config`).
 fn config(db: &TestDb, extra: &[&str]) -> Config {
-    let mut args = vec![
-        "outboxd",
-        "--listen",
-        "127.0.0.1:0",
-        "--poll-interval",
-        "50ms",
-        "--retry-schedule",
-        "50ms,100ms,200ms",
-        "--retry-jitter",
-        "0",
-        "--request-timeout",
-        "2s",
-        "--shutdown-grace",
-        "3s",
-    ];
-    args.extend_from_slice(extra);
-    Cli::parse_from(args)
-        .run
-        .into_config(db.url.clone())
-        .expect("valid test config")
+    engine_config(db, extra)
 }
 
 /// An engine with the admin token; `extra` flags on top (e.g. `--allow-networks`).

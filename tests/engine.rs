@@ -6,43 +6,16 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use common::*;
-use outboxd::config::{Config, RunArgs};
+use outboxd::config::Config;
 use outboxd::engine::Engine;
 use serde_json::Value;
 
-#[derive(Parser)]
-#[command(args_override_self = true)]
-struct Cli {
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-/// Engine configuration for tests: loopback allowed, fast polling and retries.
+/// Engine configuration for these tests: loopback receivers allowed (see `common::engine_config`).
 fn config(db: &TestDb, extra: &[&str]) -> Config {
-    let mut args = vec![
-        "outboxd",
-        "--listen",
-        "127.0.0.1:0",
-        "--allow-networks",
-        "127.0.0.0/8",
-        "--poll-interval",
-        "50ms",
-        "--retry-schedule",
-        "50ms,100ms,200ms",
-        "--retry-jitter",
-        "0",
-        "--request-timeout",
-        "2s",
-        "--shutdown-grace",
-        "3s",
-    ];
+    let mut args = vec!["--allow-networks", "127.0.0.0/8"];
     args.extend_from_slice(extra);
-    Cli::parse_from(args)
-        .run
-        .into_config(db.url.clone())
-        .expect("valid test config")
+    engine_config(db, &args)
 }
 
 async fn start(db: &TestDb, extra: &[&str]) -> Engine {
