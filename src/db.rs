@@ -83,10 +83,20 @@ pub async fn connect_with_timeout(
 }
 
 /// A pool of `size` connections. Connections are created lazily.
+///
+/// JIT is switched off on these connections (unless the URL's `options` set `jit`): the
+/// engine's statements are prepared once, and a generic plan whose estimated cost passes
+/// `jit_above_cost` (the LATERAL ... LIMIT of the claim and the router's fetch estimate
+/// their rows blindly) would compile on every execution, 20+ ms each time for a query that
+/// runs in one.
 pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
     let mut cfg = parse_url(url)?;
     if cfg.get_application_name().is_none() {
         cfg.application_name("outboxd");
+    }
+    let options = cfg.get_options().unwrap_or_default().to_owned();
+    if !options.contains("jit") {
+        cfg.options(format!("{options} -c jit=off").trim_start());
     }
     let mgr = Manager::from_config(
         cfg,

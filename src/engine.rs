@@ -221,13 +221,18 @@ async fn route_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
     let max_deliveries = batch.saturating_mul(10).max(1000);
     let mut backoff = Duration::from_millis(100);
     let mut recheck = 0u32;
+    let mut tenant_cursor = String::new();
     while !shutdown.is_cancelled() {
         let result = match shared.pool.get().await {
-            Ok(mut client) => {
-                router::route_once(&mut client, &shared.catalog, batch, max_deliveries)
-                    .await
-                    .map_err(DbError::from)
-            }
+            Ok(mut client) => router::route_once(
+                &mut client,
+                &shared.catalog,
+                &mut tenant_cursor,
+                batch,
+                max_deliveries,
+            )
+            .await
+            .map_err(DbError::from),
             Err(e) => Err(e.into()),
         };
         let wait = match result {

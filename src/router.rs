@@ -1,7 +1,8 @@
 //! Routing: visible, not yet routed events → one delivery per matching endpoint (SPEC §4).
 //!
 //! One replica routes at a time (a transaction-scoped advisory lock), taking events in `id`
-//! order from the `events_unrouted` partial index and marking them `routed_at` in the same
+//! order per tenant (an equal share of each tenant with a backlog, from the
+//! `events_unrouted_tenant` partial index) and marking them `routed_at` in the same
 //! transaction that creates their deliveries. Nothing is read with an `id > last_seen`
 //! watermark, so a transaction that took its id early and commits late is routed when it
 //! becomes visible. When the application serializes writes to a resource (SPEC §1), a later
@@ -252,6 +253,7 @@ pub struct RouteStats {
 pub async fn route_once(
     client: &mut deadpool_postgres::Object,
     catalog: &crate::catalog::CatalogHandle,
+    cursor: &mut String,
     batch: usize,
     max_deliveries: usize,
 ) -> Result<RouteStats, tokio_postgres::Error> {
@@ -269,7 +271,9 @@ pub async fn route_once(
         catalog.set(Catalog::load(&*tx).await?);
     }
     let cat = catalog.get();
-    let rows = tx.query(sql::ROUTE_FETCH, &[&(batch as i64)]).await?;
+    let rows = tx
+        .query(sql::ROUTE_FETCH, &[&(batch as i64), &cursor.as_str()])
+        .await?;
     if rows.is_empty() {
         tx.commit().await?;
         return Ok(RouteStats::default());
@@ -295,6 +299,10 @@ pub async fn route_once(
     // Mark first: lane locks (taken next) are held until commit, and completions of those
     // lanes wait for them, so take them as late as possible.
     let routed: Vec<i64> = events[..consumed].iter().map(|e| e.id).collect();
+    if let Some(last) = events[..consumed].last() {
+        // The next batch starts its walk over the tenants after this one.
+        *cursor = last.tenant_id.clone().unwrap_or_default();
+    }
     tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
 
     // Lanes first (locks in key order), then the deliveries with their held flags.
