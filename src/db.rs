@@ -84,20 +84,31 @@ pub async fn connect_with_timeout(
 
 /// A pool of `size` connections. Connections are created lazily.
 ///
-/// JIT is switched off on these connections (unless the URL's `options` set `jit`): the
-/// engine's statements are prepared once, and a generic plan whose estimated cost passes
-/// `jit_above_cost` (the LATERAL ... LIMIT of the claim and the router's fetch estimate
-/// their rows blindly) would compile on every execution, 20+ ms each time for a query that
-/// runs in one.
+/// JIT and parallel query are switched off on these connections (unless the URL's `options`
+/// set them): the engine's statements are small and index-driven, and prepared once. A
+/// generic plan whose estimated cost passes `jit_above_cost` (the LATERAL ... LIMIT of the
+/// claim and the router's fetch estimate their rows blindly) would compile on every
+/// execution, 20+ ms each time for a query that runs in one; a parallel plan forks two
+/// worker processes per execution (measured: ~8 % of the machine's CPU went to forking and
+/// tearing down backends at full throughput).
 pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
     let mut cfg = parse_url(url)?;
     if cfg.get_application_name().is_none() {
         cfg.application_name("outboxd");
     }
-    let options = cfg.get_options().unwrap_or_default().to_owned();
-    if !options.contains("jit") {
-        cfg.options(format!("{options} -c jit=off").trim_start());
+    let mut options = cfg.get_options().unwrap_or_default().to_owned();
+    for (name, setting) in [
+        ("jit", "-c jit=off"),
+        (
+            "max_parallel_workers_per_gather",
+            "-c max_parallel_workers_per_gather=0",
+        ),
+    ] {
+        if !options.contains(name) {
+            options = format!("{options} {setting}").trim_start().to_owned();
+        }
     }
+    cfg.options(&options);
     let mgr = Manager::from_config(
         cfg,
         NoTls,
