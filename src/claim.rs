@@ -54,14 +54,15 @@ pub struct ClaimRequest {
 
 /// Leases up to `req.limit` due deliveries for `lease`.
 pub async fn claim(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     req: &ClaimRequest,
     lease: std::time::Duration,
     replica_id: &str,
 ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(sql::CLAIM).await?;
     let rows = client
         .query(
-            sql::CLAIM,
+            &stmt,
             &[
                 &req.busy_endpoints,
                 &req.busy_counts,

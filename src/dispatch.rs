@@ -250,13 +250,7 @@ async fn claim_with_pool(
     req: &ClaimRequest,
 ) -> Result<Vec<Claimed>, crate::db::DbError> {
     let client = shared.pool.get().await?;
-    Ok(claim(
-        &**client,
-        req,
-        shared.config.lease,
-        &shared.config.replica_id,
-    )
-    .await?)
+    Ok(claim(&client, req, shared.config.lease, &shared.config.replica_id).await?)
 }
 
 /// Graceful stop: wait for running attempts up to the grace period, then abort the rest and
@@ -445,10 +439,8 @@ async fn attempt(shared: &Shared, c: &mut Claimed) -> Outcome {
 
 async fn fetch_payload(shared: &Shared, event_pk: i64) -> Result<String, crate::db::DbError> {
     let client = shared.pool.get().await?;
-    Ok(client
-        .query_one(sql::FETCH_PAYLOAD, &[&event_pk])
-        .await?
-        .get(0))
+    let stmt = client.prepare_cached(sql::FETCH_PAYLOAD).await?;
+    Ok(client.query_one(&stmt, &[&event_pk]).await?.get(0))
 }
 
 /// The completer: batches outcomes into one transaction each, retrying on database errors

@@ -73,7 +73,11 @@ pub async fn record(
     lanes.dedup();
     if !lanes.is_empty() {
         let (eps, keys): (Vec<i64>, Vec<&str>) = lanes.into_iter().unzip();
-        tx.query(sql::RECORD_LOCK_LANES, &[&eps, &keys]).await?;
+        tx.query(
+            &tx.prepare_cached(sql::RECORD_LOCK_LANES).await?,
+            &[&eps, &keys],
+        )
+        .await?;
     }
 
     // 2. New states, lane hand-over.
@@ -140,7 +144,7 @@ pub async fn record(
     }
     let row = tx
         .query_one(
-            sql::RECORD_COMPLETE,
+            &tx.prepare_cached(sql::RECORD_COMPLETE).await?,
             &[&ids, &claims, &states, &next_at, &statuses, &errors],
         )
         .await?;
@@ -151,7 +155,7 @@ pub async fn record(
 
     // 3. The attempts.
     tx.execute(
-        sql::RECORD_ATTEMPTS,
+        &tx.prepare_cached(sql::RECORD_ATTEMPTS).await?,
         &[
             &ids,
             &a_event,
@@ -174,7 +178,7 @@ pub async fn record(
         gone.sort_unstable();
         gone.dedup();
         tx.execute(
-            sql::RECORD_GONE,
+            &tx.prepare_cached(sql::RECORD_GONE).await?,
             &[
                 &gone,
                 &format!("receiver answered 410 Gone at {}", Utc::now().to_rfc3339()),

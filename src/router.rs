@@ -259,20 +259,29 @@ pub async fn route_once(
 ) -> Result<RouteStats, tokio_postgres::Error> {
     use crate::sql;
     let tx = client.transaction().await?;
-    let locked: bool = tx.query_one(sql::ROUTE_LOCK, &[]).await?.get(0);
+    let locked: bool = tx
+        .query_one(&tx.prepare_cached(sql::ROUTE_LOCK).await?, &[])
+        .await?
+        .get(0);
     if !locked {
         return Ok(RouteStats {
             busy: true,
             ..RouteStats::default()
         });
     }
-    let version: i64 = tx.query_one(sql::CATALOG_VERSION, &[]).await?.get(0);
+    let version: i64 = tx
+        .query_one(&tx.prepare_cached(sql::CATALOG_VERSION).await?, &[])
+        .await?
+        .get(0);
     if version != catalog.get().version {
         catalog.set(Catalog::load(&*tx).await?);
     }
     let cat = catalog.get();
     let rows = tx
-        .query(sql::ROUTE_FETCH, &[&(batch as i64), &cursor.as_str()])
+        .query(
+            &tx.prepare_cached(sql::ROUTE_FETCH).await?,
+            &[&(batch as i64), &cursor.as_str()],
+        )
         .await?;
     if rows.is_empty() {
         tx.commit().await?;
@@ -290,7 +299,10 @@ pub async fn route_once(
         .collect();
     let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     let already: HashSet<String> = tx
-        .query(sql::ROUTE_ALREADY_ROUTED, &[&ids])
+        .query(
+            &tx.prepare_cached(sql::ROUTE_ALREADY_ROUTED).await?,
+            &[&ids],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -303,7 +315,8 @@ pub async fn route_once(
         // The next batch starts its walk over the tenants after this one.
         *cursor = last.tenant_id.clone().unwrap_or_default();
     }
-    tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
+    tx.execute(&tx.prepare_cached(sql::ROUTE_MARK).await?, &[&routed])
+        .await?;
 
     // Lanes first (locks in key order), then the deliveries with their held flags.
     let counts = lane_counts(&deliveries);
@@ -318,7 +331,13 @@ pub async fn route_once(
                 acc.2.push(n);
                 acc
             });
-        for row in tx.query(sql::ROUTE_LANES, &[&eps, &keys, &ns]).await? {
+        for row in tx
+            .query(
+                &tx.prepare_cached(sql::ROUTE_LANES).await?,
+                &[&eps, &keys, &ns],
+            )
+            .await?
+        {
             let (e, k, pending): (i64, String, i32) = (row.get(0), row.get(1), row.get(2));
             let added = counts.get(&(e, k.as_str())).copied().unwrap_or(0);
             if pending - added == 0 {
@@ -348,11 +367,15 @@ pub async fn route_once(
         held.push(is_held);
     }
     if !deliveries.is_empty() {
-        tx.execute(sql::ROUTE_INSERT, &[&ev, &ep, &lk, &held])
-            .await?;
+        tx.execute(
+            &tx.prepare_cached(sql::ROUTE_INSERT).await?,
+            &[&ev, &ep, &lk, &held],
+        )
+        .await?;
     }
     if ready > 0 {
-        tx.execute(sql::NOTIFY_DELIVERIES, &[]).await?;
+        tx.execute(&tx.prepare_cached(sql::NOTIFY_DELIVERIES).await?, &[])
+            .await?;
     }
     tx.commit().await?;
     Ok(RouteStats {

@@ -25,9 +25,14 @@ quota AS (
       LEFT JOIN unnest($1::bigint[], $2::int[]) AS b(endpoint_id, busy) ON b.endpoint_id = e.id
      WHERE NOT (e.id = ANY($3::bigint[]))
        AND e.max_in_flight - coalesce(b.busy, 0) > 0
-       AND EXISTS (SELECT 1 FROM outbox.deliveries d
-                    WHERE d.endpoint_id = e.id AND d.state = 'pending' AND NOT d.held
-                      AND d.next_attempt_at <= now())
+       -- One probe of deliveries_due per endpoint: a scalar subquery in the index's order
+       -- (an EXISTS became a semi-join that read every due delivery of every endpoint; LIMIT
+       -- 1 alone invites a sequential scan of a table that is mostly finished deliveries).
+       AND (SELECT true FROM outbox.deliveries d
+             WHERE d.endpoint_id = e.id AND d.state = 'pending' AND NOT d.held
+               AND d.next_attempt_at <= now()
+             ORDER BY d.next_attempt_at
+             LIMIT 1)
 ),
 fair AS MATERIALIZED (
     SELECT q.endpoint_id, least(q.n, ceil($4::bigint::float8 / count(*) OVER ())::int) AS n
