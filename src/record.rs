@@ -63,7 +63,12 @@ pub async fn record(
 ) -> Result<RecordStats, tokio_postgres::Error> {
     let tx = client.transaction().await?;
 
-    // 1. Lock the lanes whose head is finishing, in key order.
+    // 1. Lock the lanes whose head is finishing, in key order. This must be its own
+    //    statement: in READ COMMITTED the next statement takes its snapshot after the lock,
+    //    so it sees every delivery the router committed to these lanes before we got them.
+    //    Folded into RECORD_COMPLETE (one snapshot, taken before the lock wait), the lane
+    //    counter would be read at its newest version but the promotion could miss a held
+    //    delivery committed meanwhile, and that lane would stall for good.
     let mut lanes: Vec<(i64, &str)> = batch
         .iter()
         .filter(|c| !matches!(c.decision, Decision::Retry { .. }))
