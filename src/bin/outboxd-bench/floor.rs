@@ -296,14 +296,7 @@ async fn db_floor(
     let e1 = events_done.load(Ordering::Relaxed);
     let measured = m0.elapsed().as_secs_f64();
     let pg1 = ctx.cluster.postgres_cpu_seconds();
-    let wal1: i64 = db
-        .client
-        .query_one(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
-            &[],
-        )
-        .await?
-        .get(0);
+    let wal1 = db.wal_bytes().await?;
     stop.store(true, Ordering::Relaxed);
     while let Some(r) = tasks.join_next().await {
         r.context("floor worker panicked")??;

@@ -274,6 +274,18 @@ pub fn rows_between(a: &DbSnapshot, b: &DbSnapshot) -> RowsWritten {
 }
 
 impl BenchDb {
+    /// The cluster's WAL position in bytes (differences give WAL written).
+    pub async fn wal_bytes(&self) -> anyhow::Result<i64> {
+        Ok(self
+            .client
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
+                &[],
+            )
+            .await?
+            .get(0))
+    }
+
     pub async fn snapshot(&self) -> anyhow::Result<DbSnapshot> {
         // This connection's own pending counters (e.g. endpoints just registered) are flushed
         // when it goes idle after this (PostgreSQL 15+; older servers: ignored).
@@ -284,14 +296,7 @@ impl BenchDb {
         self.client
             .batch_execute("SELECT pg_stat_clear_snapshot()")
             .await?;
-        let wal: i64 = self
-            .client
-            .query_one(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
-                &[],
-            )
-            .await?
-            .get(0);
+        let wal = self.wal_bytes().await?;
         let mut tables = BTreeMap::new();
         for r in self
             .client

@@ -81,6 +81,27 @@ pub struct RunSpec {
     pub timeout: Duration,
 }
 
+impl RunSpec {
+    /// Publishes events `0..events` as fast as the backlog limit allows, with the bench's
+    /// producers, batch size, sidecar settings and timeout. Scenarios override the rest.
+    pub fn saturating(ctx: &Ctx, label: &str, events: usize, workload: Arc<Workload>) -> RunSpec {
+        RunSpec {
+            label: label.to_owned(),
+            events: (0..events as u32).collect(),
+            workload,
+            producers: ctx.opts.producers,
+            batch: ctx.opts.batch,
+            pace: Pace::Unlimited {
+                backlog: Some(ctx.opts.max_backlog),
+            },
+            sidecar_env: ctx.sidecar_env(label),
+            max_in_flight: ctx.opts.max_in_flight,
+            idle_before: Duration::from_millis(200),
+            timeout: timeout(ctx),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunResult {
     pub label: String,
@@ -258,14 +279,7 @@ pub async fn measure(
     let pg1 = ctx.cluster.postgres_cpu_seconds();
     let self1 = harness::self_cpu_seconds();
     let busy1 = harness::machine_busy_seconds();
-    let wal1: i64 = db
-        .client
-        .query_one(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
-            &[],
-        )
-        .await?
-        .get(0);
+    let wal1 = db.wal_bytes().await?;
     max_rss = max_rss.max(sidecar.rss_mb());
     let sc = sidecar.stop(sc_cpu0).await;
     // Backends flush their table statistics when they exit.
@@ -522,20 +536,7 @@ pub async fn steady(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
         ctx.opts.payload_bytes,
     ));
     let mut specs = standard_endpoints(endpoints, 0);
-    let spec = RunSpec {
-        label: "steady".into(),
-        events: (0..events as u32).collect(),
-        workload: w,
-        producers: ctx.opts.producers,
-        batch: ctx.opts.batch,
-        pace: Pace::Unlimited {
-            backlog: Some(ctx.opts.max_backlog),
-        },
-        sidecar_env: ctx.sidecar_env("steady"),
-        max_in_flight: ctx.opts.max_in_flight,
-        idle_before: Duration::from_millis(200),
-        timeout: timeout(ctx),
-    };
+    let spec = RunSpec::saturating(ctx, "steady", events as usize, w);
     let x = measure(ctx, &db, &mut specs, spec).await?;
     top_statements(ctx, &db, &mut r, "pg_stat_statements").await;
     db.cleanup().await;
@@ -619,16 +620,11 @@ pub async fn latency(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
         &db,
         &mut specs,
         RunSpec {
-            label: "latency".into(),
-            events: (0..events as u32).collect(),
-            workload: w,
             producers: 1,
             batch: 1,
             pace: Pace::Rate { per_sec: rate },
-            sidecar_env: ctx.sidecar_env("latency"),
-            max_in_flight: ctx.opts.max_in_flight,
             idle_before: Duration::from_secs(1),
-            timeout: timeout(ctx),
+            ..RunSpec::saturating(ctx, "latency", events, w)
         },
     )
     .await?;
@@ -727,18 +723,8 @@ pub async fn isolation(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
             &db,
             &mut specs,
             RunSpec {
-                label: label.into(),
-                events: (0..events as u32).collect(),
-                workload: w,
-                producers: ctx.opts.producers,
-                batch: ctx.opts.batch,
-                pace: Pace::Unlimited {
-                    backlog: Some(ctx.opts.max_backlog),
-                },
                 sidecar_env: env.clone(),
-                max_in_flight: ctx.opts.max_in_flight,
-                idle_before: Duration::from_millis(200),
-                timeout: timeout(ctx),
+                ..RunSpec::saturating(ctx, label, events, w)
             },
         )
         .await?;
@@ -1147,20 +1133,7 @@ pub async fn hotkeys(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
             ctx,
             &db,
             &mut specs,
-            RunSpec {
-                label: label.clone(),
-                events: (0..events as u32).collect(),
-                workload: w,
-                producers: ctx.opts.producers,
-                batch: ctx.opts.batch,
-                pace: Pace::Unlimited {
-                    backlog: Some(ctx.opts.max_backlog),
-                },
-                sidecar_env: ctx.sidecar_env(&label),
-                max_in_flight: ctx.opts.max_in_flight,
-                idle_before: Duration::from_millis(200),
-                timeout: timeout(ctx),
-            },
+            RunSpec::saturating(ctx, &label, events, w),
         )
         .await?;
         db.cleanup().await;
@@ -1661,18 +1634,8 @@ async fn growth_level(
         db,
         specs,
         RunSpec {
-            label: label.clone(),
-            events: (0..events as u32).collect(),
-            workload: Arc::new(w),
-            producers: ctx.opts.producers,
-            batch: ctx.opts.batch,
-            pace: Pace::Unlimited {
-                backlog: Some(ctx.opts.max_backlog),
-            },
-            sidecar_env: ctx.sidecar_env(&label),
-            max_in_flight: ctx.opts.max_in_flight,
             idle_before: Duration::from_millis(300),
-            timeout: timeout(ctx),
+            ..RunSpec::saturating(ctx, &label, events, Arc::new(w))
         },
     )
     .await?;
