@@ -87,10 +87,9 @@ pub async fn connect_with_timeout(
 /// JIT and parallel query are switched off on these connections (unless the URL's `options`
 /// set them): the engine's statements are small and index-driven, and prepared once per
 /// connection (`prepare_cached`: parsing and planning them on every call cost a fifth of
-/// PostgreSQL's CPU and a round trip per statement). A
-/// generic plan whose estimated cost passes `jit_above_cost` (the LATERAL ... LIMIT of the
-/// claim and the router's fetch estimate their rows blindly) would compile on every
-/// execution, 20+ ms each time for a query that runs in one; a parallel plan forks two
+/// PostgreSQL's CPU and a round trip per statement). A generic plan whose estimated cost
+/// passes `jit_above_cost` (the LATERAL ... LIMIT of the claim and the router's fetch
+/// estimate their rows blindly) would compile on every execution, 20+ ms each time for a query that runs in one; a parallel plan forks two
 /// worker processes per execution (measured: ~8 % of the machine's CPU went to forking and
 /// tearing down backends at full throughput).
 pub fn pool(url: &str, size: usize) -> Result<Pool, DbError> {
