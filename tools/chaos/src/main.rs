@@ -81,8 +81,8 @@ struct Args {
     /// Run PostgreSQL with fsync=off (faster; an immediate restart is then no crash test).
     #[arg(long)]
     no_fsync: bool,
-    /// The outboxd binary (default: `outboxd` next to this program).
-    #[arg(long)]
+    /// The outboxd binary to run (build it first: `cargo build --release --bin outboxd`).
+    #[arg(long, env = "OUTBOXD_BIN", value_name = "PATH")]
     outboxd: Option<PathBuf>,
     /// Keep the work directory (replica logs) even when the run passes.
     #[arg(long)]
@@ -458,64 +458,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     Ok(pass)
 }
 
-/// The `outboxd` binary: `--outboxd`, else next to this program. Under `cargo run` (which
-/// builds only the requested binary, not `outboxd`) it is built first, with the same profile
-/// and target directory, so that a missing or stale `outboxd` is never tested. Run directly,
-/// the binary next to this one is used as it is (`cargo build --release --bins` first).
 fn outboxd_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = explicit {
-        anyhow::ensure!(p.is_file(), "--outboxd {}: no such file", p.display());
-        return Ok(p.to_path_buf());
-    }
-    let me = std::env::current_exe().context("locating this program")?;
-    let bin = me.with_file_name("outboxd");
-    if let (Some(cargo), Some(manifest)) = (
-        std::env::var_os("CARGO"),
-        std::env::var_os("CARGO_MANIFEST_DIR"),
-    ) {
-        let profile = me
-            .parent()
-            .and_then(|d| d.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "release".into());
-        let profile = if profile == "debug" {
-            "dev".to_owned()
-        } else {
-            profile
-        };
-        let target_dir = me.parent().and_then(Path::parent);
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "--bin",
-            "outboxd",
-            "--profile",
-            &profile,
-        ])
-        .arg("--manifest-path")
-        .arg(Path::new(&manifest).join("Cargo.toml"));
-        if let Some(t) = target_dir {
-            cmd.arg("--target-dir").arg(t);
-        }
-        let status = cmd.status().context("running cargo build --bin outboxd")?;
-        anyhow::ensure!(status.success(), "cargo build --bin outboxd failed");
-    }
-    if !bin.is_file() {
-        bail!(
-            "{} not found: build it first (cargo build --release --bins), or pass --outboxd",
-            bin.display()
-        );
-    }
-    let built = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .ok()
-        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).format("%Y-%m-%d %H:%M:%S UTC"));
-    println!(
-        "outboxd binary: {} (built {})",
-        bin.display(),
-        built.map_or("?".into(), |t| t.to_string())
-    );
+    let (bin, about) = testkit::outboxd_binary(explicit).map_err(anyhow::Error::msg)?;
+    println!("outboxd binary: {about}");
     Ok(bin)
 }
 

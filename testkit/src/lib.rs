@@ -1,7 +1,7 @@
 //! Integration-test harness: migrated throwaway databases, a recording webhook receiver,
 //! and the `outboxd` binary as a child process.
 //!
-//! Include it with `mod common;` in a file under `tests/`.
+//! Used by the integration tests (`tests/spec`), the benchmark and the chaos soak (`tools/`).
 //!
 //! # Databases
 //!
@@ -27,8 +27,6 @@
 //!   then `rm -rf` the data dir's parent.
 //! * Tests that restart or kill PostgreSQL must start their own
 //!   [`outboxd::embedded_pg::EmbeddedPostgres`], never touch the shared cluster.
-
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::fs;
@@ -228,7 +226,7 @@ fn migrations_fingerprint() -> String {
             }
         }
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
     let mut files = Vec::new();
     walk(&root, &mut files);
     files.sort();
@@ -811,11 +809,6 @@ async fn handle(
 // ---------------------------------------------------------------------------------------------
 // The outboxd binary
 
-/// The `outboxd` binary Cargo built for these tests.
-pub fn outboxd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_outboxd"))
-}
-
 /// `outboxd` running as a child process, output going to a log file. Killed (SIGKILL) on drop;
 /// if the test is panicking, the end of its log is printed.
 pub struct Sidecar {
@@ -829,7 +822,13 @@ impl Sidecar {
     /// Spawns `outboxd <args>` with `DATABASE_URL=database_url` and `envs` (e.g.
     /// `("OUTBOXD_ALLOW_NETWORKS", "127.0.0.0/8")`). `DATABASE_URL` and `OUTBOXD_*` from the
     /// test's own environment are not passed on; `RUST_LOG` defaults to `info`.
-    pub fn spawn(database_url: &str, envs: &[(&str, &str)], args: &[&str]) -> Sidecar {
+    pub fn spawn(
+        bin: impl AsRef<Path>,
+        database_url: &str,
+        envs: &[(&str, &str)],
+        args: &[&str],
+    ) -> Sidecar {
+        let bin = bin.as_ref();
         let dir = tempfile::Builder::new()
             .prefix("outboxd-sidecar.")
             .tempdir()
@@ -837,7 +836,7 @@ impl Sidecar {
         let log = dir.path().join("outboxd.log");
         let out = fs::File::create(&log).expect("sidecar log file");
         let err = out.try_clone().expect("sidecar log file");
-        let mut cmd = Command::new(outboxd_bin());
+        let mut cmd = Command::new(bin);
         for (key, _) in std::env::vars_os() {
             if key == "DATABASE_URL" || key.to_string_lossy().starts_with("OUTBOXD_") {
                 cmd.env_remove(key);
@@ -854,7 +853,7 @@ impl Sidecar {
             .stderr(err);
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", outboxd_bin().display()));
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
         Sidecar {
             child,
             exit: None,
@@ -864,8 +863,8 @@ impl Sidecar {
     }
 
     /// `outboxd run`.
-    pub fn run(database_url: &str, envs: &[(&str, &str)]) -> Sidecar {
-        Sidecar::spawn(database_url, envs, &["run"])
+    pub fn run(bin: impl AsRef<Path>, database_url: &str, envs: &[(&str, &str)]) -> Sidecar {
+        Sidecar::spawn(bin, database_url, envs, &["run"])
     }
 
     pub fn pid(&self) -> u32 {
@@ -985,4 +984,41 @@ pub fn engine_config(db: &TestDb, extra: &[&str]) -> outboxd::config::Config {
         .run
         .into_config(db.url.clone())
         .expect("valid test config")
+}
+
+/// The `outboxd` binary an instrument runs, as given by its `--outboxd` flag or `OUTBOXD_BIN`.
+/// No instrument builds it: build it first (`cargo build --release --bin outboxd`). Returns
+/// the path and a line describing it (size and build time), for the run's header, or an
+/// error that says what to do.
+pub fn outboxd_binary(given: Option<&Path>) -> Result<(PathBuf, String), String> {
+    let path = given.ok_or_else(|| {
+        "which outboxd binary? pass --outboxd PATH or set OUTBOXD_BIN \
+         (build it first: cargo build --release --bin outboxd; then \
+         --outboxd target/release/outboxd)"
+            .to_owned()
+    })?;
+    let meta = fs::metadata(path).map_err(|e| {
+        format!(
+            "--outboxd / OUTBOXD_BIN {}: {e} (build it with cargo build --release --bin outboxd)",
+            path.display()
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(format!(
+            "--outboxd / OUTBOXD_BIN {}: not a file",
+            path.display()
+        ));
+    }
+    let built = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or_else(
+            || "?".to_owned(),
+            |d| format!("{} s ago", unix_now().saturating_sub(d.as_secs())),
+        );
+    Ok((
+        path.to_path_buf(),
+        format!("{} (built {built})", path.display()),
+    ))
 }

@@ -490,39 +490,6 @@ pub fn proc_status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
     bail!("no {field} in /proc/{pid}/status")
 }
 
-/// The `outboxd` binary next to this one, rebuilt first when run under Cargo.
-pub fn outboxd_bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the bench binary")?;
-    let bin = exe.with_file_name("outboxd");
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        // `cargo run --bin outboxd-bench` builds only the bench: make sure the sidecar binary
-        // is built from the same sources.
-        let release = exe
-            .parent()
-            .and_then(Path::file_name)
-            .is_some_and(|d| d == "release");
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bin", "outboxd"]);
-        if release {
-            cmd.arg("--release");
-        }
-        if let Some(dir) = option_env!("CARGO_MANIFEST_DIR") {
-            cmd.current_dir(dir);
-        }
-        let status = cmd.status().context("running cargo build --bin outboxd")?;
-        if !status.success() {
-            bail!("cargo build --bin outboxd failed");
-        }
-    }
-    if !bin.is_file() {
-        bail!(
-            "{} not found: build it with `cargo build --release --bins`",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 /// Figures of one sidecar process.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SidecarStats {

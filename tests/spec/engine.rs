@@ -1,12 +1,12 @@
 //! The delivery engine's promises (SPEC §3–§4, §7), on a real PostgreSQL and real HTTP over
 //! loopback. Each test has its own fresh database.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use common::*;
+use testkit::*;
+
+use crate::OUTBOXD;
 use outboxd::config::Config;
 use outboxd::engine::Engine;
 use serde_json::Value;
@@ -405,7 +405,9 @@ async fn three_replicas_deliver_everything_in_order_despite_random_failures() {
         ("OUTBOXD_CIRCUIT_FAILURES", "100000"),
         ("OUTBOXD_REQUEST_TIMEOUT", "5s"),
     ];
-    let mut sidecars: Vec<Sidecar> = (0..3).map(|_| Sidecar::run(&db.url, &envs)).collect();
+    let mut sidecars: Vec<Sidecar> = (0..3)
+        .map(|_| Sidecar::run(OUTBOXD, &db.url, &envs))
+        .collect();
 
     const RESOURCES: usize = 200;
     const PER_RESOURCE: usize = 5;
@@ -484,7 +486,7 @@ async fn killed_sidecars_leased_work_is_redelivered_by_another_instance() {
         ("OUTBOXD_REQUEST_TIMEOUT", "1s"),
         ("OUTBOXD_LEASE", "2s"),
     ];
-    let mut a = Sidecar::run(&db.url, &envs);
+    let mut a = Sidecar::run(OUTBOXD, &db.url, &envs);
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(publish(&c, "job", None, None, &format!(r#"{{"i": {i}}}"#)).await);
@@ -505,7 +507,7 @@ async fn killed_sidecars_leased_work_is_redelivered_by_another_instance() {
     a.kill9();
     rx.set_behaviour(always(Reply::ok()));
     // B finds A's deliveries leased; it takes them over once the 2 s leases expire.
-    let _b = Sidecar::run(&db.url, &envs);
+    let _b = Sidecar::run(OUTBOXD, &db.url, &envs);
     wait_all_finished(&c, Duration::from_secs(20)).await;
     let ok = rx.successes_by_id();
     for id in &ids {
@@ -1115,6 +1117,7 @@ async fn sigterm_finishes_in_flight_work_and_exits_zero() {
     .await;
     add_endpoint(&c, &rx.url(), &["*"], None).await;
     let mut s = Sidecar::run(
+        OUTBOXD,
         &db.url,
         &[
             ("OUTBOXD_LISTEN", "127.0.0.1:0"),
@@ -1539,7 +1542,7 @@ async fn engine_recovers_by_itself_from_a_postgres_restart() {
 async fn misconfiguration_fails_fast_with_a_clear_message_and_exit_code() {
     let db = fresh_db().await;
     let run = |envs: Vec<(&'static str, String)>| async move {
-        let mut cmd = tokio::process::Command::new(outboxd_bin());
+        let mut cmd = tokio::process::Command::new(OUTBOXD);
         cmd.arg("run")
             .env_remove("DATABASE_URL")
             .env("OUTBOXD_LISTEN", "127.0.0.1:0");
@@ -1689,7 +1692,7 @@ async fn a_database_that_never_answers_fails_start_up_and_sigterm_still_exits_ze
     let (port, task) = silent_server().await;
     let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=2");
     let t0 = Instant::now();
-    let mut s = Sidecar::run(&url, &[("OUTBOXD_LISTEN", "127.0.0.1:0")]);
+    let mut s = Sidecar::run(OUTBOXD, &url, &[("OUTBOXD_LISTEN", "127.0.0.1:0")]);
     let status = s
         .wait_exit(Duration::from_secs(15))
         .await
@@ -1700,7 +1703,7 @@ async fn a_database_that_never_answers_fails_start_up_and_sigterm_still_exits_ze
 
     // SIGTERM while start-up is still waiting for the database: a clean exit 0.
     let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=30");
-    let mut s = Sidecar::run(&url, &[("OUTBOXD_LISTEN", "127.0.0.1:0")]);
+    let mut s = Sidecar::run(OUTBOXD, &url, &[("OUTBOXD_LISTEN", "127.0.0.1:0")]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     s.sigterm();
     let status = s

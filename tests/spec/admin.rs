@@ -1,15 +1,13 @@
 //! The REST admin API under `/v1` (SPEC §2, §7), on a real PostgreSQL with an in-process
 //! engine, over real HTTP. Each test has its own fresh database.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use outboxd::config::Config;
 use outboxd::engine::Engine;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use testkit::*;
 
 const TOKEN: &str = "admin-token-for-tests-0123456789";
 

@@ -69,6 +69,10 @@ pub struct Opts {
     #[arg(value_enum)]
     pub scenario: Scenario,
 
+    /// The outboxd binary to run (build it first: `cargo build --release --bin outboxd`).
+    #[arg(long, env = "OUTBOXD_BIN", value_name = "PATH")]
+    pub outboxd: Option<PathBuf>,
+
     /// Where to write the JSON results (default: target/bench/<scenario>.json).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -234,7 +238,9 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let scenario = opts.scenario;
     let smoke = scenario == Scenario::Smoke;
     let out_dir = default_out_dir();
-    let outboxd = harness::outboxd_bin()?;
+    let (outboxd, about) =
+        testkit::outboxd_binary(opts.outboxd.as_deref()).map_err(anyhow::Error::msg)?;
+    println!("outboxd binary: {about}");
     // After the sidecar binary is (re)built: its build time goes into the report.
     let machine = Machine::read();
     let cluster = Cluster::start(opts.fsync, opts.pg_stat_statements, opts.keep).await?;

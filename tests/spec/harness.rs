@@ -1,11 +1,11 @@
 //! Proves the test harness in `tests/common` works: migrated, isolated databases and a
 //! receiver that records requests and verifies Standard Webhooks signatures.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Receiver, Reply, TEST_SECRET, fresh_db};
+use testkit::{Receiver, Reply, Sidecar, TEST_SECRET, fresh_db};
+
+use crate::OUTBOXD;
 
 #[tokio::test]
 async fn fresh_databases_are_migrated_and_isolated() {
@@ -90,7 +90,7 @@ async fn receiver_records_and_verifies_signed_requests() -> Result<(), Box<dyn s
     assert_eq!(receiver.successes_by_id().get("msg_good"), Some(&1));
 
     // Programmable behaviour: fail the first request, then succeed with a header.
-    receiver.set_behaviour(common::behaviour(|req, n| {
+    receiver.set_behaviour(testkit::behaviour(|req, n| {
         if n == 2 {
             Reply::status(503).with_header("retry-after", "1")
         } else {
@@ -107,7 +107,7 @@ async fn receiver_records_and_verifies_signed_requests() -> Result<(), Box<dyn s
     assert_eq!(receiver.successes_by_id().get("msg_retry"), Some(&1));
 
     // A delayed answer is recorded on arrival, and completed once answered.
-    receiver.set_behaviour(common::always(
+    receiver.set_behaviour(testkit::always(
         Reply::ok().with_delay(Duration::from_millis(300)),
     ));
     let slow = tokio::spawn(post("msg_slow", body, body));
@@ -120,7 +120,7 @@ async fn receiver_records_and_verifies_signed_requests() -> Result<(), Box<dyn s
 
 #[tokio::test]
 async fn sidecar_helper_runs_the_binary() {
-    let mut help = common::Sidecar::spawn("postgres://unused", &[], &["--help"]);
+    let mut help = Sidecar::spawn(OUTBOXD, "postgres://unused", &[], &["--help"]);
     let status = help
         .wait_exit(Duration::from_secs(10))
         .await
@@ -129,7 +129,7 @@ async fn sidecar_helper_runs_the_binary() {
     assert!(help.log().contains("Usage"), "{}", help.log());
 
     // kill9 leaves no process behind.
-    let mut child = common::Sidecar::spawn("postgres://unused", &[], &["--help"]);
+    let mut child = Sidecar::spawn(OUTBOXD, "postgres://unused", &[], &["--help"]);
     child.kill9();
     assert!(!child.is_running());
     assert!(child.wait_exit(Duration::ZERO).await.is_some());

@@ -1,0 +1,10 @@
+//! The SPEC, executable: one integration-test binary (one link step, one harness) on real
+//! PostgreSQL and real HTTP receivers from [`testkit`].
+
+mod admin;
+mod engine;
+mod harness;
+mod properties;
+
+/// The `outboxd` binary Cargo built for this test binary.
+pub const OUTBOXD: &str = env!("CARGO_BIN_EXE_outboxd");
