@@ -5,7 +5,7 @@
 //! `/v1` is guarded by `auth` (bearer token, or loopback-only without one), takes JSON
 //! bodies of at most `extract::MAX_BODY_BYTES` (64 KiB) with unknown fields refused, and answers
 //! errors as `{"error": {"code", "message", "field"?}}` ([`ApiError`]). Every query it
-//! runs is a named file in `sql/admin/` ([`queries`]). Changes reach every replica through the
+//! runs is a named file in `sql/admin/` ([`crate::sql::admin`]). Changes reach every replica through the
 //! configuration triggers (`outbox.config_version`, `NOTIFY outboxd_config`).
 //!
 //! Admin requests share the engine's connection pool but use at most a quarter of it at once,
@@ -16,7 +16,7 @@ mod deliveries;
 mod endpoints;
 mod error;
 mod extract;
-pub mod queries;
+
 mod subscriptions;
 mod validate;
 mod views;
@@ -34,12 +34,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Shared;
+use crate::replica::Replica;
 pub use error::ApiError;
 
 #[derive(Clone)]
 struct AppState {
-    shared: Arc<Shared>,
+    replica: Arc<Replica>,
     prom: PrometheusHandle,
     /// Database connections the admin API may hold at once.
     db_permits: Arc<Semaphore>,
@@ -72,7 +72,7 @@ impl AppState {
             .acquire_owned()
             .await
             .map_err(|_| ApiError::Unavailable)?;
-        let client = self.shared.pool.get().await?;
+        let client = self.replica.pool.get().await?;
         Ok(Db {
             client,
             _permit: permit,
@@ -80,15 +80,15 @@ impl AppState {
     }
 }
 
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
+    replica: Arc<Replica>,
     prom: PrometheusHandle,
     shutdown: CancellationToken,
 ) {
-    let permits = (shared.config.db_pool_size / 4).max(1);
+    let permits = (replica.config.db_pool_size / 4).max(1);
     let state = AppState {
-        shared,
+        replica,
         prom,
         db_permits: Arc::new(Semaphore::new(permits)),
     };
@@ -146,7 +146,7 @@ fn v1(state: AppState) -> Router<AppState> {
 
 async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
     let check = async {
-        let client = s.shared.pool.get().await?;
+        let client = s.replica.pool.get().await?;
         crate::db::check_schema(&client).await
     };
     match tokio::time::timeout(std::time::Duration::from_secs(5), check).await {

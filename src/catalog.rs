@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::router::Pattern;
+use crate::pattern::Pattern;
 use crate::signing::Secret;
 
 /// What workers need to send to one endpoint.

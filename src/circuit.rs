@@ -10,6 +10,7 @@
 //! database, each on its own retry schedule); half-open lets exactly one request through.
 //! Pure: time is passed in.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The breaker's state as exported in `outboxd_endpoint_circuit_state` (0, 1, 2).
@@ -74,6 +75,56 @@ impl Breaker {
     }
 }
 
+/// The breakers of one replica, one per endpoint that failed lately (an endpoint without
+/// one is closed). All breakers share the configured threshold and cooldown.
+#[derive(Debug)]
+pub struct Breakers {
+    threshold: u32,
+    cooldown: Duration,
+    by_endpoint: HashMap<i64, Breaker>,
+}
+
+/// A breaker's change of state, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub before: CircuitState,
+    pub after: CircuitState,
+}
+
+impl Breakers {
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Breakers {
+            threshold,
+            cooldown,
+            by_endpoint: HashMap::new(),
+        }
+    }
+
+    /// Records a finished attempt of `endpoint_id`. A closed breaker after a success is
+    /// forgotten, so the map holds only endpoints that failed lately.
+    pub fn record(&mut self, endpoint_id: i64, success: bool, now: Instant) -> Transition {
+        let (threshold, cooldown) = (self.threshold, self.cooldown);
+        let breaker = self
+            .by_endpoint
+            .entry(endpoint_id)
+            .or_insert_with(|| Breaker::new(threshold, cooldown));
+        let before = breaker.state(now);
+        let after = breaker.record(success, now);
+        if after == CircuitState::Closed && success {
+            self.by_endpoint.remove(&endpoint_id);
+        }
+        Transition { before, after }
+    }
+
+    /// Endpoints whose breaker is not closed, with their state.
+    pub fn not_closed(&self, now: Instant) -> impl Iterator<Item = (i64, CircuitState)> + '_ {
+        self.by_endpoint
+            .iter()
+            .map(move |(&ep, b)| (ep, b.state(now)))
+            .filter(|&(_, s)| s != CircuitState::Closed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +172,30 @@ mod tests {
             CircuitState::HalfOpen
         );
         assert_eq!(b.record(true, probe), CircuitState::Closed);
+    }
+
+    #[test]
+    fn breakers_keep_only_endpoints_that_failed_lately() {
+        let t = Instant::now();
+        let mut b = Breakers::new(2, Duration::from_secs(10));
+        let first = b.record(7, false, t);
+        assert_eq!(
+            (first.before, first.after),
+            (CircuitState::Closed, CircuitState::Closed)
+        );
+        let opened = b.record(7, false, t);
+        assert_eq!(opened.after, CircuitState::Open);
+        assert_eq!(
+            b.not_closed(t).collect::<Vec<_>>(),
+            [(7, CircuitState::Open)]
+        );
+        b.record(8, true, t);
+        let probe = t + Duration::from_secs(10);
+        assert_eq!(
+            b.not_closed(probe).collect::<Vec<_>>(),
+            [(7, CircuitState::HalfOpen)]
+        );
+        assert_eq!(b.record(7, true, probe).after, CircuitState::Closed);
+        assert_eq!(b.not_closed(probe).count(), 0);
     }
 }

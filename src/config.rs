@@ -423,3 +423,61 @@ mod tests {
         assert_eq!(n[1].to_string(), "::1/128");
     }
 }
+
+/// Property tests: allowed networks. Each property runs a moderate number of cases; `PROPTEST_CASES`
+/// runs more (e.g. `PROPTEST_CASES=100000` for a soak). A failure prints the shrunk input:
+/// pin it as a plain test.
+#[cfg(test)]
+mod properties {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_support::cases;
+
+    proptest! {
+        #![proptest_config(cases(512))]
+
+        #[test]
+        fn parse_networks_never_panics(s in prop_oneof![any::<String>(), "[0-9a-f.:/, ]{0,40}"]) {
+            if let Ok(nets) = parse_networks(&s) {
+                let parts = s.split(',').filter(|p| !p.trim().is_empty()).count();
+                prop_assert_eq!(nets.len(), parts, "{:?}", s);
+            }
+        }
+
+        #[test]
+        fn parse_networks_reads_back_cidrs_and_bare_addresses(
+            nets in proptest::collection::vec(
+                prop_oneof![
+                    (any::<u32>(), 0u8..=32).prop_map(|(a, p)| (IpAddr::V4(Ipv4Addr::from(a)), Some(p))),
+                    (any::<u128>(), 0u8..=128).prop_map(|(a, p)| (IpAddr::V6(a.into()), Some(p))),
+                    any::<u32>().prop_map(|a| (IpAddr::V4(Ipv4Addr::from(a)), None)),
+                    any::<u128>().prop_map(|a| (IpAddr::V6(a.into()), None)),
+                ],
+                0..6,
+            ),
+            spaced in any::<bool>(),
+        ) {
+            let sep = if spaced { " , " } else { "," };
+            let text = nets
+                .iter()
+                .map(|(a, p)| match p {
+                    Some(p) => format!("{a}/{p}"),
+                    None => a.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(sep);
+            let parsed = parse_networks(&text).map_err(|e| e.to_string());
+            let expected: Vec<ipnet::IpNet> = nets
+                .iter()
+                .map(|(a, p)| match p {
+                    Some(p) => ipnet::IpNet::new(*a, *p).expect("valid prefix"),
+                    None => ipnet::IpNet::from(*a),
+                })
+                .collect();
+            prop_assert_eq!(parsed, Ok(expected), "{:?}", text);
+        }
+    }
+}

@@ -140,14 +140,14 @@ pub fn latest_migration() -> i32 {
 /// serializes on its history table, and this takes an advisory lock around it.
 pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), DbError> {
     client
-        .execute("SELECT pg_advisory_lock(7355608001)", &[])
+        .execute(crate::sql::MIGRATE_LOCK, &[&crate::locks::MIGRATE])
         .await?;
     let result = embedded::migrations::runner()
         .set_migration_table_name("outboxd_schema_history")
         .run_async(client)
         .await;
     client
-        .execute("SELECT pg_advisory_unlock(7355608001)", &[])
+        .execute(crate::sql::MIGRATE_UNLOCK, &[&crate::locks::MIGRATE])
         .await?;
     result?;
     Ok(())
@@ -157,13 +157,7 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), DbError>
 /// for `outboxd run` without `--migrate`).
 pub async fn check_schema(client: &tokio_postgres::Client) -> Result<(), DbError> {
     let known = latest_migration();
-    let found: Option<i32> = match client
-        .query_opt(
-            "SELECT max(version) FROM public.outboxd_schema_history",
-            &[],
-        )
-        .await
-    {
+    let found: Option<i32> = match client.query_opt(crate::sql::SCHEMA_VERSION, &[]).await {
         Ok(row) => row.and_then(|r| r.get(0)),
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => None,
         Err(e) => return Err(e.into()),

@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::embedded_pg::{EmbeddedPostgres, Options};
 use crate::engine::Engine;
-use crate::signing::Secret;
+use crate::signing::{self, Secret};
+use crate::sql::demo as q;
 
 const DEMO_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -70,8 +71,13 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
         h("webhook-timestamp"),
         h("webhook-signature"),
     );
-    let expected = s.secret.sign(id, ts.parse().unwrap_or(0), &body);
-    let ok = sig.split(' ').any(|candidate| candidate == expected);
+    let ok = signing::verify(
+        std::slice::from_ref(&*s.secret),
+        id,
+        ts.parse().unwrap_or(0),
+        &body,
+        sig,
+    );
     let retry_me = body.windows(8).any(|w| w == b"retry me");
     let tries = {
         let mut seen = s.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,30 +157,18 @@ pub async fn run(
     println!("• receiver listening on http://{addr}/hooks/… (verifies every signature)");
 
     // Re-running the demo against the same database starts from a clean slate of endpoints.
-    client
-        .batch_execute(
-            "DELETE FROM outbox.endpoints WHERE url LIKE 'http://127.0.0.1:%/hooks/demo-%'",
-        )
-        .await?;
+    client.execute(q::RESET_ENDPOINTS, &[]).await?;
     for (name, types, tenant) in [
         ("demo-orders", "{order.*}", Some("acme")),
         ("demo-everything", "{*}", None::<&str>),
     ] {
         let url = format!("http://{addr}/hooks/{name}");
         let id: i64 = client
-            .query_one(
-                "SELECT outbox.add_endpoint($1, $2::text::text[], $3, $4)",
-                &[&url, &types, &tenant, &DEMO_SECRET],
-            )
+            .query_one(q::ADD_ENDPOINT, &[&url, &types, &tenant, &DEMO_SECRET])
             .await?
             .get(0);
         if tenant.is_none() {
-            client
-                .execute(
-                    "UPDATE outbox.endpoints SET all_tenants = true WHERE id = $1",
-                    &[&id],
-                )
-                .await?;
+            client.execute(q::ALL_TENANTS, &[&id]).await?;
         }
         println!(
             "• endpoint {id}: {url} subscribed to {types} (tenant {})",
@@ -200,38 +194,24 @@ pub async fn run(
     let tx = client.transaction().await?;
     for (i, status) in ["created", "paid", "shipped"].iter().enumerate() {
         tx.query(
-            "SELECT outbox.publish($1, $2::text::jsonb, resource_key => 'order:42', tenant_id => 'acme')",
-            &[&format!("order.{status}"), &format!(r#"{{"order": 42, "step": {i}, "status": "{status}"}}"#)],
+            q::PUBLISH_ORDER,
+            &[
+                &format!("order.{status}"),
+                &format!(r#"{{"order": 42, "step": {i}, "status": "{status}"}}"#),
+            ],
         )
         .await?;
     }
     tx.commit().await?;
     let tx = client.transaction().await?;
-    tx.query(
-        "SELECT outbox.publish('order.cancelled', '{\"order\": 43}'::jsonb, resource_key => 'order:43', tenant_id => 'acme')",
-        &[],
-    )
-    .await?;
+    tx.query(q::PUBLISH_CANCELLED, &[]).await?;
     tx.rollback().await?;
     println!("  (order.cancelled for order 43 was rolled back: it must never arrive)");
-    client
-        .execute(
-            "INSERT INTO outbox.events (event_type, resource_key, tenant_id, payload) \
-             VALUES ('invoice.paid', 'invoice:7', 'acme', '{\"invoice\": 7, \"note\": \"retry me\"}')",
-            &[],
-        )
-        .await?;
+    client.execute(q::INSERT_INVOICE, &[]).await?;
 
     wait_all_finished(&client, Duration::from_secs(30)).await?;
     println!("\n• deliveries:");
-    for r in client
-        .query(
-            "SELECT d.id, d.endpoint_id, e.event_type, e.resource_key, d.state, d.attempt_count \
-               FROM outbox.deliveries d JOIN outbox.events e ON e.id = d.event_pk ORDER BY d.id",
-            &[],
-        )
-        .await?
-    {
+    for r in client.query(q::DELIVERIES, &[]).await? {
         println!(
             "  delivery {:>3}  endpoint {}  {:<16} {:<10} {:<10} attempts {}",
             r.get::<_, i64>(0),
@@ -243,15 +223,7 @@ pub async fn run(
         );
     }
     println!("\n• outbox.attempts:");
-    for r in client
-        .query(
-            "SELECT delivery_id, attempt, coalesce(status_code::text, '-'), coalesce(error_kind, ''), \
-                    duration_ms, coalesce(next_attempt_at::text, '') \
-               FROM outbox.attempts ORDER BY id",
-            &[],
-        )
-        .await?
-    {
+    for r in client.query(q::ATTEMPTS, &[]).await? {
         println!(
             "  delivery {:>3}  attempt {}  status {:<4} {:<7} {:>4} ms  {}",
             r.get::<_, i64>(0),
@@ -273,31 +245,19 @@ pub async fn run(
         println!(
             "\n• quick load: {load_events} events over 1,000 resource keys, in transactions of 100 …"
         );
-        let before: i64 = client
-            .query_one("SELECT count(*) FROM outbox.deliveries", &[])
-            .await?
-            .get(0);
+        let before: i64 = client.query_one(q::COUNT_DELIVERIES, &[]).await?.get(0);
         let t0 = Instant::now();
         let mut published = 0;
         while published < load_events {
             let n = (load_events - published).min(100) as i64;
             client
-                .execute(
-                    "INSERT INTO outbox.events (event_type, resource_key, tenant_id, payload) \
-                     SELECT 'order.updated', 'order:' || (g % 1000), 'acme', \
-                            jsonb_build_object('n', g, 'status', 'updated') \
-                       FROM generate_series($1::bigint, $1::bigint + $2 - 1) g",
-                    &[&(published as i64), &n],
-                )
+                .execute(q::LOAD_BATCH, &[&(published as i64), &n])
                 .await?;
             published += n as usize;
         }
         wait_all_finished(&client, Duration::from_secs(600)).await?;
         let elapsed = t0.elapsed();
-        let after: i64 = client
-            .query_one("SELECT count(*) FROM outbox.deliveries", &[])
-            .await?
-            .get(0);
+        let after: i64 = client.query_one(q::COUNT_DELIVERIES, &[]).await?.get(0);
         let n = after - before;
         println!(
             "  {n} deliveries (2 endpoints) in {:.2} s: {:.0} deliveries/s, publishing included",
@@ -328,16 +288,7 @@ async fn wait_all_finished(
 ) -> Result<(), DemoError> {
     let t0 = Instant::now();
     loop {
-        let row = client
-            .query_one(
-                // Index-only probes of the partial indexes: cheap while the engine works.
-                "SELECT (EXISTS (SELECT 1 FROM outbox.events WHERE routed_at IS NULL) \
-                      OR EXISTS (SELECT 1 FROM outbox.deliveries WHERE state = 'pending' AND NOT held) \
-                      OR EXISTS (SELECT 1 FROM outbox.deliveries WHERE held) \
-                      OR EXISTS (SELECT 1 FROM outbox.deliveries WHERE state = 'delivering'))::int::int8",
-                &[],
-            )
-            .await?;
+        let row = client.query_one(q::UNFINISHED, &[]).await?;
         if row.get::<_, i64>(0) == 0 {
             return Ok(());
         }

@@ -1,26 +1,31 @@
-//! The engine: wires the services of one replica together and runs them until shutdown.
+//! The engine: starts one replica's tasks and runs them until shutdown.
 //!
-//! Tasks: the LISTEN connection (wake-ups), the router, the claimer (which spawns one worker
-//! per delivery), the completer, the lease rescuer, the stats loop and the HTTP listener
-//! (`/metrics`, `/healthz`, `/readyz`, the admin API `/v1`). They share [`Shared`] and watch one
-//! [`CancellationToken`]; SIGTERM in `main` cancels it.
+//! Tasks, all sharing one [`Replica`] and watching a cancellation token:
+//!
+//! ```text
+//!   wakeup::listen ──notify──► router::run ──deliveries──► claim::claimer ──spawns──► worker::deliver (one per delivery)
+//!   wakeup::reload_catalog                                      ▲                          │ Completed
+//!   maintenance::{rescue_leases, retention, stats}              └──── work_ready ◄── record::recorder
+//!   admin::serve (/healthz /readyz /metrics /v1)
+//! ```
+//!
+//! Shutdown (SIGTERM in `main` cancels the token): the router and the claimer stop; the
+//! claimer waits for its workers up to the grace period and releases what is left; the
+//! recorder writes every outcome it received; then the background services stop.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, CatalogHandle};
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::db::{self, DbError};
 use crate::delivery::http::{Sender, SenderConfig};
-use crate::dispatch::{self, Capacity};
-use crate::router;
+use crate::replica::Replica;
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,57 +42,17 @@ pub enum EngineError {
     Http(String),
 }
 
-/// State shared by every task of one replica.
-pub struct Shared {
-    pub config: Config,
-    pub pool: deadpool_postgres::Pool,
-    pub catalog: CatalogHandle,
-    pub sender: Sender,
-    /// Wakes the claimer: deliveries became ready or capacity was freed.
-    pub work_ready: Notify,
-    /// Wakes the router: events were published.
-    pub events_ready: Notify,
-    /// Wakes the catalog reloader: endpoints or subscriptions changed.
-    pub config_changed: Notify,
-    pub(crate) capacity: Mutex<Capacity>,
-    /// Bounds memory: large payloads are loaded by at most this many workers at once.
-    pub big_payloads: Semaphore,
-}
-
-impl Shared {
-    /// Reloads endpoints and subscriptions now.
-    pub async fn reload_catalog(&self) {
-        let result = async {
-            let client = self.pool.get().await?;
-            Ok::<_, DbError>(Catalog::load(&**client).await?)
-        }
-        .await;
-        match result {
-            Ok(c) => {
-                tracing::debug!(
-                    version = c.version,
-                    endpoints = c.endpoint_count(),
-                    "catalog loaded"
-                );
-                self.catalog.set(c);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not reload endpoints; keeping the previous ones")
-            }
-        }
-    }
-}
-
 /// A running replica.
 pub struct Engine {
-    /// Where `/metrics`, `/healthz` and `/readyz` listen (useful with port 0).
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/v1` listen (useful with port 0).
     pub listen_addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Engine {
-    /// Checks the database, binds the listener and starts every task.
+    /// Checks the database (migrating it when configured to), binds the listener and starts
+    /// every task.
     pub async fn start(config: Config) -> Result<Engine, EngineError> {
         let prom = crate::metrics::handle();
         let mut client = db::connect(&config.database_url).await?;
@@ -108,33 +73,18 @@ impl Engine {
             user_agent: format!("outboxd/{}", env!("CARGO_PKG_VERSION")),
         })
         .map_err(|e| EngineError::Http(e.to_string()))?;
+        let listen_error = |source| EngineError::Listen {
+            addr: config.listen,
+            source,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| EngineError::Listen {
-                addr: config.listen,
-                source,
-            })?;
-        let listen_addr = listener
-            .local_addr()
-            .map_err(|source| EngineError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+            .map_err(listen_error)?;
+        let listen_addr = listener.local_addr().map_err(listen_error)?;
 
-        let shared = Arc::new(Shared {
-            config,
-            pool,
-            catalog: CatalogHandle::default(),
-            sender,
-            work_ready: Notify::new(),
-            events_ready: Notify::new(),
-            config_changed: Notify::new(),
-            capacity: Mutex::new(Capacity::default()),
-            big_payloads: Semaphore::new(4),
-        });
-        shared.catalog.set(catalog);
+        let replica = Arc::new(Replica::new(config, pool, catalog, sender));
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(shared, listener, prom, shutdown.clone()));
+        let task = tokio::spawn(run(replica, listener, prom, shutdown.clone()));
         tracing::info!(listen = %listen_addr, "outboxd started");
         Ok(Engine {
             listen_addr,
@@ -161,47 +111,47 @@ impl Engine {
 }
 
 async fn run(
-    shared: Arc<Shared>,
+    replica: Arc<Replica>,
     listener: tokio::net::TcpListener,
     prom: metrics_exporter_prometheus::PrometheusHandle,
     shutdown: CancellationToken,
 ) {
-    // Background services stop with `background`, after the claimer and completer are done.
+    // Background services stop with `background`, after the claimer and recorder are done.
     let background = CancellationToken::new();
+    let r = &replica;
+    let rescue_every =
+        (r.config.lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(10));
     let services = vec![
-        tokio::spawn(listen(shared.clone(), background.clone())),
-        tokio::spawn(route_loop(shared.clone(), shutdown.clone())),
-        tokio::spawn(reload_loop(shared.clone(), background.clone())),
+        tokio::spawn(crate::wakeup::listen(r.clone(), background.clone())),
+        tokio::spawn(crate::wakeup::reload_catalog(r.clone(), background.clone())),
+        tokio::spawn(crate::router::run(r.clone(), shutdown.clone())),
         tokio::spawn(crate::maintenance::rescue_leases(
-            shared.clone(),
-            (shared.config.lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(10)),
+            r.clone(),
+            rescue_every,
             background.clone(),
         )),
-        tokio::spawn(crate::maintenance::retention(
-            shared.clone(),
-            background.clone(),
-        )),
+        tokio::spawn(crate::maintenance::retention(r.clone(), background.clone())),
         tokio::spawn(crate::maintenance::stats(
-            shared.clone(),
+            r.clone(),
             Duration::from_secs(10),
             background.clone(),
         )),
         tokio::spawn(crate::admin::serve(
             listener,
-            shared.clone(),
+            r.clone(),
             prom,
             background.clone(),
         )),
     ];
 
-    let (done_tx, done_rx) = mpsc::channel(shared.config.concurrency.max(16));
-    let completer = tokio::spawn(dispatch::completer(shared.clone(), done_rx));
-    dispatch::claimer(shared.clone(), done_tx, shutdown.clone()).await;
-    // All workers are finished or aborted and every sender is dropped: the completer writes
+    let (done_tx, done_rx) = mpsc::channel(r.config.concurrency.max(16));
+    let recorder = tokio::spawn(crate::record::recorder(r.clone(), done_rx));
+    crate::claim::claimer(r.clone(), done_tx, shutdown.clone()).await;
+    // All workers are finished or aborted and every sender is dropped: the recorder writes
     // what is left and ends. If the database is gone it cannot; leases then expire.
-    let grace = shared.config.shutdown_grace.max(Duration::from_secs(1));
-    let abort = completer.abort_handle();
-    if tokio::time::timeout(grace, completer).await.is_err() {
+    let grace = r.config.shutdown_grace.max(Duration::from_secs(1));
+    let abort = recorder.abort_handle();
+    if tokio::time::timeout(grace, recorder).await.is_err() {
         tracing::warn!("could not record the last outcomes in time; their leases will expire");
         abort.abort();
     }
@@ -210,148 +160,4 @@ async fn run(
         let _ = s.await;
     }
     tracing::info!("outboxd stopped");
-}
-
-/// The router loop: route while there is a backlog, then wait for a notification or the
-/// poll interval. After routing something it re-checks a few times quickly, to catch
-/// transactions that were committing meanwhile (their INSERT saw a backlog and so did not
-/// send a NOTIFY).
-async fn route_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let batch = shared.config.route_batch;
-    let max_deliveries = batch.saturating_mul(10).max(1000);
-    let mut backoff = Duration::from_millis(100);
-    let mut recheck = 0u32;
-    let mut tenant_cursor = String::new();
-    while !shutdown.is_cancelled() {
-        let result = match shared.pool.get().await {
-            Ok(mut client) => router::route_once(
-                &mut client,
-                &shared.catalog,
-                &mut tenant_cursor,
-                batch,
-                max_deliveries,
-            )
-            .await
-            .map_err(DbError::from),
-            Err(e) => Err(e.into()),
-        };
-        let wait = match result {
-            Ok(stats) => {
-                backoff = Duration::from_millis(100);
-                if stats.events > 0 {
-                    metrics::counter!("outboxd_events_routed_total").increment(stats.events as u64);
-                    metrics::counter!("outboxd_deliveries_created_total")
-                        .increment(stats.deliveries as u64);
-                }
-                if stats.ready > 0 {
-                    shared.work_ready.notify_one();
-                }
-                if stats.busy {
-                    Some(shared.config.poll_interval)
-                } else if stats.events >= batch {
-                    recheck = 0;
-                    None
-                } else if stats.events > 0 {
-                    recheck = 3;
-                    Some(Duration::from_millis(2))
-                } else if recheck > 0 {
-                    recheck -= 1;
-                    Some(Duration::from_millis(5 << (2 - recheck.min(2))))
-                } else {
-                    Some(shared.config.poll_interval)
-                }
-            }
-            Err(e) => {
-                metrics::counter!("outboxd_db_errors_total", "task" => "router").increment(1);
-                tracing::warn!(error = %e, "routing failed; retrying");
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                Some(backoff)
-            }
-        };
-        if let Some(wait) = wait {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = shared.events_ready.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-    }
-}
-
-async fn reload_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = shared.config_changed.notified() => {}
-            // Also catch changes made while the LISTEN connection was down.
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-        }
-        shared.reload_catalog().await;
-    }
-}
-
-/// Keeps one connection LISTENing and turns notifications into wake-ups; reconnects forever.
-async fn listen(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let result = listen_once(&shared, &shutdown).await;
-        if shutdown.is_cancelled() {
-            return;
-        }
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "LISTEN connection lost; polling until it is back");
-        }
-        // Anything may have happened while we were deaf.
-        shared.events_ready.notify_one();
-        shared.work_ready.notify_one();
-        shared.config_changed.notify_one();
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-async fn listen_once(shared: &Shared, shutdown: &CancellationToken) -> Result<(), DbError> {
-    let cfg = db::parse_url(&shared.config.database_url)?;
-    let (client, mut conn) = db::connect_with_timeout(&cfg).await?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
-        while let Some(msg) = stream.next().await {
-            match msg {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n.channel().to_owned()).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    });
-    client
-        .batch_execute("LISTEN outboxd_events; LISTEN outboxd_deliveries; LISTEN outboxd_config;")
-        .await?;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => { driver.abort(); return Ok(()); }
-            msg = rx.recv() => match msg {
-                Some(channel) => match channel.as_str() {
-                    "outboxd_events" => shared.events_ready.notify_one(),
-                    "outboxd_deliveries" => shared.work_ready.notify_one(),
-                    "outboxd_config" => shared.config_changed.notify_one(),
-                    _ => {}
-                },
-                None => {
-                    return match driver.await {
-                        Ok(Err(e)) => Err(e.into()),
-                        _ => Ok(()),
-                    };
-                }
-            }
-        }
-    }
 }

@@ -2,39 +2,68 @@
 //!
 //! The flow of one event, and the module that owns each step:
 //!
-//! 1. **publish** — the application INSERTs into `outbox.events` in its own transaction
+//! 1. **publish**: the application INSERTs into `outbox.events` in its own transaction
 //!    (`migrations/`: tables, `outbox.publish()`, `outbox.add_endpoint()`).
-//! 2. **route** — [`router`] takes visible, unrouted events in id order (one replica at a
-//!    time), matches them against the [`catalog`] of endpoints and subscriptions, and creates
-//!    one delivery per matching endpoint; per-resource lanes keep order.
-//! 3. **claim** — [`claim`] leases due deliveries with `FOR UPDATE SKIP LOCKED`, within
-//!    per-endpoint limits; [`dispatch`] runs one worker per delivery.
-//! 4. **deliver** — [`delivery`] signs ([`signing`]) and POSTs, through the [`ssrf`] guard.
-//! 5. **record** — [`record`] writes outcomes and `outbox.attempts` in batches and hands a
+//! 2. **route**: [`router`] takes visible, unrouted events in id order (one replica at a
+//!    time), matches them against the [`catalog`] of endpoints and subscriptions
+//!    ([`pattern`]), and creates one delivery per matching endpoint; per-resource lanes keep
+//!    order.
+//! 3. **claim**: [`claim`] leases due deliveries with `FOR UPDATE SKIP LOCKED`, within the
+//!    limits its pure [`claim::policy`] computes (in-flight slots, [`pacing`], [`circuit`]).
+//! 4. **deliver**: a [`worker`] per delivery signs ([`signing`]) and POSTs it
+//!    ([`delivery::http`]) through the [`ssrf`] guard; the [`delivery`] module owns the
+//!    state machine and its data ([`delivery::Outcome`]).
+//! 5. **record**: [`record`] writes outcomes and `outbox.attempts` in batches and hands a
 //!    lane over to its next delivery.
-//! 6. **retry** — [`retry`] turns a failure into the next attempt time or `dead`; [`circuit`]
-//!    stops hammering failing endpoints; [`maintenance`] rescues leases of dead replicas.
+//! 6. **retry**: [`retry`] turns a failure into the next attempt time or `dead`;
+//!    [`maintenance`] rescues leases of dead replicas and deletes old work.
 //!
-//! Around it: [`engine`] (tasks and shutdown), [`config`], [`db`] and [`sql`] (named
-//! queries), [`admin`] (`/healthz`, `/readyz`, `/metrics` and the REST admin API `/v1`),
-//! [`metrics`], [`embedded_pg`]
-//! (the throwaway PostgreSQL of `outboxd demo` and the tests) and [`demo`].
-pub mod admin;
-pub mod catalog;
-pub mod circuit;
-pub mod claim;
-pub mod config;
-pub mod db;
-pub mod delivery;
+//! Around it: [`replica`] (the state one replica's tasks share), [`engine`] (starts the
+//! tasks, stops them), [`wakeup`] (LISTEN/NOTIFY), [`config`], [`db`], [`sql`] (every named
+//! query), [`locks`] (every advisory lock), [`admin`] (`/healthz`, `/readyz`, `/metrics`, the
+//! REST API `/v1`), [`metrics`], [`embedded_pg`] (a throwaway PostgreSQL) and [`demo`].
+//! `ARCHITECTURE.md` draws it; the `layers` test keeps imports pointing downwards only.
+//!
+//! # The library's API
+//!
+//! The binary `outboxd` is a thin shell over this library, and a program can embed the
+//! sidecar the same way. What it needs is exported here, and nothing else:
+//! [`Config`] (built from [`RunArgs`], the flags and `OUTBOXD_*` variables, validated into a
+//! [`ConfigError`] naming the variable), [`Engine`] (start, stop), [`migrate`] and
+//! [`check_schema`] over a [`connect`]ed client, [`embedded_pg`] and [`demo`]. Every other
+//! module is internal (`pub(crate)`).
+
+pub(crate) mod admin;
+pub(crate) mod catalog;
+pub(crate) mod circuit;
+pub(crate) mod claim;
+pub(crate) mod config;
+pub(crate) mod db;
+pub(crate) mod delivery;
 pub mod demo;
-pub mod dispatch;
 pub mod embedded_pg;
-pub mod engine;
-pub mod maintenance;
-pub mod metrics;
-pub mod record;
-pub mod retry;
-pub mod router;
-pub mod signing;
-pub mod sql;
-pub mod ssrf;
+pub(crate) mod engine;
+pub(crate) mod locks;
+pub(crate) mod maintenance;
+pub(crate) mod metrics;
+pub(crate) mod pacing;
+pub(crate) mod pattern;
+pub(crate) mod record;
+pub(crate) mod replica;
+pub(crate) mod retry;
+pub(crate) mod router;
+pub(crate) mod signing;
+pub(crate) mod sql;
+pub(crate) mod ssrf;
+pub(crate) mod wakeup;
+pub(crate) mod worker;
+
+#[cfg(test)]
+mod layers;
+#[cfg(test)]
+mod test_support;
+
+pub use config::{Config, ConfigError, RunArgs};
+pub use db::{DbError, check_schema, connect, latest_migration, migrate};
+pub use engine::{Engine, EngineError};
+pub use retry::RetryPolicy;

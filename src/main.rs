@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
-use outboxd::config::{ConfigError, RunArgs};
+use outboxd::{ConfigError, RunArgs};
 
 #[derive(Parser)]
 #[command(
@@ -76,7 +76,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("outboxd: error: {e:#}");
             // 2: the configuration is wrong (as for clap's usage errors); 1: anything else.
-            if e.downcast_ref::<outboxd::config::ConfigError>().is_some() {
+            if e.downcast_ref::<outboxd::ConfigError>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -88,13 +88,13 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Migrate { database_url } => {
-            let mut client = outboxd::db::connect(&database_url)
+            let mut client = outboxd::connect(&database_url)
                 .await
                 .context("connecting to DATABASE_URL")?;
-            outboxd::db::migrate(&mut client).await?;
+            outboxd::migrate(&mut client).await?;
             println!(
                 "migrations applied; schema at version {}",
-                outboxd::db::latest_migration()
+                outboxd::latest_migration()
             );
             Ok(())
         }
@@ -116,7 +116,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             });
             let engine = tokio::select! {
-                engine = outboxd::engine::Engine::start(config) => engine?,
+                engine = outboxd::Engine::start(config) => engine?,
                 _ = &mut stop => {
                     tracing::info!("stopped before start-up finished");
                     return Ok(());

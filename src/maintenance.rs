@@ -14,17 +14,21 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Shared;
+use crate::replica::Replica;
 use crate::sql;
 
 /// Returns expired leases to pending, in batches, every `interval`.
-pub async fn rescue_leases(shared: Arc<Shared>, interval: Duration, shutdown: CancellationToken) {
+pub(crate) async fn rescue_leases(
+    replica: Arc<Replica>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
-        match rescue_once(&shared).await {
+        match rescue_once(&replica).await {
             Ok(n) if n > 0 => {
                 tracing::warn!(rescued = n, "returned expired leases to pending");
                 metrics::counter!("outboxd_leases_rescued_total").increment(n as u64);
-                shared.work_ready.notify_one();
+                replica.work_ready.notify_one();
             }
             Ok(_) => {}
             Err(e) => {
@@ -39,8 +43,8 @@ pub async fn rescue_leases(shared: Arc<Shared>, interval: Duration, shutdown: Ca
     }
 }
 
-async fn rescue_once(shared: &Shared) -> Result<usize, crate::db::DbError> {
-    let client = shared.pool.get().await?;
+async fn rescue_once(replica: &Replica) -> Result<usize, crate::db::DbError> {
+    let client = replica.pool.get().await?;
     let mut total = 0;
     loop {
         let n = client
@@ -55,12 +59,12 @@ async fn rescue_once(shared: &Shared) -> Result<usize, crate::db::DbError> {
 }
 
 /// Refreshes the gauges every `interval`.
-pub async fn stats(shared: Arc<Shared>, interval: Duration, shutdown: CancellationToken) {
+pub(crate) async fn stats(replica: Arc<Replica>, interval: Duration, shutdown: CancellationToken) {
     loop {
-        if let Err(e) = stats_once(&shared).await {
+        if let Err(e) = stats_once(&replica).await {
             tracing::debug!(error = %e, "stats query failed");
         }
-        let status = shared.pool.status();
+        let status = replica.pool.status();
         metrics::gauge!("outboxd_db_pool_connections", "state" => "max")
             .set(status.max_size as f64);
         metrics::gauge!("outboxd_db_pool_connections", "state" => "idle")
@@ -74,8 +78,8 @@ pub async fn stats(shared: Arc<Shared>, interval: Duration, shutdown: Cancellati
     }
 }
 
-async fn stats_once(shared: &Shared) -> Result<(), crate::db::DbError> {
-    let client = shared.pool.get().await?;
+async fn stats_once(replica: &Replica) -> Result<(), crate::db::DbError> {
+    let client = replica.pool.get().await?;
     let row = client.query_one(sql::STATS, &[]).await?;
     metrics::gauge!("outboxd_outbox_lag_seconds").set(row.get::<_, f64>(0));
     metrics::gauge!("outboxd_deliveries_pending").set(row.get::<_, i64>(1) as f64);
@@ -87,7 +91,7 @@ async fn stats_once(shared: &Shared) -> Result<(), crate::db::DbError> {
 
 /// Rows deleted by one retention pass.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RetentionStats {
+pub(crate) struct RetentionStats {
     pub deliveries: i64,
     pub attempts: i64,
     pub events: i64,
@@ -106,7 +110,7 @@ async fn locked_batch(
 ) -> Result<Option<tokio_postgres::Row>, crate::db::DbError> {
     let tx = client.transaction().await?;
     if !tx
-        .query_one(sql::RETENTION_LOCK, &[])
+        .query_one(sql::RETENTION_LOCK, &[&crate::locks::RETENTION])
         .await?
         .get::<_, bool>(0)
     {
@@ -118,13 +122,13 @@ async fn locked_batch(
 }
 
 /// Runs retention every `interval`.
-pub async fn retention(shared: Arc<Shared>, shutdown: CancellationToken) {
+pub(crate) async fn retention(replica: Arc<Replica>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(shared.config.retention_interval) => {}
+            _ = tokio::time::sleep(replica.config.retention_interval) => {}
         }
-        match retention_pass(&shared, &shutdown).await {
+        match retention_pass(&replica, &shutdown).await {
             Ok(s) if s != RetentionStats::default() => {
                 tracing::info!(
                     deliveries = s.deliveries,
@@ -151,14 +155,14 @@ pub async fn retention(shared: Arc<Shared>, shutdown: CancellationToken) {
 
 /// One full retention pass: loops over windows until each kind of old work is gone (or
 /// another replica holds the retention lock, or shutdown).
-pub async fn retention_pass(
-    shared: &Shared,
+pub(crate) async fn retention_pass(
+    replica: &Replica,
     shutdown: &CancellationToken,
 ) -> Result<RetentionStats, crate::db::DbError> {
-    let mut client = shared.pool.get().await?;
+    let mut client = replica.pool.get().await?;
     let mut stats = RetentionStats::default();
-    let succeeded_secs = shared.config.retention_succeeded.as_secs_f64();
-    let dead_secs = shared.config.retention_dead.as_secs_f64();
+    let succeeded_secs = replica.config.retention_succeeded.as_secs_f64();
+    let dead_secs = replica.config.retention_dead.as_secs_f64();
     let boundary: i64 = client
         .query_one(sql::RETENTION_BOUNDARY, &[&succeeded_secs])
         .await?

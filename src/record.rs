@@ -1,21 +1,33 @@
-//! Recording: attempt outcomes go to Postgres in batches, one short transaction per batch
-//! (never across an HTTP call). In that transaction:
+//! Recording: the recorder task collects workers' outcomes and writes them to Postgres in
+//! batches, one short transaction per batch (never across an HTTP call). In that transaction:
 //! 1. the lanes of finishing lane heads are locked (key order, like the router);
 //! 2. each delivery gets its new state (succeeded / pending with next_attempt_at / dead) if
 //!    it is still leased under the same claim, and finished heads promote their lane's next
 //!    delivery (`sql/engine/record_complete.sql`);
 //! 3. one `outbox.attempts` row per attempt is inserted;
 //! 4. endpoints that answered 410 Gone are disabled.
+//!
+//! A batch that fails to commit is retried (its outcomes stay in memory, bounded by the
+//! replica's concurrency) until it commits; only then is its capacity freed.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
 
-use crate::delivery::Outcome;
+use crate::db::DbError;
+use crate::delivery::{EXCERPT_LIMIT, Outcome};
+use crate::replica::Replica;
 use crate::retry::{DeadReason, Decision};
 use crate::sql;
 
+/// Outcomes written per transaction at most.
+const MAX_BATCH: usize = 1000;
+
 /// One finished attempt, waiting to be written.
 #[derive(Debug, Clone)]
-pub struct Completed {
+pub(crate) struct Completed {
     pub delivery_id: i64,
     pub claim_count: i32,
     pub endpoint_id: i64,
@@ -31,12 +43,12 @@ pub struct Completed {
 
 /// What a batch write did.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct RecordStats {
+pub(crate) struct RecordStats {
     pub applied: i64,
     pub promoted: i64,
 }
 
-const EXCERPT_MAX: usize = 4096;
+/// `outbox.attempts.error_message` is cut at this many bytes.
 const MESSAGE_MAX: usize = 2048;
 
 fn truncate(s: &str, max: usize) -> String {
@@ -55,8 +67,62 @@ fn clean(s: &str, max: usize) -> String {
     truncate(s, max).replace('\0', "\u{FFFD}")
 }
 
+/// The recorder: batches outcomes into one transaction each, retrying on database errors
+/// (outcomes are kept until written), then frees their capacity and wakes the claimer. Ends
+/// when every worker's sender is dropped and everything received is written.
+pub(crate) async fn recorder(replica: Arc<Replica>, mut rx: mpsc::Receiver<Completed>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let result = match replica.pool.get().await {
+                Ok(mut client) => record(&mut client, &batch, &replica.config.replica_id)
+                    .await
+                    .map_err(DbError::from),
+                Err(e) => Err(e.into()),
+            };
+            match result {
+                Ok(stats) => {
+                    if (stats.applied as usize) < batch.len() {
+                        // Their leases had expired and been taken over (a stalled replica):
+                        // the new holder records them.
+                        tracing::debug!(
+                            stale = batch.len() - stats.applied as usize,
+                            "outcomes for leases this replica no longer held were not applied"
+                        );
+                    }
+                    if stats.promoted > 0 {
+                        tracing::trace!(promoted = stats.promoted, "lanes handed over");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    metrics::counter!("outboxd_db_errors_total", "task" => "record").increment(1);
+                    tracing::warn!(error = %e, batch = batch.len(), "recording outcomes failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        {
+            let mut cap = replica.capacity();
+            cap.recorded(batch.iter().map(|c| c.delivery_id));
+            metrics::gauge!("outboxd_in_flight_deliveries").set(cap.total() as f64);
+        }
+        batch.clear();
+        replica.work_ready.notify_one();
+    }
+}
+
 /// Writes a batch of outcomes in one transaction.
-pub async fn record(
+pub(crate) async fn record(
     client: &mut deadpool_postgres::Object,
     batch: &[Completed],
     replica_id: &str,
@@ -114,7 +180,7 @@ pub async fn record(
         next_at.push(at);
         statuses.push(c.outcome.status().map(i32::from));
         let (kind, error, excerpt) = match &c.outcome {
-            Outcome::Delivered { excerpt, .. } => (None, None, Some(clean(excerpt, EXCERPT_MAX))),
+            Outcome::Delivered { excerpt, .. } => (None, None, Some(clean(excerpt, EXCERPT_LIMIT))),
             Outcome::Failed {
                 kind,
                 message,
@@ -131,7 +197,7 @@ pub async fn record(
                 (
                     Some(kind.as_str()),
                     Some(msg),
-                    excerpt.as_deref().map(|e| clean(e, EXCERPT_MAX)),
+                    excerpt.as_deref().map(|e| clean(e, EXCERPT_LIMIT)),
                 )
             }
         };

@@ -260,3 +260,61 @@ mod tests {
         assert_eq!(parse_schedule("0s"), Err(ScheduleError::Zero("0s".into())));
     }
 }
+
+/// Property tests: retry schedules. Each property runs a moderate number of cases; `PROPTEST_CASES`
+/// runs more (e.g. `PROPTEST_CASES=100000` for a soak). A failure prints the shrunk input:
+/// pin it as a plain test.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_support::cases;
+
+    fn duration_entry() -> impl Strategy<Value = (String, Duration)> {
+        (1u64..100_000, 0usize..4).prop_map(|(n, unit)| match unit {
+            0 => (format!("{n}ms"), Duration::from_millis(n)),
+            1 => (format!("{n}s"), Duration::from_secs(n)),
+            2 => (format!("{n}m"), Duration::from_secs(n * 60)),
+            _ => (format!("{n}h"), Duration::from_secs(n * 3600)),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(cases(512))]
+
+        #[test]
+        fn parse_schedule_never_panics_and_accepts_only_positive_non_empty_lists(
+            s in prop_oneof![
+                any::<String>(),
+                "([0-9]{1,25}(ns|us|ms|s|m|h|d|x)? ?,? ?){0,5}",
+            ]
+        ) {
+            if let Ok(schedule) = parse_schedule(&s) {
+                prop_assert!(!schedule.is_empty(), "{:?}", s);
+                prop_assert!(schedule.iter().all(|d| !d.is_zero()), "{:?}", s);
+            }
+        }
+
+        #[test]
+        fn parse_schedule_reads_back_what_was_written(
+            entries in proptest::collection::vec(duration_entry(), 1..8),
+            sep in prop_oneof![Just(","), Just(", "), Just(" ,"), Just(",,")],
+        ) {
+            let text = entries.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(sep);
+            let expected: Vec<Duration> = entries.iter().map(|(_, d)| *d).collect();
+            prop_assert_eq!(parse_schedule(&text).ok(), Some(expected), "{:?}", text);
+        }
+
+        #[test]
+        fn a_zero_entry_anywhere_is_refused(
+            entries in proptest::collection::vec(duration_entry(), 0..4),
+            zero in prop_oneof![Just("0s"), Just("0ms"), Just("0h")],
+            at in 0usize..5,
+        ) {
+            let mut parts: Vec<String> = entries.into_iter().map(|(t, _)| t).collect();
+            parts.insert(at.min(parts.len()), zero.to_owned());
+            prop_assert!(parse_schedule(&parts.join(",")).is_err());
+        }
+    }
+}

@@ -57,6 +57,19 @@ impl Secret {
     }
 }
 
+/// Whether a `webhook-signature` header value holds a valid signature of this message by any
+/// of `secrets`. Compared in constant time. (The receiver's side of [`signature_header`]; the
+/// timestamp's freshness is the caller's to check.)
+pub fn verify(secrets: &[Secret], msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    secrets.iter().any(|secret| {
+        let expected = secret.sign(msg_id, timestamp, body);
+        header
+            .split(' ')
+            .any(|candidate| bool::from(candidate.as_bytes().ct_eq(expected.as_bytes())))
+    })
+}
+
 /// The `webhook-signature` header value: one signature per secret, space-separated.
 pub fn signature_header(secrets: &[Secret], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
     let mut out = String::with_capacity(secrets.len() * 48);
@@ -117,5 +130,95 @@ mod tests {
     fn debug_never_shows_the_key() {
         let s = Secret::parse(SECRET).unwrap();
         assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn verify_accepts_any_listed_signature_of_any_secret_and_nothing_else() {
+        let old = Secret::parse(SECRET).unwrap();
+        let new = Secret::parse("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        let header = signature_header(&[new.clone(), old.clone()], ID, TS, BODY);
+        let (old, new) = (std::slice::from_ref(&old), std::slice::from_ref(&new));
+        assert!(verify(old, ID, TS, BODY, &header));
+        assert!(verify(new, ID, TS, BODY, &header));
+        assert!(!verify(old, ID, TS + 1, BODY, &header));
+        assert!(!verify(old, ID, TS, b"{}", &header));
+        assert!(!verify(&[], ID, TS, BODY, &header));
+    }
+}
+
+/// Property tests: secrets and signatures, checked against the independent `standardwebhooks` crate. Each property runs a moderate number of cases; `PROPTEST_CASES`
+/// runs more (e.g. `PROPTEST_CASES=100000` for a soak). A failure prints the shrunk input:
+/// pin it as a plain test.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_support::cases;
+
+    fn secret_from(key: &[u8]) -> String {
+        format!("whsec_{}", B64.encode(key))
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        #[test]
+        fn secret_parse_never_panics(s in any::<String>(), b64 in "[A-Za-z0-9+/=]{0,120}") {
+            let _ = Secret::parse(&s);
+            let _ = Secret::parse(&format!("whsec_{b64}"));
+        }
+
+        #[test]
+        fn secrets_of_1_to_64_bytes_are_accepted_and_longer_ones_refused(
+            key in proptest::collection::vec(any::<u8>(), 0..100)
+        ) {
+            let parsed = Secret::parse(&secret_from(&key));
+            prop_assert_eq!(parsed.is_ok(), (1..=64).contains(&key.len()));
+            if let Ok(s) = parsed {
+                // Debug never shows the key.
+                prop_assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+            }
+        }
+
+        #[test]
+        fn signing_is_deterministic_and_binds_id_timestamp_and_body(
+            key in proptest::collection::vec(any::<u8>(), 1..=64),
+            id in "[ -~]{1,40}",
+            ts in 0i64..4_000_000_000,
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+            other in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let secret = Secret::parse(&secret_from(&key)).expect("valid key");
+            let sig = secret.sign(&id, ts, &body);
+            prop_assert_eq!(&sig, &secret.sign(&id, ts, &body), "deterministic");
+            prop_assert!(sig.starts_with("v1,"));
+            prop_assert_eq!(B64.decode(&sig[3..]).map(|d| d.len()).ok(), Some(32));
+            if other != body {
+                prop_assert_ne!(&sig, &secret.sign(&id, ts, &other), "different bodies");
+            }
+            prop_assert_ne!(&sig, &secret.sign(&id, ts + 1, &body), "different timestamps");
+            prop_assert_ne!(&sig, &secret.sign(&format!("{id}x"), ts, &body), "different ids");
+        }
+
+        #[test]
+        fn signatures_verify_with_the_independent_standardwebhooks_library(
+            key in proptest::collection::vec(any::<u8>(), 1..=64),
+            id in "[A-Za-z0-9_]{1,40}",
+            body in "\\PC{0,200}",
+        ) {
+            let secret_text = secret_from(&key);
+            let secret = Secret::parse(&secret_text).expect("valid key");
+            let ts = chrono::Utc::now().timestamp();
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("webhook-id", id.parse().expect("ascii id"));
+            headers.insert("webhook-timestamp", ts.to_string().parse().expect("digits"));
+            headers.insert(
+                "webhook-signature",
+                secret.sign(&id, ts, body.as_bytes()).parse().expect("base64"),
+            );
+            let verifier = standardwebhooks::Webhook::new(&secret_text).expect("library accepts it");
+            prop_assert!(verifier.verify(body.as_bytes(), &headers).is_ok());
+        }
     }
 }

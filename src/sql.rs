@@ -1,38 +1,51 @@
-//! The engine's named queries, one file each in `sql/engine/`. `ALL` lists them so a test can
-//! prepare every one against a freshly migrated schema.
+//! Every named query, one file each under `sql/`, loaded with `include_str!`: the engine's
+//! (`sql/engine/`, at the top of this module), the admin API's ([`admin`], `sql/admin/`) and
+//! the demo's ([`demo`], `sql/demo/`). No query string is written anywhere else in `src/`.
+//! The test at the bottom prepares every one of them against a freshly migrated schema, so a
+//! typo or a schema drift fails CI, not production. The DBAs' cookbook (`sql/cookbook/`) is
+//! run by the integration tests.
 
-pub const CATALOG_ENDPOINTS: &str = include_str!("../sql/engine/catalog_endpoints.sql");
-pub const CATALOG_VERSION: &str = include_str!("../sql/engine/catalog_version.sql");
-pub const CLAIM: &str = include_str!("../sql/engine/claim.sql");
-pub const FETCH_PAYLOAD: &str = include_str!("../sql/engine/fetch_payload.sql");
-pub const NOTIFY_DELIVERIES: &str = include_str!("../sql/engine/notify_deliveries.sql");
-pub const RECORD_ATTEMPTS: &str = include_str!("../sql/engine/record_attempts.sql");
-pub const RECORD_COMPLETE: &str = include_str!("../sql/engine/record_complete.sql");
-pub const RECORD_GONE: &str = include_str!("../sql/engine/record_gone.sql");
-pub const RECORD_LOCK_LANES: &str = include_str!("../sql/engine/record_lock_lanes.sql");
-pub const RELEASE_LEASES: &str = include_str!("../sql/engine/release_leases.sql");
-pub const RELEASE_UNKNOWN_LEASES: &str = include_str!("../sql/engine/release_unknown_leases.sql");
-pub const RESCUE_EXPIRED_LEASES: &str = include_str!("../sql/engine/rescue_expired_leases.sql");
-pub const RETENTION_BOUNDARY: &str = include_str!("../sql/engine/retention_boundary.sql");
-pub const RETENTION_DEAD: &str = include_str!("../sql/engine/retention_dead.sql");
-pub const RETENTION_EVENTS: &str = include_str!("../sql/engine/retention_events.sql");
-pub const RETENTION_LANES: &str = include_str!("../sql/engine/retention_lanes.sql");
-pub const RETENTION_LOCK: &str = include_str!("../sql/engine/retention_lock.sql");
-pub const RETENTION_SUCCEEDED: &str = include_str!("../sql/engine/retention_succeeded.sql");
-pub const ROUTE_ALREADY_ROUTED: &str = include_str!("../sql/engine/route_already_routed.sql");
-pub const ROUTE_FETCH: &str = include_str!("../sql/engine/route_fetch.sql");
-pub const ROUTE_INSERT: &str = include_str!("../sql/engine/route_insert.sql");
-pub const ROUTE_LANES: &str = include_str!("../sql/engine/route_lanes.sql");
-pub const ROUTE_LOCK: &str = include_str!("../sql/engine/route_lock.sql");
-pub const ROUTE_MARK: &str = include_str!("../sql/engine/route_mark.sql");
-pub const STATS: &str = include_str!("../sql/engine/stats.sql");
+pub(crate) const CATALOG_ENDPOINTS: &str = include_str!("../sql/engine/catalog_endpoints.sql");
+pub(crate) const CATALOG_VERSION: &str = include_str!("../sql/engine/catalog_version.sql");
+pub(crate) const CLAIM: &str = include_str!("../sql/engine/claim.sql");
+pub(crate) const FETCH_PAYLOAD: &str = include_str!("../sql/engine/fetch_payload.sql");
+pub(crate) const MIGRATE_LOCK: &str = include_str!("../sql/engine/migrate_lock.sql");
+pub(crate) const MIGRATE_UNLOCK: &str = include_str!("../sql/engine/migrate_unlock.sql");
+pub(crate) const NOTIFY_DELIVERIES: &str = include_str!("../sql/engine/notify_deliveries.sql");
+pub(crate) const RECORD_ATTEMPTS: &str = include_str!("../sql/engine/record_attempts.sql");
+pub(crate) const RECORD_COMPLETE: &str = include_str!("../sql/engine/record_complete.sql");
+pub(crate) const RECORD_GONE: &str = include_str!("../sql/engine/record_gone.sql");
+pub(crate) const RECORD_LOCK_LANES: &str = include_str!("../sql/engine/record_lock_lanes.sql");
+pub(crate) const RELEASE_LEASES: &str = include_str!("../sql/engine/release_leases.sql");
+pub(crate) const RELEASE_UNKNOWN_LEASES: &str =
+    include_str!("../sql/engine/release_unknown_leases.sql");
+pub(crate) const RESCUE_EXPIRED_LEASES: &str =
+    include_str!("../sql/engine/rescue_expired_leases.sql");
+pub(crate) const RETENTION_BOUNDARY: &str = include_str!("../sql/engine/retention_boundary.sql");
+pub(crate) const RETENTION_DEAD: &str = include_str!("../sql/engine/retention_dead.sql");
+pub(crate) const RETENTION_EVENTS: &str = include_str!("../sql/engine/retention_events.sql");
+pub(crate) const RETENTION_LANES: &str = include_str!("../sql/engine/retention_lanes.sql");
+pub(crate) const RETENTION_LOCK: &str = include_str!("../sql/engine/retention_lock.sql");
+pub(crate) const RETENTION_SUCCEEDED: &str = include_str!("../sql/engine/retention_succeeded.sql");
+pub(crate) const ROUTE_ALREADY_ROUTED: &str =
+    include_str!("../sql/engine/route_already_routed.sql");
+pub(crate) const ROUTE_FETCH: &str = include_str!("../sql/engine/route_fetch.sql");
+pub(crate) const ROUTE_INSERT: &str = include_str!("../sql/engine/route_insert.sql");
+pub(crate) const ROUTE_LANES: &str = include_str!("../sql/engine/route_lanes.sql");
+pub(crate) const ROUTE_LOCK: &str = include_str!("../sql/engine/route_lock.sql");
+pub(crate) const ROUTE_MARK: &str = include_str!("../sql/engine/route_mark.sql");
+pub(crate) const SCHEMA_VERSION: &str = include_str!("../sql/engine/schema_version.sql");
+pub(crate) const STATS: &str = include_str!("../sql/engine/stats.sql");
 
-/// Every named query, for the prepare-all test.
-pub const ALL: &[(&str, &str)] = &[
+/// Every query of this group, for the test that prepares each against the schema.
+#[cfg(test)]
+pub(crate) const ALL: &[(&str, &str)] = &[
     ("catalog_endpoints", CATALOG_ENDPOINTS),
     ("catalog_version", CATALOG_VERSION),
     ("claim", CLAIM),
     ("fetch_payload", FETCH_PAYLOAD),
+    ("migrate_lock", MIGRATE_LOCK),
+    ("migrate_unlock", MIGRATE_UNLOCK),
     ("notify_deliveries", NOTIFY_DELIVERIES),
     ("record_attempts", RECORD_ATTEMPTS),
     ("record_complete", RECORD_COMPLETE),
@@ -53,5 +66,141 @@ pub const ALL: &[(&str, &str)] = &[
     ("route_lanes", ROUTE_LANES),
     ("route_lock", ROUTE_LOCK),
     ("route_mark", ROUTE_MARK),
+    ("schema_version", SCHEMA_VERSION),
     ("stats", STATS),
 ];
+
+/// The admin API's queries (`sql/admin/`). Writes that must reach the claimer use the
+/// engine's [`NOTIFY_DELIVERIES`](super::NOTIFY_DELIVERIES).
+pub(crate) mod admin {
+    pub(crate) const DELIVERY_LIST: &str = include_str!("../sql/admin/delivery_list.sql");
+    pub(crate) const DELIVERY_OF_ENDPOINT: &str =
+        include_str!("../sql/admin/delivery_of_endpoint.sql");
+    pub(crate) const ENDPOINT_DELETE: &str = include_str!("../sql/admin/endpoint_delete.sql");
+    pub(crate) const ENDPOINT_FINISH_ROTATION: &str =
+        include_str!("../sql/admin/endpoint_finish_rotation.sql");
+    pub(crate) const ENDPOINT_GET: &str = include_str!("../sql/admin/endpoint_get.sql");
+    pub(crate) const ENDPOINT_INSERT: &str = include_str!("../sql/admin/endpoint_insert.sql");
+    pub(crate) const ENDPOINT_LIST: &str = include_str!("../sql/admin/endpoint_list.sql");
+    pub(crate) const ENDPOINT_LOCK: &str = include_str!("../sql/admin/endpoint_lock.sql");
+    pub(crate) const ENDPOINT_RETRY_DEAD: &str =
+        include_str!("../sql/admin/endpoint_retry_dead.sql");
+    pub(crate) const ENDPOINT_ROTATE_SECRET: &str =
+        include_str!("../sql/admin/endpoint_rotate_secret.sql");
+    pub(crate) const ENDPOINT_SECRETS: &str = include_str!("../sql/admin/endpoint_secrets.sql");
+    pub(crate) const ENDPOINT_UPDATE: &str = include_str!("../sql/admin/endpoint_update.sql");
+    pub(crate) const EVENT_ATTEMPTS: &str = include_str!("../sql/admin/event_attempts.sql");
+    pub(crate) const EVENT_DELIVERIES: &str = include_str!("../sql/admin/event_deliveries.sql");
+    pub(crate) const EVENT_GET: &str = include_str!("../sql/admin/event_get.sql");
+    pub(crate) const ROUTING_LOCK: &str = include_str!("../sql/admin/routing_lock.sql");
+    pub(crate) const SUBSCRIPTION_DELETE: &str =
+        include_str!("../sql/admin/subscription_delete.sql");
+    pub(crate) const SUBSCRIPTION_GET: &str = include_str!("../sql/admin/subscription_get.sql");
+    pub(crate) const SUBSCRIPTION_INSERT: &str =
+        include_str!("../sql/admin/subscription_insert.sql");
+    pub(crate) const SUBSCRIPTION_LIST: &str = include_str!("../sql/admin/subscription_list.sql");
+    pub(crate) const SUBSCRIPTION_LOCK: &str = include_str!("../sql/admin/subscription_lock.sql");
+    pub(crate) const SUBSCRIPTION_UPDATE: &str =
+        include_str!("../sql/admin/subscription_update.sql");
+
+    /// Every query of this group, for the test that prepares each against the schema.
+    #[cfg(test)]
+    pub(crate) const ALL: &[(&str, &str)] = &[
+        ("delivery_list", DELIVERY_LIST),
+        ("delivery_of_endpoint", DELIVERY_OF_ENDPOINT),
+        ("endpoint_delete", ENDPOINT_DELETE),
+        ("endpoint_finish_rotation", ENDPOINT_FINISH_ROTATION),
+        ("endpoint_get", ENDPOINT_GET),
+        ("endpoint_insert", ENDPOINT_INSERT),
+        ("endpoint_list", ENDPOINT_LIST),
+        ("endpoint_lock", ENDPOINT_LOCK),
+        ("endpoint_retry_dead", ENDPOINT_RETRY_DEAD),
+        ("endpoint_rotate_secret", ENDPOINT_ROTATE_SECRET),
+        ("endpoint_secrets", ENDPOINT_SECRETS),
+        ("endpoint_update", ENDPOINT_UPDATE),
+        ("event_attempts", EVENT_ATTEMPTS),
+        ("event_deliveries", EVENT_DELIVERIES),
+        ("event_get", EVENT_GET),
+        ("routing_lock", ROUTING_LOCK),
+        ("subscription_delete", SUBSCRIPTION_DELETE),
+        ("subscription_get", SUBSCRIPTION_GET),
+        ("subscription_insert", SUBSCRIPTION_INSERT),
+        ("subscription_list", SUBSCRIPTION_LIST),
+        ("subscription_lock", SUBSCRIPTION_LOCK),
+        ("subscription_update", SUBSCRIPTION_UPDATE),
+    ];
+}
+
+/// `outboxd demo`'s queries (`sql/demo/`).
+pub(crate) mod demo {
+    pub(crate) const ADD_ENDPOINT: &str = include_str!("../sql/demo/add_endpoint.sql");
+    pub(crate) const ALL_TENANTS: &str = include_str!("../sql/demo/all_tenants.sql");
+    pub(crate) const ATTEMPTS: &str = include_str!("../sql/demo/attempts.sql");
+    pub(crate) const COUNT_DELIVERIES: &str = include_str!("../sql/demo/count_deliveries.sql");
+    pub(crate) const DELIVERIES: &str = include_str!("../sql/demo/deliveries.sql");
+    pub(crate) const INSERT_INVOICE: &str = include_str!("../sql/demo/insert_invoice.sql");
+    pub(crate) const LOAD_BATCH: &str = include_str!("../sql/demo/load_batch.sql");
+    pub(crate) const PUBLISH_CANCELLED: &str = include_str!("../sql/demo/publish_cancelled.sql");
+    pub(crate) const PUBLISH_ORDER: &str = include_str!("../sql/demo/publish_order.sql");
+    pub(crate) const RESET_ENDPOINTS: &str = include_str!("../sql/demo/reset_endpoints.sql");
+    pub(crate) const UNFINISHED: &str = include_str!("../sql/demo/unfinished.sql");
+
+    /// Every query of this group, for the test that prepares each against the schema.
+    #[cfg(test)]
+    pub(crate) const ALL: &[(&str, &str)] = &[
+        ("add_endpoint", ADD_ENDPOINT),
+        ("all_tenants", ALL_TENANTS),
+        ("attempts", ATTEMPTS),
+        ("count_deliveries", COUNT_DELIVERIES),
+        ("deliveries", DELIVERIES),
+        ("insert_invoice", INSERT_INVOICE),
+        ("load_batch", LOAD_BATCH),
+        ("publish_cancelled", PUBLISH_CANCELLED),
+        ("publish_order", PUBLISH_ORDER),
+        ("reset_endpoints", RESET_ENDPOINTS),
+        ("unfinished", UNFINISHED),
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_named_query_prepares_against_the_migrated_schema() {
+        let db = testkit::fresh_db().await;
+        let client = db.client().await;
+        for (group, queries) in [("engine", ALL), ("admin", admin::ALL), ("demo", demo::ALL)] {
+            assert!(!queries.is_empty(), "sql/{group}/ lists no query");
+            for (name, sql) in queries {
+                if let Err(e) = client.prepare(sql).await {
+                    let why = e.as_db_error().map_or_else(
+                        || e.to_string(),
+                        |db| format!("{}: {}", db.code().code(), db.message()),
+                    );
+                    panic!("sql/{group}/{name}.sql: {why}");
+                }
+            }
+        }
+    }
+
+    /// Every file under `sql/engine`, `sql/admin` and `sql/demo` is listed in `ALL` (and so
+    /// prepared by the test above): a query file nobody loads is dead or forgotten.
+    #[test]
+    fn every_query_file_is_listed() {
+        for (group, queries) in [("engine", ALL), ("admin", admin::ALL), ("demo", demo::ALL)] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("sql")
+                .join(group);
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|f| f.strip_suffix(".sql").map(str::to_owned))
+                .collect();
+            files.sort();
+            let mut listed: Vec<String> = queries.iter().map(|(n, _)| (*n).to_owned()).collect();
+            listed.sort();
+            assert_eq!(files, listed, "sql/{group}/");
+        }
+    }
+}

@@ -123,11 +123,6 @@ impl AddressPolicy {
         AddressPolicy { allow }
     }
 
-    /// The networks exempt from the guard.
-    pub fn allow_networks(&self) -> &[IpNet] {
-        &self.allow
-    }
-
     /// Accepts a public address, or any address inside an allowed network.
     ///
     /// For IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) addresses, which
@@ -741,5 +736,180 @@ mod tests {
         };
         let resolve_err = err.downcast_ref::<ResolveError>().unwrap();
         assert!(matches!(resolve_err, ResolveError::Blocked { .. }));
+    }
+}
+
+/// Property tests: the SSRF check of literal-IP URLs in every spelling. Each property runs a moderate number of cases; `PROPTEST_CASES`
+/// runs more (e.g. `PROPTEST_CASES=100000` for a soak). A failure prints the shrunk input:
+/// pin it as a plain test.
+#[cfg(test)]
+mod properties {
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_support::cases;
+
+    /// Independent table of the IPv4 ranges the README says are refused by default.
+    fn reference_blocked_v4(ip: Ipv4Addr) -> bool {
+        const RANGES: &[([u8; 4], u8)] = &[
+            ([0, 0, 0, 0], 8),
+            ([10, 0, 0, 0], 8),
+            ([100, 64, 0, 0], 10),
+            ([127, 0, 0, 0], 8),
+            ([169, 254, 0, 0], 16),
+            ([172, 16, 0, 0], 12),
+            ([192, 0, 0, 0], 24),
+            ([192, 0, 2, 0], 24),
+            ([192, 88, 99, 0], 24),
+            ([192, 168, 0, 0], 16),
+            ([198, 18, 0, 0], 15),
+            ([198, 51, 100, 0], 24),
+            ([203, 0, 113, 0], 24),
+            ([224, 0, 0, 0], 4),
+            ([240, 0, 0, 0], 4),
+        ];
+        let a = u32::from(ip);
+        RANGES.iter().any(|(net, len)| {
+            let mask = if *len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(*len))
+            };
+            a & mask == u32::from(Ipv4Addr::from(*net)) & mask
+        })
+    }
+
+    /// An address inside 127/8, 10/8, 192.168/16 or 169.254/16.
+    fn internal_v4() -> impl Strategy<Value = Ipv4Addr> {
+        (0usize..4, any::<u32>()).prop_map(|(range, low)| {
+            let (net, bits) = [
+                (0x7f00_0000u32, 8),
+                (0x0a00_0000, 8),
+                (0xc0a8_0000, 16),
+                (0xa9fe_0000, 16),
+            ][range];
+            Ipv4Addr::from(net | (low >> bits))
+        })
+    }
+
+    /// Ways of writing an IPv4 address in a URL host that the WHATWG parser (the `url` crate)
+    /// understands: dotted, one number, octal, hex, short forms, trailing dot, percent-encoding,
+    /// and IPv6 forms embedding it.
+    fn spellings(ip: Ipv4Addr) -> Vec<String> {
+        let [a, b, c, d] = ip.octets();
+        let n = u32::from(ip);
+        let mut v = vec![
+            format!("{a}.{b}.{c}.{d}"),
+            format!("{n}"),
+            format!("0{a:o}.0{b:o}.0{c:o}.0{d:o}"),
+            format!("0x{a:x}.0x{b:x}.0x{c:x}.0x{d:x}"),
+            format!("0x{n:08x}"),
+            format!("0{n:o}"),
+            format!("{a}.{}", n & 0x00ff_ffff),
+            format!("{a}.{b}.{}", n & 0xffff),
+            format!("{a}.{b}.{c}.{d}."),
+            format!("[::ffff:{a}.{b}.{c}.{d}]"),
+            format!("[::ffff:{:x}:{:x}]", n >> 16, n & 0xffff),
+        ];
+        // Percent-encoded first octet digits, e.g. %31%32%37.0.0.1
+        let enc: String = a.to_string().bytes().map(|b| format!("%{b:02X}")).collect();
+        v.push(format!("{enc}.{b}.{c}.{d}"));
+        v
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        #[test]
+        fn check_url_never_panics_on_arbitrary_urls(
+            s in prop_oneof![
+                any::<String>(),
+                "(http|https|ftp|file|HTTP)://\\PC{0,40}",
+                "http://\\[[0-9a-f:.]{0,40}\\](:[0-9]{1,5})?/",
+                "https?://[0-9a-fx.%]{0,30}/",
+            ]
+        ) {
+            if let Ok(url) = url::Url::parse(&s) {
+                let _ = check_url(&url, &AddressPolicy::default());
+                let _ = check_url(
+                    &url,
+                    &AddressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]),
+                );
+            }
+        }
+
+        #[test]
+        fn internal_ipv4_literals_are_blocked_in_every_spelling(
+            ip in internal_v4(),
+            scheme in prop_oneof![Just("http"), Just("https"), Just("HTTP")],
+            port in prop_oneof![Just(String::new()), (1u16..).prop_map(|p| format!(":{p}"))],
+            userinfo in prop_oneof![Just(""), Just("user:pass@")],
+        ) {
+            for host in spellings(ip) {
+                let text = format!("{scheme}://{userinfo}{host}{port}/hook?x=1");
+                // Every spelling is a valid WHATWG host, so every one must parse.
+                let url = url::Url::parse(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+                let verdict = check_url(&url, &AddressPolicy::default());
+                prop_assert!(
+                    matches!(verdict, Err(UrlError::Blocked(_))),
+                    "{} (parsed host {:?}) was not blocked: {:?}", text, url.host_str(), verdict
+                );
+            }
+            // The plain dotted form must parse (so the loop above did test something).
+            let plain = format!("http://{ip}/");
+            prop_assert!(url::Url::parse(&plain).is_ok());
+        }
+
+        #[test]
+        fn ipv4_literal_verdict_matches_the_reference_table(a in any::<u32>()) {
+            let ip = Ipv4Addr::from(a);
+            let policy = AddressPolicy::default();
+            for text in [format!("http://{ip}/"), format!("http://[::ffff:{ip}]/"), format!("http://{a}/")] {
+                let url = url::Url::parse(&text).expect("valid URL");
+                let blocked = matches!(check_url(&url, &policy), Err(UrlError::Blocked(_)));
+                prop_assert_eq!(blocked, reference_blocked_v4(ip), "{}", text);
+            }
+        }
+
+        #[test]
+        fn allowing_loopback_opens_only_loopback(ip in internal_v4()) {
+            let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]);
+            let url = url::Url::parse(&format!("http://{ip}:8080/")).expect("valid URL");
+            let allowed = check_url(&url, &policy).is_ok();
+            prop_assert_eq!(allowed, ip.is_loopback(), "{}", ip);
+        }
+
+        #[test]
+        fn non_http_schemes_are_invalid(scheme in "[a-z][a-z0-9+.-]{0,8}", ip in internal_v4()) {
+            prop_assume!(scheme != "http" && scheme != "https");
+            if let Ok(url) = url::Url::parse(&format!("{scheme}://{ip}/")) {
+                prop_assert!(matches!(
+                    check_url(&url, &AddressPolicy::new(vec!["0.0.0.0/0".parse().expect("cidr")])),
+                    Err(UrlError::Invalid(_))
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn pinned_cases() {
+        for host in [
+            "0177.0.0.1",
+            "2130706433",
+            "0x7f.1",
+            "127.1",
+            "[::ffff:127.0.0.1]",
+        ] {
+            let url = url::Url::parse(&format!("http://{host}/")).expect("valid");
+            assert!(
+                matches!(
+                    check_url(&url, &AddressPolicy::default()),
+                    Err(UrlError::Blocked(_))
+                ),
+                "{host}"
+            );
+        }
     }
 }

@@ -2,11 +2,14 @@
 -- slow endpoint never takes more than its share. Walks only endpoints that have pending work
 -- (a loose index scan over deliveries_due) and takes each one's oldest due rows, so the cost
 -- does not grow with the backlog. Held deliveries (not lane heads) are not in the index.
--- Fairness: endpoints with due work are served round-robin, starting after $8 (the last
+-- Fairness: endpoints with due work are served round-robin, starting after $7 (the last
 -- endpoint the previous claim served), each with at most an equal share of $4.
 -- $1 endpoint ids busy in this replica, $2 their in-flight counts, $3 endpoint ids not to claim
--- (open circuits), $4 limit, $5 lease seconds, $6 replica id, $7 largest uncompressed payload
--- returned inline (larger or well-compressed ones are fetched by the worker), $8 cursor
+-- (open circuits), $4 limit, $5 lease seconds, $6 replica id, $7 cursor.
+-- Payloads come back inline when they are stored uncompressed and up to 256 KiB, or compressed
+-- and up to 4 KiB (a compressed jsonb's stored size says little about its text: 100:1
+-- happens); the others are fetched by the worker (sql/engine/fetch_payload.sql) under a
+-- semaphore, so one claim holds at most $4 × 256 KiB of payload.
 WITH RECURSIVE active(endpoint_id) AS (
     (SELECT d.endpoint_id FROM outbox.deliveries d
       WHERE d.state = 'pending' AND NOT d.held
@@ -37,7 +40,7 @@ quota AS (
 fair AS MATERIALIZED (
     SELECT q.endpoint_id, least(q.n, ceil($4::bigint::float8 / count(*) OVER ())::int) AS n
       FROM quota q
-     ORDER BY q.endpoint_id <= $8::bigint, q.endpoint_id
+     ORDER BY q.endpoint_id <= $7::bigint, q.endpoint_id
 ),
 picked AS (
     SELECT p.id
@@ -61,7 +64,7 @@ UPDATE outbox.deliveries d
 RETURNING now() AS db_now, d.id, d.event_pk, d.claim_count, d.attempt_count, d.endpoint_id,
           d.lane_key,
           ev.event_id, ev.created_at AS event_created_at, ev.headers::text AS headers,
-          CASE WHEN pg_column_size(ev.payload) <= $7::int
+          CASE WHEN pg_column_size(ev.payload) <= 262144
                 AND (pg_column_compression(ev.payload) IS NULL
                      OR pg_column_size(ev.payload) <= 4096)
                THEN ev.payload::text END AS body

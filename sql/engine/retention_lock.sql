@@ -1,2 +1,2 @@
--- One replica runs a retention batch at a time.
-SELECT pg_try_advisory_xact_lock(7355608003)
+-- One replica runs a retention batch at a time. $1: crate::locks::RETENTION.
+SELECT pg_try_advisory_xact_lock($1)

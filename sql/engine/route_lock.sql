@@ -1,2 +1,3 @@
 -- One router at a time: held until the routing transaction ends (also on a crash).
-SELECT pg_try_advisory_xact_lock(7355608002)
+-- $1: crate::locks::ROUTER.
+SELECT pg_try_advisory_xact_lock($1)

@@ -23,7 +23,7 @@ use super::AppState;
 use super::error::ApiError;
 
 pub async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let verdict = match s.shared.config.admin_token.as_deref() {
+    let verdict = match s.replica.config.admin_token.as_deref() {
         Some(token) => check_bearer(req.headers(), token),
         None => {
             let peer = req

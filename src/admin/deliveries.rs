@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiQuery, shorten};
-use super::queries as q;
 use super::views::{Attempt, Delivery, Event, Page, PageStart};
+use crate::sql::admin as q;
 
 const KIND: &str = "deliveries";
 const STATES: &[&str] = &["pending", "delivering", "succeeded", "dead"];

@@ -12,9 +12,9 @@ use tokio_postgres::Row;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiQuery, Id, JsonBody, OptionalJsonBody, Patch, not_null, present};
-use super::queries as q;
 use super::validate::{self, DEFAULT_MAX_IN_FLIGHT};
 use super::views::{Endpoint, Page, PageStart, Subscription, col};
+use crate::sql::admin as q;
 
 const KIND: &str = "endpoints";
 
@@ -100,7 +100,7 @@ pub async fn create(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<CreateEndpoint>,
 ) -> Result<Response, ApiError> {
-    let url = validate::url("url", &req.url, s.shared.sender.policy())?;
+    let url = validate::url("url", &req.url, s.replica.sender.policy())?;
     if let Some(t) = &req.tenant_id {
         validate::tenant_id("tenant_id", t)?;
     }
@@ -272,7 +272,7 @@ impl Changes {
             ));
         }
         let url = not_null("url", p.url)?
-            .map(|u| validate::url("url", &u, s.shared.sender.policy()))
+            .map(|u| validate::url("url", &u, s.replica.sender.policy()))
             .transpose()?;
         if let Some(Some(t)) = &p.tenant_id {
             validate::tenant_id("tenant_id", t)?;
@@ -387,7 +387,8 @@ pub async fn patch(
 pub async fn delete(State(s): State<AppState>, Id(id): Id) -> Result<StatusCode, ApiError> {
     let mut db = s.db().await?;
     let tx = db.transaction().await?;
-    tx.execute(q::ROUTING_LOCK, &[]).await?;
+    tx.execute(q::ROUTING_LOCK, &[&crate::locks::ROUTER])
+        .await?;
     one(tx.query_opt(q::ENDPOINT_DELETE, &[&id]).await?, id)?;
     tx.commit().await?;
     tracing::info!(endpoint_id = id, "admin API: endpoint deleted");
@@ -512,8 +513,8 @@ pub async fn retry_dead(
     let revived: i64 = col(&row, "revived")?;
     if revived > 0 {
         // Every replica's claimer; ours at once.
-        db.execute(q::NOTIFY_DELIVERIES, &[]).await?;
-        s.shared.work_ready.notify_one();
+        db.execute(crate::sql::NOTIFY_DELIVERIES, &[]).await?;
+        s.replica.work_ready.notify_one();
     }
     tracing::info!(
         endpoint_id = id,

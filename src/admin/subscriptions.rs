@@ -12,9 +12,9 @@ use tokio_postgres::error::SqlState;
 use super::AppState;
 use super::error::{ApiError, sql_state};
 use super::extract::{ApiQuery, Id, JsonBody, Patch, not_null, present};
-use super::queries as q;
 use super::validate;
 use super::views::{Page, PageStart, Subscription, col};
+use crate::sql::admin as q;
 
 const KIND: &str = "subscriptions";
 

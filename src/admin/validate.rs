@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::extract::shorten;
 use crate::delivery::http::{is_reserved_header, parse_extra_headers};
-use crate::router::Pattern;
+use crate::pattern::Pattern;
 use crate::signing::Secret;
 use crate::ssrf::{AddressPolicy, UrlError, check_url};
 

@@ -12,6 +12,9 @@
 //! * [`Sender::send`] never fails and never panics on bad input: every problem is an
 //!   [`Outcome::Failed`] with an [`ErrorKind`].
 
+#[cfg(test)]
+mod properties;
+
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
@@ -24,12 +27,9 @@ use reqwest::header::{
 };
 use tokio::time::Instant;
 
-use super::{ErrorKind, Outcome};
+use super::{EXCERPT_LIMIT, ErrorKind, Outcome};
 use crate::signing::{Secret, signature_header};
 use crate::ssrf::{self, AddressPolicy, BlockedAddress, GuardedResolver, ResolveError, UrlError};
-
-/// At most this many bytes of a response body are read and recorded.
-pub const EXCERPT_LIMIT: usize = 4096;
 
 /// Settings of the HTTP client.
 #[derive(Debug, Clone)]

@@ -20,9 +20,45 @@
 //!   `pending`, so a killed replica's work is redelivered (same `webhook-id`).
 //! * An [`Outcome`] is data: [`crate::retry`] turns it into the next state.
 
-pub mod http;
+pub(crate) mod http;
 
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// At most this many bytes of a response body are read (SPEC §3: "the first 4 KiB") and
+/// recorded in `outbox.attempts.response_excerpt`.
+pub(crate) const EXCERPT_LIMIT: usize = 4096;
+
+/// A leased delivery (`delivering`), as the claim returns it: everything a worker needs to
+/// make one attempt and the recorder to write its outcome.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    /// The database's clock at the claim, and when (locally) the claim returned: retry
+    /// times are computed in database time, so a skewed sidecar clock cannot shift them.
+    pub db_now: DateTime<Utc>,
+    pub claimed_at: std::time::Instant,
+    pub id: i64,
+    pub event_pk: i64,
+    /// The lease token: the completion only applies while it still matches.
+    pub claim_count: i32,
+    /// Attempts made before this one.
+    pub attempt_count: i32,
+    pub endpoint_id: i64,
+    pub lane_key: Option<String>,
+    pub event_id: String,
+    pub event_created_at: DateTime<Utc>,
+    pub headers: Option<String>,
+    /// `None` when the payload is large: fetch it with `sql::FETCH_PAYLOAD`.
+    pub body: Option<String>,
+}
+
+impl Claimed {
+    /// The database's clock now, extrapolated from the claim with the monotonic clock.
+    pub fn db_time(&self) -> DateTime<Utc> {
+        self.db_now + chrono::Duration::from_std(self.claimed_at.elapsed()).unwrap_or_default()
+    }
+}
 
 /// What went wrong with an attempt; stored in `outbox.attempts.error_kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,7 +114,7 @@ pub enum Outcome {
     /// A 2xx arrived within the timeout.
     Delivered {
         status: u16,
-        /// First bytes (at most 4 KiB) of the response body, lossily decoded.
+        /// First bytes (at most [`EXCERPT_LIMIT`]) of the response body, lossily decoded.
         excerpt: String,
     },
     /// Anything else.
@@ -104,6 +140,12 @@ impl Outcome {
             Outcome::Delivered { status, .. } => Some(*status),
             Outcome::Failed { status, .. } => *status,
         }
+    }
+
+    /// A failure that is the event's own (it cannot be sent as is, or is too large), not the
+    /// endpoint's: it does not count against the endpoint's circuit breaker.
+    pub fn is_event_fault(&self) -> bool {
+        matches!(self, Outcome::Failed { kind, .. } if kind.is_permanent())
     }
 
     /// 410 Gone: the receiver asks us to stop; the endpoint gets disabled.

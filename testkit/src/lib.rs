@@ -72,7 +72,7 @@ pub struct TestDb {
 impl TestDb {
     /// A new connection to this database (driven in the background).
     pub async fn client(&self) -> tokio_postgres::Client {
-        outboxd::db::connect(&self.url)
+        outboxd::connect(&self.url)
             .await
             .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url))
     }
@@ -90,7 +90,7 @@ pub async fn fresh_db() -> TestDb {
         .try_init();
     let server = server_url().await;
     let name = unique_db_name();
-    let mut admin = outboxd::db::connect(&server)
+    let mut admin = outboxd::connect(&server)
         .await
         .unwrap_or_else(|e| panic!("connect to the test server {server}: {e}"));
     if std::env::var_os("DATABASE_URL").is_some() {
@@ -173,10 +173,10 @@ async fn rebuild_template(
         .await
         .map_err(|e| format!("create: {}", pg_error(&e)))?;
     {
-        let mut client = outboxd::db::connect(&url_with_db(server, TEMPLATE_DB))
+        let mut client = outboxd::connect(&url_with_db(server, TEMPLATE_DB))
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        outboxd::db::migrate(&mut client)
+        outboxd::migrate(&mut client)
             .await
             .map_err(|e| format!("migrate: {e}"))?;
     }
@@ -237,7 +237,7 @@ fn migrations_fingerprint() -> String {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     };
-    feed(&outboxd::db::latest_migration().to_le_bytes());
+    feed(&outboxd::latest_migration().to_le_bytes());
     for f in &files {
         feed(
             f.strip_prefix(&root)
@@ -957,12 +957,12 @@ impl Drop for Sidecar {
 #[command(args_override_self = true)]
 struct EngineCli {
     #[command(flatten)]
-    run: outboxd::config::RunArgs,
+    run: outboxd::RunArgs,
 }
 
 /// Engine configuration for tests: listener on a free port, fast polling and retries, no
 /// jitter; `extra` flags override (later flags win).
-pub fn engine_config(db: &TestDb, extra: &[&str]) -> outboxd::config::Config {
+pub fn engine_config(db: &TestDb, extra: &[&str]) -> outboxd::Config {
     use clap::Parser;
     let mut args = vec![
         "outboxd",

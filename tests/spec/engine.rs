@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use testkit::*;
 
 use crate::OUTBOXD;
-use outboxd::config::Config;
-use outboxd::engine::Engine;
+use outboxd::{Config, Engine};
 use serde_json::Value;
 
 /// Engine configuration for these tests: loopback receivers allowed (see `common::engine_config`).
@@ -1001,111 +1000,6 @@ async fn failing_endpoint_is_probed_not_hammered() {
     engine.stop().await;
 }
 
-#[tokio::test]
-async fn every_engine_query_prepares_against_the_migrated_schema() {
-    let db = fresh_db().await;
-    let c = db.client().await;
-    for (name, sql) in outboxd::sql::ALL {
-        c.prepare(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
-    }
-}
-
-/// The router's idempotency check probes the event_id index once per id, whatever the
-/// statistics say. Written as `event_id = ANY($1)`, the planner chose a sequential scan of
-/// all events for some batches (found by the benchmark: 30 ms per batch at 100 k events).
-#[tokio::test]
-async fn the_idempotency_check_never_scans_the_whole_events_table() {
-    let db = fresh_db().await;
-    let c = db.client().await;
-    c.batch_execute(
-        "INSERT INTO outbox.events (event_type, payload, routed_at)
-           SELECT 'x', '{}', now() FROM generate_series(1, 20000);
-         INSERT INTO outbox.events (event_type, payload) SELECT 'x', '{}' FROM generate_series(1, 500);
-         ANALYZE outbox.events;",
-    )
-    .await
-    .unwrap();
-    let ids: Vec<String> = c
-        .query(
-            "SELECT event_id FROM outbox.events WHERE routed_at IS NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let stmt = outboxd::sql::ROUTE_ALREADY_ROUTED;
-    for mode in ["force_custom_plan", "force_generic_plan"] {
-        c.batch_execute(&format!("SET plan_cache_mode = {mode}"))
-            .await
-            .unwrap();
-        let rows = c.query(&format!("EXPLAIN {stmt}"), &[&ids]).await.unwrap();
-        let plan: String = rows.iter().map(|r| r.get::<_, String>(0) + "\n").collect();
-        assert!(!plan.contains("Seq Scan"), "{mode}:\n{plan}");
-        assert!(plan.contains("events_event_id"), "{mode}:\n{plan}");
-    }
-}
-
-/// The claim walks endpoints and probes each one's due deliveries: its cost follows the batch,
-/// not the number of due lane heads (an EXISTS here once became a semi-join that read and
-/// hashed every due delivery of every endpoint, on each claim).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_claim_never_reads_every_due_delivery() {
-    let db = fresh_db().await;
-    let c = db.client().await;
-    for i in 0..3 {
-        add_endpoint(&c, &format!("http://127.0.0.1:9/{i}"), &["*"], None).await;
-    }
-    c.batch_execute(
-        "INSERT INTO outbox.events (event_type, payload, routed_at)
-           SELECT 'x', '{}', now() FROM generate_series(1, 20000);
-         INSERT INTO outbox.deliveries (event_pk, endpoint_id, lane_key, next_attempt_at)
-           SELECT ev.id, ep.id, ev.id::text, now() - interval '1 minute'
-             FROM outbox.events ev CROSS JOIN outbox.endpoints ep;
-         -- Like a real table: most deliveries are done, a third is due.
-         UPDATE outbox.deliveries SET state = 'succeeded', completed_at = now()
-          WHERE id % 3 <> 0;
-         ANALYZE outbox.events; ANALYZE outbox.deliveries;",
-    )
-    .await
-    .unwrap();
-    let no_ids: Vec<i64> = Vec::new();
-    let no_counts: Vec<i32> = Vec::new();
-    for mode in ["force_custom_plan", "force_generic_plan"] {
-        c.batch_execute(&format!("SET plan_cache_mode = {mode}"))
-            .await
-            .unwrap();
-        let rows = c
-            .query(
-                &format!("EXPLAIN {}", outboxd::sql::CLAIM),
-                &[
-                    &no_ids,
-                    &no_counts,
-                    &no_ids,
-                    &100i64,
-                    &30f64,
-                    &"replica",
-                    &outboxd::claim::INLINE_PAYLOAD_BYTES,
-                    &0i64,
-                ],
-            )
-            .await
-            .unwrap();
-        let plan: String = rows.iter().map(|r| r.get::<_, String>(0) + "\n").collect();
-        for scan in [
-            "Seq Scan on deliveries",
-            "Bitmap Heap Scan on deliveries",
-            "Semi Join",
-            "Unique",
-        ] {
-            assert!(!plan.contains(scan), "{mode}: {scan}\n{plan}");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_work_and_exits_zero() {
     let db = fresh_db().await;
@@ -1485,7 +1379,7 @@ async fn engine_recovers_by_itself_from_a_postgres_restart() {
         name: "postgres".into(),
     };
     let mut c = db.client().await;
-    outboxd::db::migrate(&mut c).await.unwrap();
+    outboxd::migrate(&mut c).await.unwrap();
     let rx = Receiver::ok(TEST_SECRET).await;
     add_endpoint(&c, &rx.url(), &["*"], None).await;
     let engine = start(&db, &[]).await;

@@ -49,15 +49,16 @@ async fn fresh_databases_are_migrated_and_isolated() {
     assert_eq!((in_a, in_b), (1, 0));
 
     // Migrated to the version this binary expects.
-    outboxd::db::check_schema(&ca).await.expect("a is migrated");
-    outboxd::db::check_schema(&cb).await.expect("b is migrated");
+    outboxd::check_schema(&ca).await.expect("a is migrated");
+    outboxd::check_schema(&cb).await.expect("b is migrated");
 }
 
 #[tokio::test]
 async fn receiver_records_and_verifies_signed_requests() -> Result<(), Box<dyn std::error::Error>> {
     let receiver = Receiver::ok(TEST_SECRET).await;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let secret = outboxd::signing::Secret::parse(TEST_SECRET)?;
+    let signer = standardwebhooks::Webhook::new(TEST_SECRET)?;
+    let sign = |id: &str, ts: i64, body: &[u8]| signer.sign(id, ts, body).expect("signs");
 
     let body = br#"{"id":42,"status":"paid"}"#;
     let ts = chrono::Utc::now().timestamp();
@@ -66,7 +67,7 @@ async fn receiver_records_and_verifies_signed_requests() -> Result<(), Box<dyn s
             .header("content-type", "application/json")
             .header("webhook-id", id)
             .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", secret.sign(id, ts, signed))
+            .header("webhook-signature", sign(id, ts, signed))
             .body(sent)
             .send()
     };

@@ -4,7 +4,6 @@
 mod admin;
 mod engine;
 mod harness;
-mod properties;
 
 /// The `outboxd` binary Cargo built for this test binary.
 pub const OUTBOXD: &str = env!("CARGO_BIN_EXE_outboxd");

@@ -1,2 +1,0 @@
--- Wake every replica's claimer (revived deliveries are ready).
-SELECT pg_notify('outboxd_deliveries', '')

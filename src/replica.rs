@@ -1,0 +1,221 @@
+//! What the tasks of one replica share: its configuration, the connection pool, the catalog,
+//! the HTTP sender, the wake-ups between tasks, and the in-memory bookkeeping of work in
+//! flight ([`Capacity`]), circuit breakers and rate-limit slots.
+//!
+//! It sits low in the house: the services (router, claimer, workers, recorder, maintenance,
+//! admin API) take an `&Replica`, and nothing here knows about them.
+//!
+//! Locks: the three bookkeeping mutexes are held only for a few map operations, never across
+//! an `.await`. When more than one is needed (the claim policy), take them in the order
+//! capacity → pacer → breakers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::{Notify, Semaphore};
+
+use crate::catalog::{Catalog, CatalogHandle};
+use crate::circuit::Breakers;
+use crate::config::Config;
+use crate::db::DbError;
+use crate::delivery::http::Sender;
+use crate::pacing::Pacer;
+
+/// Large payloads (not returned inline by the claim) are loaded by at most this many
+/// workers at once, which bounds the memory they take.
+const BIG_PAYLOAD_LOADS: usize = 4;
+
+/// State shared by every task of one replica.
+pub(crate) struct Replica {
+    pub config: Config,
+    pub pool: deadpool_postgres::Pool,
+    pub catalog: CatalogHandle,
+    pub sender: Sender,
+    /// Wakes the claimer: deliveries became ready or capacity was freed.
+    pub work_ready: Notify,
+    /// Wakes the router: events were published.
+    pub events_ready: Notify,
+    /// Wakes the catalog reloader: endpoints or subscriptions changed.
+    pub config_changed: Notify,
+    /// Bounds memory: large payloads are loaded by a few workers at a time.
+    pub big_payloads: Semaphore,
+    capacity: Mutex<Capacity>,
+    pacer: Mutex<Pacer>,
+    breakers: Mutex<Breakers>,
+}
+
+/// A poisoned lock only means another task panicked while holding it; the maps inside stay
+/// usable, so take them anyway rather than stopping the replica.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Replica {
+    pub fn new(
+        config: Config,
+        pool: deadpool_postgres::Pool,
+        catalog: Catalog,
+        sender: Sender,
+    ) -> Replica {
+        let breakers = Breakers::new(config.circuit_failures, config.circuit_cooldown);
+        let handle = CatalogHandle::default();
+        handle.set(catalog);
+        Replica {
+            config,
+            pool,
+            catalog: handle,
+            sender,
+            work_ready: Notify::new(),
+            events_ready: Notify::new(),
+            config_changed: Notify::new(),
+            big_payloads: Semaphore::new(BIG_PAYLOAD_LOADS),
+            capacity: Mutex::new(Capacity::default()),
+            pacer: Mutex::new(Pacer::default()),
+            breakers: Mutex::new(breakers),
+        }
+    }
+
+    pub fn capacity(&self) -> MutexGuard<'_, Capacity> {
+        lock(&self.capacity)
+    }
+
+    pub fn pacer(&self) -> MutexGuard<'_, Pacer> {
+        lock(&self.pacer)
+    }
+
+    pub fn breakers(&self) -> MutexGuard<'_, Breakers> {
+        lock(&self.breakers)
+    }
+
+    /// Reloads endpoints and subscriptions now; on failure keeps the previous catalog.
+    pub async fn reload_catalog(&self) {
+        let result = async {
+            let client = self.pool.get().await?;
+            Ok::<_, DbError>(Catalog::load(&**client).await?)
+        }
+        .await;
+        match result {
+            Ok(c) => {
+                tracing::debug!(
+                    version = c.version,
+                    endpoints = c.endpoint_count(),
+                    "catalog loaded"
+                );
+                self.catalog.set(c);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload endpoints; keeping the previous ones")
+            }
+        }
+    }
+}
+
+/// This replica's bookkeeping of work in flight, counted two ways:
+/// * per endpoint, HTTP requests claimed and not yet answered: that is what `max_in_flight`
+///   limits, and what protects a receiver. The slot frees as soon as the answer arrives;
+/// * in total, deliveries from claim until their outcome is committed, which
+///   `OUTBOXD_CONCURRENCY` limits: a stalled database stalls claiming instead of piling up
+///   results in memory.
+#[derive(Debug, Default)]
+pub(crate) struct Capacity {
+    /// Deliveries claimed and not yet recorded.
+    total: usize,
+    /// HTTP requests claimed and not yet answered, per endpoint.
+    per_endpoint: HashMap<i64, u32>,
+    /// Deliveries whose HTTP attempt is running (released on shutdown if aborted).
+    running: HashSet<i64>,
+    /// Deliveries claimed and not yet recorded: what this replica knows it holds.
+    leased: HashSet<i64>,
+}
+
+impl Capacity {
+    /// Deliveries this replica may still claim under `concurrency`.
+    pub fn free(&self, concurrency: usize) -> usize {
+        concurrency.saturating_sub(self.total)
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Requests in flight per endpoint (only endpoints with some).
+    pub fn busy_endpoints(&self) -> impl Iterator<Item = (i64, u32)> + '_ {
+        self.per_endpoint
+            .iter()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(&ep, &n)| (ep, n))
+    }
+
+    pub fn in_flight(&self, endpoint_id: i64) -> u32 {
+        self.per_endpoint.get(&endpoint_id).copied().unwrap_or(0)
+    }
+
+    /// A delivery was claimed: its request is about to start.
+    pub fn claimed(&mut self, delivery_id: i64, endpoint_id: i64) {
+        self.total += 1;
+        self.leased.insert(delivery_id);
+        self.running.insert(delivery_id);
+        *self.per_endpoint.entry(endpoint_id).or_insert(0) += 1;
+    }
+
+    /// The request of a delivery ended (answered, failed or aborted): its endpoint slot is
+    /// free; the delivery still counts towards the total until it is recorded.
+    pub fn answered(&mut self, delivery_id: i64, endpoint_id: i64) {
+        self.running.remove(&delivery_id);
+        if let Some(n) = self.per_endpoint.get_mut(&endpoint_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_endpoint.remove(&endpoint_id);
+            }
+        }
+    }
+
+    /// Outcomes were committed: these deliveries are no longer ours.
+    pub fn recorded(&mut self, delivery_ids: impl IntoIterator<Item = i64>) {
+        for id in delivery_ids {
+            if self.leased.remove(&id) {
+                self.total = self.total.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Every delivery this replica holds a lease on.
+    pub fn leased(&self) -> Vec<i64> {
+        self.leased.iter().copied().collect()
+    }
+
+    /// Deliveries whose request was still running (at shutdown, after their workers were
+    /// aborted): their leases are to be given back.
+    pub fn take_running(&mut self) -> Vec<i64> {
+        self.running.drain().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_holds_an_endpoint_slot_until_answered_and_the_total_until_recorded() {
+        let mut c = Capacity::default();
+        c.claimed(1, 10);
+        c.claimed(2, 10);
+        c.claimed(3, 11);
+        assert_eq!((c.total(), c.in_flight(10), c.in_flight(11)), (3, 2, 1));
+        assert_eq!(c.free(5), 2);
+        c.answered(1, 10);
+        assert_eq!((c.total(), c.in_flight(10)), (3, 1));
+        c.recorded([1]);
+        assert_eq!(c.total(), 2);
+        let mut busy: Vec<_> = c.busy_endpoints().collect();
+        busy.sort_unstable();
+        assert_eq!(busy, [(10, 1), (11, 1)]);
+        let mut running = c.take_running();
+        running.sort_unstable();
+        assert_eq!(running, [2, 3]);
+        // Recording twice (a retried batch) does not count twice.
+        c.recorded([2, 2, 3]);
+        assert_eq!(c.total(), 0);
+        assert!(c.leased().is_empty());
+    }
+}

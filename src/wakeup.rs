@@ -1,0 +1,101 @@
+//! Wake-ups: one connection LISTENs on PostgreSQL's notifications and turns them into
+//! in-process wake-ups of the router (`outboxd_events`), the claimer (`outboxd_deliveries`)
+//! and the catalog reloader (`outboxd_config`), which also lives here.
+//!
+//! Notifications only shorten waits: every task also polls, so a lost LISTEN connection
+//! (reconnected with backoff, forever) costs latency, never correctness. After a reconnect
+//! every task is woken once, since anything may have happened meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::AsyncMessage;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{self, DbError};
+use crate::replica::Replica;
+
+/// How often the catalog is reloaded without a notification (changes made while the LISTEN
+/// connection was down).
+const CATALOG_RELOAD: Duration = Duration::from_secs(30);
+
+/// Keeps one connection LISTENing and turns notifications into wake-ups; reconnects forever.
+pub(crate) async fn listen(replica: Arc<Replica>, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let result = listen_once(&replica, &shutdown).await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "LISTEN connection lost; polling until it is back");
+        }
+        // Anything may have happened while we were deaf.
+        replica.events_ready.notify_one();
+        replica.work_ready.notify_one();
+        replica.config_changed.notify_one();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn listen_once(replica: &Replica, shutdown: &CancellationToken) -> Result<(), DbError> {
+    let cfg = db::parse_url(&replica.config.database_url)?;
+    let (client, mut conn) = db::connect_with_timeout(&cfg).await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(msg) = stream.next().await {
+            match msg {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.channel().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    client
+        .batch_execute("LISTEN outboxd_events; LISTEN outboxd_deliveries; LISTEN outboxd_config;")
+        .await?;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => { driver.abort(); return Ok(()); }
+            msg = rx.recv() => match msg {
+                Some(channel) => match channel.as_str() {
+                    "outboxd_events" => replica.events_ready.notify_one(),
+                    "outboxd_deliveries" => replica.work_ready.notify_one(),
+                    "outboxd_config" => replica.config_changed.notify_one(),
+                    _ => {}
+                },
+                None => {
+                    return match driver.await {
+                        Ok(Err(e)) => Err(e.into()),
+                        _ => Ok(()),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The catalog reloader: reloads endpoints and subscriptions when they change (and every
+/// [`CATALOG_RELOAD`]).
+pub(crate) async fn reload_catalog(replica: Arc<Replica>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = replica.config_changed.notified() => {}
+            _ = tokio::time::sleep(CATALOG_RELOAD) => {}
+        }
+        replica.reload_catalog().await;
+    }
+}

@@ -1,0 +1,220 @@
+//! One worker per claimed delivery: attempt → outcome → retry decision → circuit breaker →
+//! metrics, ending in a [`Completed`] for the recorder. A worker never fails: every problem
+//! becomes an [`Outcome::Failed`] with an error kind, recorded like any other attempt.
+//!
+//! The attempt itself: look the endpoint up in the catalog, wait for its rate-limit slot,
+//! load a large payload if the claim did not return it, refuse to start a request that could
+//! not finish within the lease, then send ([`crate::delivery::http`]).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use rand::RngExt;
+
+use crate::db::DbError;
+use crate::delivery::Claimed;
+use crate::delivery::http::WebhookRequest;
+use crate::delivery::{ErrorKind, Outcome};
+use crate::record::Completed;
+use crate::replica::Replica;
+use crate::retry::Decision;
+use crate::sql;
+
+/// One attempt of one delivery, and what it leads to.
+pub(crate) async fn deliver(replica: &Replica, mut c: Claimed) -> Completed {
+    let started_at = c.db_time();
+    let t0 = Instant::now();
+    let outcome = attempt(replica, &mut c).await;
+    let elapsed = t0.elapsed();
+    // Failures so far (for the backoff schedule) include this one.
+    let failures = (c.attempt_count + 1).max(1) as u32;
+    let decision = replica.config.retry.decide(
+        &outcome,
+        failures,
+        c.event_created_at,
+        c.db_time(),
+        rand::rng().random(),
+    );
+    feed_breaker(replica, c.endpoint_id, &outcome);
+    count(c.endpoint_id, &outcome, &decision, elapsed);
+    Completed {
+        delivery_id: c.id,
+        claim_count: c.claim_count,
+        endpoint_id: c.endpoint_id,
+        lane_key: c.lane_key,
+        event_id: c.event_id,
+        attempt: c.claim_count,
+        started_at,
+        duration_ms: elapsed.as_millis().min(i32::MAX as u128) as i32,
+        outcome,
+        decision,
+    }
+}
+
+/// The endpoint's circuit breaker learns of every answer the endpoint is responsible for
+/// (not of failures that are the event's own, such as an oversized payload).
+fn feed_breaker(replica: &Replica, endpoint_id: i64, outcome: &Outcome) {
+    if outcome.is_event_fault() {
+        return;
+    }
+    let t = replica
+        .breakers()
+        .record(endpoint_id, outcome.is_success(), Instant::now());
+    if t.before != t.after {
+        tracing::info!(endpoint_id, state = ?t.after, "circuit changed");
+    }
+    metrics::gauge!("outboxd_endpoint_circuit_state", "endpoint_id" => endpoint_id.to_string())
+        .set(t.after as i32 as f64);
+}
+
+/// The attempt's metrics (README "Metrics").
+fn count(endpoint_id: i64, outcome: &Outcome, decision: &Decision, elapsed: Duration) {
+    let ep = endpoint_id.to_string();
+    let result = match outcome {
+        Outcome::Delivered { .. } => "success",
+        Outcome::Failed { kind, .. } => kind.as_str(),
+    };
+    metrics::counter!("outboxd_attempts_total", "endpoint_id" => ep.clone(), "result" => result)
+        .increment(1);
+    let duration_outcome = if outcome.is_success() {
+        "success"
+    } else {
+        "failure"
+    };
+    metrics::histogram!("outboxd_attempt_duration_seconds", "outcome" => duration_outcome)
+        .record(elapsed.as_secs_f64());
+    let next = match decision {
+        Decision::Succeeded => "succeeded",
+        Decision::Retry { .. } => "retry",
+        Decision::Dead { .. } => "dead",
+    };
+    metrics::counter!("outboxd_deliveries_total", "endpoint_id" => ep, "outcome" => next)
+        .increment(1);
+}
+
+fn failed(kind: ErrorKind, message: impl Into<String>) -> Outcome {
+    Outcome::Failed {
+        kind,
+        status: None,
+        message: message.into(),
+        excerpt: None,
+        retry_after: None,
+    }
+}
+
+async fn attempt(replica: &Replica, c: &mut Claimed) -> Outcome {
+    let mut endpoint = replica.catalog.get().endpoint(c.endpoint_id).cloned();
+    if endpoint.is_none() {
+        // Created after our last reload, or left out because its row is invalid.
+        replica.reload_catalog().await;
+        endpoint = replica.catalog.get().endpoint(c.endpoint_id).cloned();
+    }
+    let Some(endpoint) = endpoint else {
+        return failed(
+            ErrorKind::Request,
+            "endpoint configuration is invalid (see outboxd logs: secret or headers); fix it and the delivery is retried",
+        );
+    };
+    if let Some(rate) = endpoint.rate_limit {
+        let wait = replica.pacer().reserve(endpoint.id, rate, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let _big_permit;
+    let body = match c.body.take() {
+        Some(b) => Bytes::from(b.into_bytes()),
+        None => {
+            _big_permit = replica.big_payloads.acquire().await;
+            match fetch_payload(replica, c.event_pk).await {
+                Ok(b) => Bytes::from(b.into_bytes()),
+                Err(e) => {
+                    return failed(
+                        ErrorKind::Request,
+                        format!("could not load the payload: {e}"),
+                    );
+                }
+            }
+        }
+    };
+    let (lease, timeout) = (replica.config.lease, replica.config.request_timeout);
+    if !lease_allows_request(c.claimed_at, Instant::now(), lease, timeout) {
+        return failed(
+            ErrorKind::Request,
+            "not sent: the lease would expire before the request could finish (replica overloaded); retried",
+        );
+    }
+    replica
+        .sender
+        .send(WebhookRequest {
+            url: &endpoint.url,
+            msg_id: &c.event_id,
+            timestamp: Utc::now().timestamp(),
+            body,
+            secrets: &endpoint.secrets,
+            endpoint_headers: &endpoint.headers,
+            event_headers: c.headers.as_deref(),
+        })
+        .await
+}
+
+/// Per-resource order relies on every request of a lease ending before the lease does (then
+/// nobody else can have taken the delivery over). A worker that waited too long (rate limit,
+/// large-payload semaphore, an overloaded replica) must not start one. The margin is half of
+/// what the lease leaves beyond the request timeout, at most a second, so short leases
+/// (tests, the chaos soak) still send.
+fn lease_allows_request(
+    claimed_at: Instant,
+    now: Instant,
+    lease: Duration,
+    timeout: Duration,
+) -> bool {
+    let margin = (lease.saturating_sub(timeout) / 2).min(Duration::from_secs(1));
+    now + timeout + margin <= claimed_at + lease
+}
+
+async fn fetch_payload(replica: &Replica, event_pk: i64) -> Result<String, DbError> {
+    let client = replica.pool.get().await?;
+    let stmt = client.prepare_cached(sql::FETCH_PAYLOAD).await?;
+    Ok(client.query_one(&stmt, &[&event_pk]).await?.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_starts_only_if_it_can_end_within_the_lease() {
+        let t = Instant::now();
+        let (lease, timeout) = (Duration::from_secs(45), Duration::from_secs(15));
+        // Default settings: a second of margin.
+        assert!(lease_allows_request(t, t, lease, timeout));
+        assert!(lease_allows_request(
+            t,
+            t + Duration::from_secs(29),
+            lease,
+            timeout
+        ));
+        assert!(!lease_allows_request(
+            t,
+            t + Duration::from_millis(29_001),
+            lease,
+            timeout
+        ));
+        // A short lease (3 s, timeout 2 s) keeps half a second of margin.
+        let (lease, timeout) = (Duration::from_secs(3), Duration::from_secs(2));
+        assert!(lease_allows_request(
+            t,
+            t + Duration::from_millis(500),
+            lease,
+            timeout
+        ));
+        assert!(!lease_allows_request(
+            t,
+            t + Duration::from_millis(501),
+            lease,
+            timeout
+        ));
+    }
+}
