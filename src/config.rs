@@ -9,7 +9,13 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::retry::{RetryPolicy, parse_schedule};
+use crate::delivery::http::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT,
+};
+use crate::retry::{
+    DEFAULT_JITTER, DEFAULT_MAX_AGE, DEFAULT_RETRY_AFTER_CAP, DEFAULT_SCHEDULE, RetryPolicy,
+    parse_schedule,
+};
 
 /// Invalid configuration, reported before anything starts.
 #[derive(Debug, thiserror::Error)]
@@ -45,35 +51,31 @@ pub struct RunArgs {
     pub allow_networks: String,
 
     /// Delays between attempts; the last repeats.
-    #[arg(
-        long,
-        env = "OUTBOXD_RETRY_SCHEDULE",
-        default_value = "5s,30s,2m,10m,30m,1h,2h"
-    )]
+    #[arg(long, env = "OUTBOXD_RETRY_SCHEDULE", default_value = DEFAULT_SCHEDULE)]
     pub retry_schedule: String,
 
     /// Randomness added to each retry delay (0.2 = ±20 %).
-    #[arg(long, env = "OUTBOXD_RETRY_JITTER", default_value_t = 0.2)]
+    #[arg(long, env = "OUTBOXD_RETRY_JITTER", default_value_t = DEFAULT_JITTER)]
     pub retry_jitter: f64,
 
     /// Age of the event after which a failing delivery is dead.
-    #[arg(long, env = "OUTBOXD_MAX_AGE", default_value = "24h")]
+    #[arg(long, env = "OUTBOXD_MAX_AGE", default_value_t = DEFAULT_MAX_AGE.into())]
     pub max_age: humantime::Duration,
 
     /// Upper bound for a receiver's Retry-After.
-    #[arg(long, env = "OUTBOXD_RETRY_AFTER_MAX", default_value = "1h")]
+    #[arg(long, env = "OUTBOXD_RETRY_AFTER_MAX", default_value_t = DEFAULT_RETRY_AFTER_CAP.into())]
     pub retry_after_max: humantime::Duration,
 
     /// Total timeout of one HTTP attempt.
-    #[arg(long, env = "OUTBOXD_REQUEST_TIMEOUT", default_value = "15s")]
+    #[arg(long, env = "OUTBOXD_REQUEST_TIMEOUT", default_value_t = DEFAULT_REQUEST_TIMEOUT.into())]
     pub request_timeout: humantime::Duration,
 
     /// TCP/TLS connect timeout of one HTTP attempt.
-    #[arg(long, env = "OUTBOXD_CONNECT_TIMEOUT", default_value = "5s")]
+    #[arg(long, env = "OUTBOXD_CONNECT_TIMEOUT", default_value_t = DEFAULT_CONNECT_TIMEOUT.into())]
     pub connect_timeout: humantime::Duration,
 
     /// Largest payload sent; larger events are dead with error kind body_too_large.
-    #[arg(long, env = "OUTBOXD_MAX_PAYLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "OUTBOXD_MAX_PAYLOAD_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_payload_bytes: usize,
 
     /// HTTP requests in flight at once in this replica (all endpoints together).

@@ -13,6 +13,16 @@ use chrono::{DateTime, Utc};
 
 use crate::delivery::Outcome;
 
+/// The default delays (`OUTBOXD_RETRY_SCHEDULE`): SPEC §4's "roughly 5 s, 30 s, 2 min, 10 min,
+/// 30 min, 1 h, then every 2 h".
+pub(crate) const DEFAULT_SCHEDULE: &str = "5s,30s,2m,10m,30m,1h,2h";
+/// The default `OUTBOXD_RETRY_JITTER`: ±20 %.
+pub(crate) const DEFAULT_JITTER: f64 = 0.2;
+/// The default `OUTBOXD_MAX_AGE`: a day.
+pub(crate) const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// The default `OUTBOXD_RETRY_AFTER_MAX`: an hour.
+pub(crate) const DEFAULT_RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
+
 /// Configured retry behaviour.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -29,13 +39,10 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            schedule: ["5s", "30s", "2m", "10m", "30m", "1h", "2h"]
-                .iter()
-                .filter_map(|s| humantime::parse_duration(s).ok())
-                .collect(),
-            jitter: 0.2,
-            max_age: Duration::from_secs(24 * 3600),
-            retry_after_cap: Duration::from_secs(3600),
+            schedule: parse_schedule(DEFAULT_SCHEDULE).unwrap_or_default(),
+            jitter: DEFAULT_JITTER,
+            max_age: DEFAULT_MAX_AGE,
+            retry_after_cap: DEFAULT_RETRY_AFTER_CAP,
         }
     }
 }

@@ -31,6 +31,13 @@ use super::{EXCERPT_LIMIT, ErrorKind, Outcome};
 use crate::signing::{Secret, signature_header};
 use crate::ssrf::{self, AddressPolicy, BlockedAddress, GuardedResolver, ResolveError, UrlError};
 
+/// The default `OUTBOXD_CONNECT_TIMEOUT` (SPEC §3: connect 5 s).
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default `OUTBOXD_REQUEST_TIMEOUT` (SPEC §3: total 15 s).
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The default `OUTBOXD_MAX_PAYLOAD_BYTES`: 64 MiB (SPEC §1 asks for at least 10 MB).
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
 /// Settings of the HTTP client.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -51,9 +58,9 @@ pub struct SenderConfig {
 impl Default for SenderConfig {
     fn default() -> Self {
         SenderConfig {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(15),
-            max_body_bytes: 64 * 1024 * 1024,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allow_networks: Vec::new(),
             user_agent: concat!("outboxd/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
