@@ -22,53 +22,10 @@ use std::time::Duration;
 
 use crate::RunData;
 use crate::clock::{at, secs};
+use crate::faults::{Fault, FaultKind};
 use crate::producer::TxOutcome;
-use crate::receiver::{Answer, Mode, lock};
+use crate::receiver::{Answer, lock};
 use crate::replicas::ExitCause;
-
-#[derive(Debug, Clone)]
-pub enum FaultKind {
-    Kill {
-        replicas: Vec<String>,
-    },
-    Term {
-        replica: String,
-        code: Option<i32>,
-        shutdown_time: Option<Duration>,
-    },
-    PgRestart {
-        immediate: bool,
-    },
-    Receiver {
-        receiver: usize,
-        mode: Mode,
-    },
-}
-
-impl FaultKind {
-    fn label(&self) -> String {
-        match self {
-            FaultKind::Kill { replicas } if replicas.len() > 1 => {
-                format!("SIGKILL x{}", replicas.len())
-            }
-            FaultKind::Kill { .. } => "SIGKILL".into(),
-            FaultKind::Term { .. } => "SIGTERM (rolling)".into(),
-            FaultKind::PgRestart { immediate: false } => "PostgreSQL restart (fast)".into(),
-            FaultKind::PgRestart { immediate: true } => "PostgreSQL restart (immediate)".into(),
-            FaultKind::Receiver { mode, .. } => format!("receiver {}", mode.name()),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Fault {
-    pub kind: FaultKind,
-    pub at: Duration,
-    pub end: Duration,
-    /// Kills: (endpoint id, event_id) of the deliveries the killed replicas held.
-    pub leased: Vec<(i64, String)>,
-    pub detail: String,
-}
 
 #[derive(Debug, Clone)]
 pub struct Drain {

@@ -22,6 +22,7 @@
 
 mod check;
 mod clock;
+mod faults;
 mod monitor;
 mod producer;
 mod receiver;
@@ -41,7 +42,7 @@ use rand::{RngExt, SeedableRng};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::check::{Fault, FaultKind};
+use crate::faults::Fault;
 use crate::receiver::{Receiver, lock};
 use crate::replicas::ReplicaSet;
 
@@ -324,8 +325,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     let stop_monitor = CancellationToken::new();
     let monitor = tokio::spawn(monitor::run(db_url.clone(), stop_monitor.clone()));
-    let timeline = timeline(&mut rng, t0, chaos, replicas.len());
-    let director = tokio::spawn(direct(
+    let timeline = faults::timeline(&mut rng, t0, chaos, replicas.len());
+    let director = tokio::spawn(faults::direct(
         timeline,
         replicas,
         pg.clone(),
@@ -462,225 +463,4 @@ fn outboxd_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     let (bin, about) = testkit::outboxd_binary(explicit).map_err(anyhow::Error::msg)?;
     println!("outboxd binary: {about}");
     Ok(bin)
-}
-
-/// A scheduled fault.
-#[derive(Debug, Clone)]
-enum Action {
-    Kill { slots: Vec<usize>, down: Duration },
-    Rolling,
-    PgRestart { immediate: bool },
-}
-
-/// The fault schedule: PostgreSQL restarts at 1/3 (fast) and 72 % (immediate) of the run, a
-/// rolling SIGTERM restart at half time, one "every replica dies at once" near the end, and
-/// single (sometimes double) SIGKILLs every 4–9 s in between.
-fn timeline(rng: &mut StdRng, t0: Duration, chaos: Duration, n: usize) -> Vec<(Duration, Action)> {
-    let at = |f: f64| t0 + chaos.mul_f64(f);
-    let mut v = vec![
-        (at(0.33), Action::PgRestart { immediate: false }),
-        (at(0.50), Action::Rolling),
-        (at(0.72), Action::PgRestart { immediate: true }),
-        (
-            at(0.86),
-            Action::Kill {
-                slots: (0..n).collect(),
-                down: Duration::from_millis(1500),
-            },
-        ),
-    ];
-    let mut t = t0 + Duration::from_secs(4);
-    while t + Duration::from_secs(3) < t0 + chaos {
-        let first = rng.random_range(0..n);
-        let mut slots = vec![first];
-        if rng.random_bool(0.2) {
-            slots.push((first + rng.random_range(1..n)) % n);
-        }
-        v.push((
-            t,
-            Action::Kill {
-                slots,
-                down: Duration::from_millis(rng.random_range(300..2500)),
-            },
-        ));
-        t += Duration::from_millis(rng.random_range(4000..9000));
-    }
-    v.sort_by_key(|(t, _)| *t);
-    v
-}
-
-/// Runs the schedule (one fault at a time), restarting replicas that exit on their own, until
-/// `stop`; then makes sure every replica runs again.
-async fn direct(
-    timeline: Vec<(Duration, Action)>,
-    mut replicas: ReplicaSet,
-    pg: Arc<Mutex<EmbeddedPostgres>>,
-    db_url: String,
-    stop: CancellationToken,
-) -> anyhow::Result<(ReplicaSet, Vec<Fault>)> {
-    let mut faults = Vec::new();
-    let mut db: Option<tokio_postgres::Client> = None;
-    'schedule: for (due, action) in timeline {
-        loop {
-            if stop.is_cancelled() {
-                break 'schedule;
-            }
-            for name in replicas.restart_exited(RESPAWN_GAP)? {
-                println!(
-                    "{} replica {name} had exited on its own; started it again",
-                    clock::at(clock::now())
-                );
-            }
-            let now = clock::now();
-            if now >= due {
-                break;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break 'schedule,
-                _ = tokio::time::sleep((due - now).min(Duration::from_millis(100))) => {}
-            }
-        }
-        match action {
-            Action::Kill { slots, down } => {
-                let at = clock::now();
-                let mut names = Vec::new();
-                for &i in &slots {
-                    if replicas.is_running(i) {
-                        replicas.kill9(i).await;
-                        names.push(replicas.name(i).to_owned());
-                    }
-                }
-                // A COMMIT the dead replica sent just before dying still completes: give it a
-                // moment, so that "held" means held.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let leased = leased_by(&mut db, &db_url, &names).await;
-                println!(
-                    "{} SIGKILL {} ({} deliveries leased), restart in {}",
-                    clock::at(at),
-                    names.join("+"),
-                    leased.as_ref().map_or("?".into(), |l| l.len().to_string()),
-                    clock::secs(down)
-                );
-                tokio::time::sleep(down).await;
-                for &i in &slots {
-                    if !replicas.is_running(i) {
-                        replicas.spawn(i)?;
-                    }
-                }
-                faults.push(Fault {
-                    kind: FaultKind::Kill { replicas: names },
-                    at,
-                    end: clock::now(),
-                    leased: leased.unwrap_or_default(),
-                    detail: String::new(),
-                });
-            }
-            Action::Rolling => {
-                for i in 0..replicas.len() {
-                    // A rolling restart stops running replicas: one that was just restarted
-                    // after a SIGKILL first finishes starting (outboxd installs its SIGTERM
-                    // handler only once started; see RELIABILITY.md, "found, not fixed").
-                    if !replicas.is_running(i) {
-                        replicas.spawn(i)?;
-                    }
-                    replicas.wait_started(i, Duration::from_secs(30)).await;
-                    let at = clock::now();
-                    let rec = replicas
-                        .term(i, SHUTDOWN_GRACE + Duration::from_secs(10))
-                        .await;
-                    println!(
-                        "{} SIGTERM {} (rolling restart): {} after {}",
-                        clock::at(at),
-                        rec.replica,
-                        rec.status,
-                        rec.shutdown_time.map_or("?".into(), clock::secs)
-                    );
-                    replicas.spawn(i)?;
-                    let started = replicas.wait_started(i, Duration::from_secs(30)).await;
-                    faults.push(Fault {
-                        kind: FaultKind::Term {
-                            replica: rec.replica.clone(),
-                            code: rec.code,
-                            shutdown_time: rec.shutdown_time,
-                        },
-                        at,
-                        end: clock::now(),
-                        leased: Vec::new(),
-                        detail: if started {
-                            String::new()
-                        } else {
-                            "the new process did not log 'outboxd started' within 30 s".into()
-                        },
-                    });
-                }
-            }
-            Action::PgRestart { immediate } => {
-                let at = clock::now();
-                let pg = pg.clone();
-                let result =
-                    tokio::task::spawn_blocking(move || lock(&pg).restart(immediate)).await?;
-                let end = clock::now();
-                result.with_context(|| {
-                    format!(
-                        "restarting PostgreSQL ({})",
-                        if immediate { "immediate" } else { "fast" }
-                    )
-                })?;
-                db = None;
-                println!(
-                    "{} PostgreSQL restart ({}): down for {}",
-                    clock::at(at),
-                    if immediate { "immediate" } else { "fast" },
-                    clock::secs(end - at)
-                );
-                faults.push(Fault {
-                    kind: FaultKind::PgRestart { immediate },
-                    at,
-                    end,
-                    leased: Vec::new(),
-                    detail: String::new(),
-                });
-            }
-        }
-    }
-    // After the schedule: keep replicas alive until told to stop.
-    while !stop.is_cancelled() {
-        replicas.restart_exited(RESPAWN_GAP)?;
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
-    }
-    replicas.restart_exited(Duration::ZERO)?;
-    for i in 0..replicas.len() {
-        replicas.wait_started(i, Duration::from_secs(30)).await;
-    }
-    Ok((replicas, faults))
-}
-
-/// (endpoint id, event_id) of the deliveries leased by `names` right now.
-async fn leased_by(
-    db: &mut Option<tokio_postgres::Client>,
-    url: &str,
-    names: &[String],
-) -> Option<Vec<(i64, String)>> {
-    for _ in 0..2 {
-        if db.as_ref().is_none_or(|c| c.is_closed()) {
-            *db = outboxd::db::connect(url).await.ok();
-        }
-        let c = db.as_ref()?;
-        match c
-            .query(
-                "SELECT d.endpoint_id, e.event_id FROM outbox.deliveries d
-                   JOIN outbox.events e ON e.id = d.event_pk
-                  WHERE d.state = 'delivering' AND d.leased_by = ANY($1)",
-                &[&names],
-            )
-            .await
-        {
-            Ok(rows) => return Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
-            Err(_) => *db = None,
-        }
-    }
-    None
 }
