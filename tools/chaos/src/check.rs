@@ -27,19 +27,6 @@ use crate::producer::TxOutcome;
 use crate::receiver::{Answer, lock};
 use crate::replicas::ExitCause;
 
-#[derive(Debug, Clone)]
-pub struct Drain {
-    pub drained: bool,
-    pub took: Duration,
-    /// (unrouted events, pending, delivering) when the drain ended.
-    pub left_at_deadline: (i64, i64, i64),
-    /// After one more lease period.
-    pub unrouted: i64,
-    pub pending: i64,
-    pub delivering: i64,
-    pub expired_leases: i64,
-}
-
 pub struct Verdict {
     pub report: String,
     pub final_line: String,
