@@ -1,9 +1,11 @@
 //! `outboxd-chaos`: a bounded, loopback-only chaos soak of outboxd (issue 4).
 //!
 //! ```sh
-//! cargo run --release --bin outboxd-chaos -- --quick          # CI size, ~90 s
-//! cargo run --release --bin outboxd-chaos -- --seconds 300    # longer soak
-//! cargo run --release --bin outboxd-chaos -- --quick --seed 42  # replay a schedule
+//! cargo build --release --bin outboxd    # the soak runs this binary; it does not build it
+//! export OUTBOXD_BIN=target/release/outboxd      # or pass --outboxd PATH
+//! cargo run --release -p outboxd-chaos -- --quick              # CI size, ~70 s
+//! cargo run --release -p outboxd-chaos -- --seconds 300        # longer soak
+//! cargo run --release -p outboxd-chaos -- --quick --seed 42    # replay a schedule
 //! ```
 //!
 //! It starts its own PostgreSQL ([`outboxd::embedded_pg`], fsync on), three misbehaving
@@ -18,7 +20,9 @@
 //!
 //! and the exit code is non-zero when anything was lost, out of order, delivered although
 //! rolled back, stuck, badly signed, or when a replica crashed or a SIGTERM did not exit 0.
-//! The `outboxd` binary next to this one is used (built first when run through `cargo run`).
+//!
+//! [`run`] reads as the soak's story, one step per function; [`faults`] holds the schedule
+//! and its director, [`drain`] the end of the run, [`check`] one module per check.
 
 mod check;
 mod clock;
