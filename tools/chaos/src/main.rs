@@ -1,9 +1,11 @@
 //! `outboxd-chaos`: a bounded, loopback-only chaos soak of outboxd (issue 4).
 //!
 //! ```sh
-//! cargo run --release --bin outboxd-chaos -- --quick          # CI size, ~90 s
-//! cargo run --release --bin outboxd-chaos -- --seconds 300    # longer soak
-//! cargo run --release --bin outboxd-chaos -- --quick --seed 42  # replay a schedule
+//! cargo build --release --bin outboxd    # the soak runs this binary; it does not build it
+//! export OUTBOXD_BIN=target/release/outboxd      # or pass --outboxd PATH
+//! cargo run --release -p outboxd-chaos -- --quick              # CI size, ~70 s
+//! cargo run --release -p outboxd-chaos -- --seconds 300        # longer soak
+//! cargo run --release -p outboxd-chaos -- --quick --seed 42    # replay a schedule
 //! ```
 //!
 //! It starts its own PostgreSQL ([`outboxd::embedded_pg`], fsync on), three misbehaving
@@ -18,10 +20,14 @@
 //!
 //! and the exit code is non-zero when anything was lost, out of order, delivered although
 //! rolled back, stuck, badly signed, or when a replica crashed or a SIGTERM did not exit 0.
-//! The `outboxd` binary next to this one is used (built first when run through `cargo run`).
+//!
+//! [`run`] reads as the soak's story, one step per function; [`faults`] holds the schedule
+//! and its director, [`drain`] the end of the run, [`check`] one module per check.
 
 mod check;
 mod clock;
+mod drain;
+mod faults;
 mod monitor;
 mod producer;
 mod receiver;
@@ -30,7 +36,7 @@ mod replicas;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -38,10 +44,12 @@ use clap::Parser;
 use outboxd::embedded_pg::{EmbeddedPostgres, Options};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::check::{Fault, FaultKind};
+use crate::check::Verdict;
+use crate::faults::Fault;
+use crate::monitor::Monitor;
+use crate::producer::Producers;
 use crate::receiver::{Receiver, lock};
 use crate::replicas::ReplicaSet;
 
@@ -138,39 +146,134 @@ pub struct RunData {
     pub faults: Vec<Fault>,
     pub exits: Vec<replicas::ExitRec>,
     pub spawned: u32,
-    pub drain: check::Drain,
+    pub drain: drain::Drain,
     pub samples: monitor::Samples,
     pub workdir: PathBuf,
 }
 
+/// The soak, start to verdict: set up PostgreSQL, the receivers and the replicas; run load
+/// and faults; drain; stop every replica; check; report. `Ok(pass)`; `Err` = set-up failed.
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let setup = std::time::Instant::now();
-    let chaos = Duration::from_secs(args.seconds.unwrap_or(if args.quick { 60 } else { 120 }));
-    let drain_limit =
-        Duration::from_secs(
-            args.drain_seconds
-                .unwrap_or(if args.quick { 60 } else { 120 }),
-        );
-    let seed = args.seed.unwrap_or_else(|| rand::rng().random());
-    let fsync = !args.no_fsync;
-    let mut rng = StdRng::seed_from_u64(seed);
-    println!(
-        "outboxd-chaos: seed {seed}, {} of faults, {} tx/s from {} producers, PostgreSQL fsync {}",
-        clock::secs(chaos),
-        args.tps,
-        args.producers,
-        if fsync { "on" } else { "off" }
-    );
-
+    let setup = Instant::now();
+    let plan = Plan::new(&args);
+    let mut rng = StdRng::seed_from_u64(plan.seed);
     let bin = outboxd_binary(args.outboxd.as_deref())?;
+    let workdir = work_dir()?;
+    let pg = start_postgres(plan.fsync, &workdir).await?;
+    let db_url = lock(&pg).url();
+    let (admin, resources) = prepare_database(&db_url).await?;
+    let stop_receivers = CancellationToken::new();
+    let endpoints = start_receivers(&admin, &mut rng, &stop_receivers).await?;
+    let env = replica_env(&db_url, &args.replica_env)?;
+    // Time zero of every figure in the report: the replicas' start.
+    clock::start();
+    let replicas = start_replicas(bin, &workdir, env).await?;
+    let t0 = clock::now();
+    println!(
+        "{} chaos starts (setup took {}): {} replicas, {} receivers, {} resources",
+        clock::at(t0),
+        clock::secs(setup.elapsed()),
+        REPLICAS,
+        endpoints.receivers.len(),
+        RESOURCES
+    );
+    let load = Load {
+        tps: args.tps,
+        producers: args.producers,
+        db_url: &db_url,
+        resources: Arc::new(resources),
+    };
+    let soaked = soak(
+        &plan,
+        t0,
+        &mut rng,
+        &load,
+        &pg,
+        replicas,
+        &endpoints.receivers,
+    )
+    .await?;
+    let mut replicas = soaked.replicas;
+    let checker = outboxd::db::connect(&db_url).await?;
+    let (drain, samples) =
+        drain::drain(&checker, &mut replicas, plan.drain_limit, soaked.monitor).await?;
+    stop_every_replica(&mut replicas).await?;
+    let ledger = std::mem::take(&mut *lock(&soaked.ledger));
+    let data = RunData {
+        seed: plan.seed,
+        chaos: plan.chaos,
+        fsync: plan.fsync,
+        tps: args.tps,
+        receivers: endpoints.receivers,
+        endpoint_ids: endpoints.ids,
+        gets_misc: endpoints.gets_misc,
+        ledger,
+        faults: soaked.faults,
+        exits: replicas.exits.clone(),
+        spawned: replicas.spawned,
+        drain,
+        samples,
+        workdir: workdir.clone(),
+    };
+    let outcome = check::check(&checker, &data).await?;
+    stop_receivers.cancel();
+    Ok(report(&outcome, args.keep, &workdir, pg))
+}
+
+/// The run's shape, from the flags.
+struct Plan {
+    seed: u64,
+    /// How long the faults go on.
+    chaos: Duration,
+    /// The longest wait for the backlog to drain afterwards.
+    drain_limit: Duration,
+    fsync: bool,
+}
+
+impl Plan {
+    /// Draws the seed if none was given, and prints the run's first line.
+    fn new(args: &Args) -> Plan {
+        let default = if args.quick { 60 } else { 120 };
+        let plan = Plan {
+            seed: args.seed.unwrap_or_else(|| rand::rng().random()),
+            chaos: Duration::from_secs(args.seconds.unwrap_or(default)),
+            drain_limit: Duration::from_secs(args.drain_seconds.unwrap_or(default)),
+            fsync: !args.no_fsync,
+        };
+        println!(
+            "outboxd-chaos: seed {}, {} of faults, {} tx/s from {} producers, PostgreSQL fsync {}",
+            plan.seed,
+            clock::secs(plan.chaos),
+            args.tps,
+            args.producers,
+            if plan.fsync { "on" } else { "off" }
+        );
+        plan
+    }
+}
+
+fn outboxd_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let (bin, about) = testkit::outboxd_binary(explicit).map_err(anyhow::Error::msg)?;
+    println!("outboxd binary: {about}");
+    Ok(bin)
+}
+
+/// A fresh directory for the replicas' logs.
+fn work_dir() -> anyhow::Result<PathBuf> {
     let workdir = std::env::temp_dir().join(format!(
         "outboxd-chaos.{}.{}",
         std::process::id(),
         chrono::Utc::now().format("%Y%m%dT%H%M%S")
     ));
     std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
+    Ok(workdir)
+}
 
-    // PostgreSQL, migrated, with the application's table.
+/// The soak's own PostgreSQL cluster, shared with the fault director (which restarts it).
+async fn start_postgres(
+    fsync: bool,
+    workdir: &Path,
+) -> anyhow::Result<Arc<Mutex<EmbeddedPostgres>>> {
     let pg = tokio::task::spawn_blocking(move || {
         EmbeddedPostgres::start(Options {
             fsync,
@@ -180,14 +283,19 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     })
     .await?
     .context("starting PostgreSQL")?;
-    let db_url = pg.url();
     println!(
-        "postgres: {db_url} (log {})  work dir: {}",
+        "postgres: {} (log {})  work dir: {}",
+        pg.url(),
         pg.log_path().display(),
         workdir.display()
     );
-    let pg = Arc::new(Mutex::new(pg));
-    let mut admin = outboxd::db::connect(&db_url).await?;
+    Ok(Arc::new(Mutex::new(pg)))
+}
+
+/// Migrates the database and adds the application's table, with [`RESOURCES`] resources.
+/// Returns the connection (kept for the run) and the resources' ids.
+async fn prepare_database(db_url: &str) -> anyhow::Result<(tokio_postgres::Client, Vec<String>)> {
+    let mut admin = outboxd::db::connect(db_url).await?;
     outboxd::db::migrate(&mut admin)
         .await
         .context("migrating")?;
@@ -201,25 +309,38 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             &[&resources],
         )
         .await?;
+    Ok((admin, resources))
+}
 
-    // Receivers and their endpoints: two take everything, one only `res.*`.
-    let stop_receivers = CancellationToken::new();
-    let mut receivers = Vec::new();
-    let mut endpoint_ids = Vec::new();
+/// The receivers and their endpoints, in the same order.
+struct Endpoints {
+    receivers: Vec<Arc<Receiver>>,
+    /// `outbox.endpoints.id`.
+    ids: Vec<i64>,
+    /// Subscribed to every event type, so also to the unordered `misc.*` ones.
+    gets_misc: Vec<bool>,
+}
+
+/// Receivers and their endpoints: two take everything, one only `res.*`.
+async fn start_receivers(
+    admin: &tokio_postgres::Client,
+    rng: &mut StdRng,
+    stop: &CancellationToken,
+) -> anyhow::Result<Endpoints> {
     let patterns: [&[&str]; 3] = [&["*"], &["*"], &["res.*"]];
+    let mut endpoints = Endpoints {
+        receivers: Vec::new(),
+        ids: Vec::new(),
+        gets_misc: patterns.iter().map(|p| p.contains(&"*")).collect(),
+    };
     for (i, pattern) in patterns.iter().enumerate() {
         let key: [u8; 32] = rng.random();
         let secret = format!(
             "whsec_{}",
             base64::engine::general_purpose::STANDARD.encode(key)
         );
-        let rx = Receiver::start(
-            &format!("rx{}", i + 1),
-            &secret,
-            rng.random(),
-            stop_receivers.clone(),
-        )
-        .await?;
+        let rx =
+            Receiver::start(&format!("rx{}", i + 1), &secret, rng.random(), stop.clone()).await?;
         let types: Vec<String> = pattern.iter().map(|s| s.to_string()).collect();
         let id: i64 = admin
             .query_one(
@@ -229,14 +350,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             .await
             .context("add_endpoint")?
             .get(0);
-        endpoint_ids.push(id);
-        receivers.push(rx);
+        endpoints.ids.push(id);
+        endpoints.receivers.push(rx);
     }
-    let gets_misc = vec![true, true, false];
+    Ok(endpoints)
+}
 
-    // Replicas.
-    let env: Vec<(String, String)> = [
-        ("DATABASE_URL", db_url.as_str()),
+/// The replicas' environment: fast retries and leases so that a minute holds many fault
+/// cycles, then the `--replica-env` overrides.
+fn replica_env(db_url: &str, overrides: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env: Vec<(String, String)> = [
+        ("DATABASE_URL", db_url),
         ("OUTBOXD_LISTEN", "127.0.0.1:0"),
         ("OUTBOXD_ALLOW_NETWORKS", "127.0.0.0/8"),
         ("OUTBOXD_RETRY_SCHEDULE", "100ms,200ms,500ms,1s"),
@@ -253,8 +377,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let mut env = env;
-    for kv in &args.replica_env {
+    for kv in overrides {
         let (k, v) = kv
             .split_once('=')
             .with_context(|| format!("--replica-env {kv:?}: expected KEY=VALUE"))?;
@@ -262,9 +385,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         env.push((k.to_owned(), v.to_owned()));
         println!("replica env override: {k}={v}");
     }
-    // Time zero of every figure in the report: the replicas' start.
-    clock::start();
-    let mut replicas = ReplicaSet::new(bin, workdir.clone(), env, REPLICAS);
+    Ok(env)
+}
+
+/// Starts [`REPLICAS`] replicas and waits until each has started.
+async fn start_replicas(
+    bin: PathBuf,
+    workdir: &Path,
+    env: Vec<(String, String)>,
+) -> anyhow::Result<ReplicaSet> {
+    let mut replicas = ReplicaSet::new(bin, workdir.to_path_buf(), env, REPLICAS);
     for i in 0..replicas.len() {
         replicas.spawn(i)?;
     }
@@ -281,60 +411,67 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             );
         }
     }
+    Ok(replicas)
+}
 
-    // Go: producers, receivers flapping, the fault director.
-    let t0 = clock::now();
-    println!(
-        "{} chaos starts (setup took {}): {} replicas, {} receivers, {} resources",
-        clock::at(t0),
-        clock::secs(setup.elapsed()),
-        REPLICAS,
-        receivers.len(),
-        RESOURCES
-    );
+/// The application's load: `producers` sessions sharing `tps` transactions per second.
+struct Load<'a> {
+    tps: f64,
+    producers: usize,
+    db_url: &'a str,
+    resources: Arc<Vec<String>>,
+}
+
+/// What the soak leaves for the drain and the checks.
+struct Soaked {
+    replicas: ReplicaSet,
+    faults: Vec<Fault>,
+    /// Still sampling: the drain stops it.
+    monitor: Monitor,
+    ledger: Arc<Mutex<producer::Ledger>>,
+}
+
+/// From `t0` for `plan.chaos`: producers, receivers flapping, the fault director. Then the
+/// faults stop, and the producers finish their transactions.
+async fn soak(
+    plan: &Plan,
+    t0: Duration,
+    rng: &mut StdRng,
+    load: &Load<'_>,
+    pg: &Arc<Mutex<EmbeddedPostgres>>,
+    replicas: ReplicaSet,
+    receivers: &[Arc<Receiver>],
+) -> anyhow::Result<Soaked> {
     let stop_faults = CancellationToken::new();
-    let stop_producers = CancellationToken::new();
-    let permits = Arc::new(Semaphore::new(0));
-    let ledger = Arc::new(Mutex::new(producer::Ledger::default()));
-    let limiter = tokio::spawn(producer::rate_limiter(
-        permits.clone(),
-        args.tps,
-        stop_producers.clone(),
-    ));
-    let resources = Arc::new(resources);
-    let mut producers = Vec::new();
-    for id in 0..args.producers.max(1) {
-        producers.push(tokio::spawn(producer::run(producer::ProducerConfig {
-            id,
-            db_url: db_url.clone(),
-            resources: resources.clone(),
-            seed: rng.random(),
-            permits: permits.clone(),
-            ledger: ledger.clone(),
-            stop: stop_producers.clone(),
-        })));
-    }
-    let mut flappers = Vec::new();
-    for rx in &receivers {
-        flappers.push(tokio::spawn(receiver::flap(
-            rx.clone(),
-            rng.random(),
-            stop_faults.clone(),
-        )));
-    }
-    let stop_monitor = CancellationToken::new();
-    let monitor = tokio::spawn(monitor::run(db_url.clone(), stop_monitor.clone()));
-    let timeline = timeline(&mut rng, t0, chaos, replicas.len());
-    let director = tokio::spawn(direct(
+    let producers = Producers::start(
+        load.producers,
+        load.tps,
+        load.db_url,
+        load.resources.clone(),
+        rng,
+    );
+    let flappers: Vec<_> = receivers
+        .iter()
+        .map(|rx| {
+            tokio::spawn(receiver::flap(
+                rx.clone(),
+                rng.random(),
+                stop_faults.clone(),
+            ))
+        })
+        .collect();
+    let monitor = Monitor::start(load.db_url.to_owned());
+    let timeline = faults::timeline(rng, t0, plan.chaos, replicas.len());
+    let director = tokio::spawn(faults::direct(
         timeline,
         replicas,
         pg.clone(),
-        db_url.clone(),
+        load.db_url.to_owned(),
         stop_faults.clone(),
     ));
 
     tokio::time::sleep_until(
-        tokio::time::Instant::now() + (t0 + chaos).saturating_sub(clock::now()),
+        tokio::time::Instant::now() + (t0 + plan.chaos).saturating_sub(clock::now()),
     )
     .await;
     println!(
@@ -342,79 +479,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         clock::at(clock::now())
     );
     stop_faults.cancel();
-    stop_producers.cancel();
+    producers.stop();
     for f in flappers {
         let _ = f.await;
     }
-    let (mut replicas, faults) = director.await.context("fault director panicked")??;
-    for p in producers {
-        if tokio::time::timeout(Duration::from_secs(20), p)
-            .await
-            .is_err()
-        {
-            eprintln!("a producer did not finish its transaction within 20 s");
-        }
-    }
-    let _ = limiter.await;
+    let (replicas, faults) = director.await.context("fault director panicked")??;
+    let ledger = producers.finish().await;
+    Ok(Soaked {
+        replicas,
+        faults,
+        monitor,
+        ledger,
+    })
+}
 
-    // Drain: nothing left to route or deliver; then no lease may stay expired.
-    let drain_start = clock::now();
-    println!(
-        "{} draining (at most {})",
-        clock::at(drain_start),
-        clock::secs(drain_limit)
-    );
-    let checker = outboxd::db::connect(&db_url).await?;
-    let mut drained = false;
-    let mut last = (0, 0, 0);
-    while clock::now() - drain_start < drain_limit {
-        let row = checker
-            .query_one(
-                "SELECT (SELECT count(*) FROM outbox.events WHERE routed_at IS NULL),
-                        (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending'),
-                        (SELECT count(*) FROM outbox.deliveries WHERE state = 'delivering')",
-                &[],
-            )
-            .await?;
-        last = (
-            row.get::<_, i64>(0),
-            row.get::<_, i64>(1),
-            row.get::<_, i64>(2),
-        );
-        if last == (0, 0, 0) {
-            drained = true;
-            break;
-        }
-        // Replicas must stay up during the drain, too.
-        replicas.restart_exited(RESPAWN_GAP)?;
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let drain_time = clock::now() - drain_start;
-    stop_monitor.cancel();
-    let samples = monitor.await.unwrap_or_default();
-    // Leases of anything a replica still held must be rescued: wait one lease, look again.
-    tokio::time::sleep(LEASE + Duration::from_millis(1500)).await;
-    let row = checker
-        .query_one(
-            "SELECT (SELECT count(*) FROM outbox.events WHERE routed_at IS NULL),
-                    (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending'),
-                    (SELECT count(*) FROM outbox.deliveries WHERE state = 'delivering'),
-                    (SELECT count(*) FROM outbox.deliveries
-                      WHERE state = 'delivering' AND lease_until < now() - interval '1 second')",
-            &[],
-        )
-        .await?;
-    let drain = check::Drain {
-        drained,
-        took: drain_time,
-        left_at_deadline: last,
-        unrouted: row.get(0),
-        pending: row.get(1),
-        delivering: row.get(2),
-        expired_leases: row.get(3),
-    };
-
-    // Every replica stops gracefully at the end too: one more SIGTERM check each.
+/// Every replica stops gracefully at the end too: one more SIGTERM check each.
+async fn stop_every_replica(replicas: &mut ReplicaSet) -> anyhow::Result<()> {
     replicas.restart_exited(Duration::ZERO)?;
     for i in 0..replicas.len() {
         replicas.wait_started(i, Duration::from_secs(10)).await;
@@ -424,30 +504,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             .term(i, SHUTDOWN_GRACE + Duration::from_secs(10))
             .await;
     }
+    Ok(())
+}
 
-    let ledger = std::mem::take(&mut *lock(&ledger));
-    let data = RunData {
-        seed,
-        chaos,
-        fsync,
-        tps: args.tps,
-        receivers,
-        endpoint_ids,
-        gets_misc,
-        ledger,
-        faults,
-        exits: replicas.exits.clone(),
-        spawned: replicas.spawned,
-        drain,
-        samples,
-        workdir: workdir.clone(),
-    };
-    let outcome = check::check(&checker, &data).await?;
-    stop_receivers.cancel();
+/// Prints the report; keeps the work directory (with PostgreSQL's log) when the run failed or
+/// `keep`; stops PostgreSQL; prints the summary line last. Whether the run passed.
+fn report(outcome: &Verdict, keep: bool, workdir: &Path, pg: Arc<Mutex<EmbeddedPostgres>>) -> bool {
     println!("{}", outcome.report);
-    let pass = outcome.pass;
-    if pass && !args.keep {
-        let _ = std::fs::remove_dir_all(&workdir);
+    if outcome.pass && !keep {
+        let _ = std::fs::remove_dir_all(workdir);
     } else {
         // The cluster's directory goes with it: keep its log next to the replicas'.
         let _ = std::fs::copy(lock(&pg).log_path(), workdir.join("postgres.log"));
@@ -455,232 +520,5 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     drop(pg);
     println!("{}", outcome.final_line);
-    Ok(pass)
-}
-
-fn outboxd_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let (bin, about) = testkit::outboxd_binary(explicit).map_err(anyhow::Error::msg)?;
-    println!("outboxd binary: {about}");
-    Ok(bin)
-}
-
-/// A scheduled fault.
-#[derive(Debug, Clone)]
-enum Action {
-    Kill { slots: Vec<usize>, down: Duration },
-    Rolling,
-    PgRestart { immediate: bool },
-}
-
-/// The fault schedule: PostgreSQL restarts at 1/3 (fast) and 72 % (immediate) of the run, a
-/// rolling SIGTERM restart at half time, one "every replica dies at once" near the end, and
-/// single (sometimes double) SIGKILLs every 4–9 s in between.
-fn timeline(rng: &mut StdRng, t0: Duration, chaos: Duration, n: usize) -> Vec<(Duration, Action)> {
-    let at = |f: f64| t0 + chaos.mul_f64(f);
-    let mut v = vec![
-        (at(0.33), Action::PgRestart { immediate: false }),
-        (at(0.50), Action::Rolling),
-        (at(0.72), Action::PgRestart { immediate: true }),
-        (
-            at(0.86),
-            Action::Kill {
-                slots: (0..n).collect(),
-                down: Duration::from_millis(1500),
-            },
-        ),
-    ];
-    let mut t = t0 + Duration::from_secs(4);
-    while t + Duration::from_secs(3) < t0 + chaos {
-        let first = rng.random_range(0..n);
-        let mut slots = vec![first];
-        if rng.random_bool(0.2) {
-            slots.push((first + rng.random_range(1..n)) % n);
-        }
-        v.push((
-            t,
-            Action::Kill {
-                slots,
-                down: Duration::from_millis(rng.random_range(300..2500)),
-            },
-        ));
-        t += Duration::from_millis(rng.random_range(4000..9000));
-    }
-    v.sort_by_key(|(t, _)| *t);
-    v
-}
-
-/// Runs the schedule (one fault at a time), restarting replicas that exit on their own, until
-/// `stop`; then makes sure every replica runs again.
-async fn direct(
-    timeline: Vec<(Duration, Action)>,
-    mut replicas: ReplicaSet,
-    pg: Arc<Mutex<EmbeddedPostgres>>,
-    db_url: String,
-    stop: CancellationToken,
-) -> anyhow::Result<(ReplicaSet, Vec<Fault>)> {
-    let mut faults = Vec::new();
-    let mut db: Option<tokio_postgres::Client> = None;
-    'schedule: for (due, action) in timeline {
-        loop {
-            if stop.is_cancelled() {
-                break 'schedule;
-            }
-            for name in replicas.restart_exited(RESPAWN_GAP)? {
-                println!(
-                    "{} replica {name} had exited on its own; started it again",
-                    clock::at(clock::now())
-                );
-            }
-            let now = clock::now();
-            if now >= due {
-                break;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break 'schedule,
-                _ = tokio::time::sleep((due - now).min(Duration::from_millis(100))) => {}
-            }
-        }
-        match action {
-            Action::Kill { slots, down } => {
-                let at = clock::now();
-                let mut names = Vec::new();
-                for &i in &slots {
-                    if replicas.is_running(i) {
-                        replicas.kill9(i).await;
-                        names.push(replicas.name(i).to_owned());
-                    }
-                }
-                // A COMMIT the dead replica sent just before dying still completes: give it a
-                // moment, so that "held" means held.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let leased = leased_by(&mut db, &db_url, &names).await;
-                println!(
-                    "{} SIGKILL {} ({} deliveries leased), restart in {}",
-                    clock::at(at),
-                    names.join("+"),
-                    leased.as_ref().map_or("?".into(), |l| l.len().to_string()),
-                    clock::secs(down)
-                );
-                tokio::time::sleep(down).await;
-                for &i in &slots {
-                    if !replicas.is_running(i) {
-                        replicas.spawn(i)?;
-                    }
-                }
-                faults.push(Fault {
-                    kind: FaultKind::Kill { replicas: names },
-                    at,
-                    end: clock::now(),
-                    leased: leased.unwrap_or_default(),
-                    detail: String::new(),
-                });
-            }
-            Action::Rolling => {
-                for i in 0..replicas.len() {
-                    // A rolling restart stops running replicas: one that was just restarted
-                    // after a SIGKILL first finishes starting (outboxd installs its SIGTERM
-                    // handler only once started; see RELIABILITY.md, "found, not fixed").
-                    if !replicas.is_running(i) {
-                        replicas.spawn(i)?;
-                    }
-                    replicas.wait_started(i, Duration::from_secs(30)).await;
-                    let at = clock::now();
-                    let rec = replicas
-                        .term(i, SHUTDOWN_GRACE + Duration::from_secs(10))
-                        .await;
-                    println!(
-                        "{} SIGTERM {} (rolling restart): {} after {}",
-                        clock::at(at),
-                        rec.replica,
-                        rec.status,
-                        rec.shutdown_time.map_or("?".into(), clock::secs)
-                    );
-                    replicas.spawn(i)?;
-                    let started = replicas.wait_started(i, Duration::from_secs(30)).await;
-                    faults.push(Fault {
-                        kind: FaultKind::Term {
-                            replica: rec.replica.clone(),
-                            code: rec.code,
-                            shutdown_time: rec.shutdown_time,
-                        },
-                        at,
-                        end: clock::now(),
-                        leased: Vec::new(),
-                        detail: if started {
-                            String::new()
-                        } else {
-                            "the new process did not log 'outboxd started' within 30 s".into()
-                        },
-                    });
-                }
-            }
-            Action::PgRestart { immediate } => {
-                let at = clock::now();
-                let pg = pg.clone();
-                let result =
-                    tokio::task::spawn_blocking(move || lock(&pg).restart(immediate)).await?;
-                let end = clock::now();
-                result.with_context(|| {
-                    format!(
-                        "restarting PostgreSQL ({})",
-                        if immediate { "immediate" } else { "fast" }
-                    )
-                })?;
-                db = None;
-                println!(
-                    "{} PostgreSQL restart ({}): down for {}",
-                    clock::at(at),
-                    if immediate { "immediate" } else { "fast" },
-                    clock::secs(end - at)
-                );
-                faults.push(Fault {
-                    kind: FaultKind::PgRestart { immediate },
-                    at,
-                    end,
-                    leased: Vec::new(),
-                    detail: String::new(),
-                });
-            }
-        }
-    }
-    // After the schedule: keep replicas alive until told to stop.
-    while !stop.is_cancelled() {
-        replicas.restart_exited(RESPAWN_GAP)?;
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
-    }
-    replicas.restart_exited(Duration::ZERO)?;
-    for i in 0..replicas.len() {
-        replicas.wait_started(i, Duration::from_secs(30)).await;
-    }
-    Ok((replicas, faults))
-}
-
-/// (endpoint id, event_id) of the deliveries leased by `names` right now.
-async fn leased_by(
-    db: &mut Option<tokio_postgres::Client>,
-    url: &str,
-    names: &[String],
-) -> Option<Vec<(i64, String)>> {
-    for _ in 0..2 {
-        if db.as_ref().is_none_or(|c| c.is_closed()) {
-            *db = outboxd::db::connect(url).await.ok();
-        }
-        let c = db.as_ref()?;
-        match c
-            .query(
-                "SELECT d.endpoint_id, e.event_id FROM outbox.deliveries d
-                   JOIN outbox.events e ON e.id = d.event_pk
-                  WHERE d.state = 'delivering' AND d.leased_by = ANY($1)",
-                &[&names],
-            )
-            .await
-        {
-            Ok(rows) => return Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
-            Err(_) => *db = None,
-        }
-    }
-    None
+    outcome.pass
 }

@@ -20,7 +20,27 @@ pub struct Samples {
     pub max_routing_lag_at: Duration,
 }
 
-pub async fn run(url: String, stop: CancellationToken) -> Samples {
+/// The sampler, running until [`Monitor::stop`].
+pub struct Monitor {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Samples>,
+}
+
+impl Monitor {
+    pub fn start(url: String) -> Monitor {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(url, stop.clone()));
+        Monitor { stop, task }
+    }
+
+    /// Stops sampling; what it saw.
+    pub async fn stop(self) -> Samples {
+        self.stop.cancel();
+        self.task.await.unwrap_or_default()
+    }
+}
+
+async fn run(url: String, stop: CancellationToken) -> Samples {
     let mut s = Samples::default();
     let mut client: Option<tokio_postgres::Client> = None;
     loop {

@@ -57,7 +57,7 @@ pub struct Ledger {
     pub events: Vec<EventRec>,
 }
 
-pub struct ProducerConfig {
+struct ProducerConfig {
     pub id: usize,
     pub db_url: String,
     pub resources: Arc<Vec<String>>,
@@ -74,7 +74,7 @@ enum Item {
     Unordered,
 }
 
-pub async fn run(cfg: ProducerConfig) {
+async fn run(cfg: ProducerConfig) {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut client: Option<tokio_postgres::Client> = None;
     let mut n = 0u64;
@@ -292,7 +292,7 @@ fn error_text(e: &tokio_postgres::Error) -> String {
 
 /// Adds `tps` permits per second to `permits` (keeping at most a quarter second of backlog)
 /// until `stop`.
-pub async fn rate_limiter(permits: Arc<Semaphore>, tps: f64, stop: CancellationToken) {
+async fn rate_limiter(permits: Arc<Semaphore>, tps: f64, stop: CancellationToken) {
     let tick = Duration::from_millis(20);
     let mut owed = 0.0f64;
     let cap = (tps / 4.0).ceil().max(1.0) as usize;
@@ -308,5 +308,69 @@ pub async fn rate_limiter(permits: Arc<Semaphore>, tps: f64, stop: CancellationT
         if add > 0 {
             permits.add_permits(add);
         }
+    }
+}
+
+/// The producers and their rate limiter, sharing one [`Ledger`].
+pub struct Producers {
+    stop: CancellationToken,
+    limiter: tokio::task::JoinHandle<()>,
+    sessions: Vec<tokio::task::JoinHandle<()>>,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+impl Producers {
+    /// `n` sessions (at least one) sharing `tps` transactions per second over `resources`;
+    /// each draws its seed from `rng`, in order.
+    pub fn start(
+        n: usize,
+        tps: f64,
+        db_url: &str,
+        resources: Arc<Vec<String>>,
+        rng: &mut StdRng,
+    ) -> Producers {
+        let stop = CancellationToken::new();
+        let permits = Arc::new(Semaphore::new(0));
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let limiter = tokio::spawn(rate_limiter(permits.clone(), tps, stop.clone()));
+        let sessions = (0..n.max(1))
+            .map(|id| {
+                tokio::spawn(run(ProducerConfig {
+                    id,
+                    db_url: db_url.to_owned(),
+                    resources: resources.clone(),
+                    seed: rng.random(),
+                    permits: permits.clone(),
+                    ledger: ledger.clone(),
+                    stop: stop.clone(),
+                }))
+            })
+            .collect();
+        Producers {
+            stop,
+            limiter,
+            sessions,
+            ledger,
+        }
+    }
+
+    /// Asks every producer to stop after its current transaction.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits (at most 20 s each) until the producers have finished their transactions. The
+    /// ledger is returned shared: a producer that did not finish in time may still record.
+    pub async fn finish(self) -> Arc<Mutex<Ledger>> {
+        for p in self.sessions {
+            if tokio::time::timeout(Duration::from_secs(20), p)
+                .await
+                .is_err()
+            {
+                eprintln!("a producer did not finish its transaction within 20 s");
+            }
+        }
+        let _ = self.limiter.await;
+        self.ledger
     }
 }
