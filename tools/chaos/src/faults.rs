@@ -295,7 +295,7 @@ async fn leased_by(
 ) -> Option<Vec<(i64, String)>> {
     for _ in 0..2 {
         if db.as_ref().is_none_or(|c| c.is_closed()) {
-            *db = outboxd::db::connect(url).await.ok();
+            *db = outboxd::connect(url).await.ok();
         }
         let c = db.as_ref()?;
         match c

@@ -194,7 +194,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     )
     .await?;
     let mut replicas = soaked.replicas;
-    let checker = outboxd::db::connect(&db_url).await?;
+    let checker = outboxd::connect(&db_url).await?;
     let (drain, samples) =
         drain::drain(&checker, &mut replicas, plan.drain_limit, soaked.monitor).await?;
     stop_every_replica(&mut replicas).await?;
@@ -295,8 +295,8 @@ async fn start_postgres(
 /// Migrates the database and adds the application's table, with [`RESOURCES`] resources.
 /// Returns the connection (kept for the run) and the resources' ids.
 async fn prepare_database(db_url: &str) -> anyhow::Result<(tokio_postgres::Client, Vec<String>)> {
-    let mut admin = outboxd::db::connect(db_url).await?;
-    outboxd::db::migrate(&mut admin)
+    let mut admin = outboxd::connect(db_url).await?;
+    outboxd::migrate(&mut admin)
         .await
         .context("migrating")?;
     admin

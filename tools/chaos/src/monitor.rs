@@ -49,7 +49,7 @@ async fn run(url: String, stop: CancellationToken) -> Samples {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
         if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = outboxd::db::connect(&url).await.ok();
+            client = outboxd::connect(&url).await.ok();
         }
         let Some(c) = &client else {
             s.failed += 1;

@@ -164,7 +164,7 @@ async fn run(cfg: ProducerConfig) {
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let c = outboxd::db::connect(url).await?;
+    let c = outboxd::connect(url).await?;
     c.batch_execute("SET statement_timeout = '15s'; SET application_name = 'chaos-producer'")
         .await?;
     Ok(c)

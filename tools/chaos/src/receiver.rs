@@ -7,7 +7,7 @@
 //!
 //! Each receiver has a current [`Mode`] that [`flap`] changes every few seconds. Every request
 //! is logged ([`Request`]): arrival order, webhook-id, the payload fields the checker needs,
-//! whether the signature verifies (recomputed with [`outboxd::signing::Secret`]), and how it was
+//! whether the signature verifies (recomputed with the independent `standardwebhooks` crate), and how it was
 //! answered, with a per-receiver sequence number taken under the log's lock, so "request B
 //! arrived after request A was answered 2xx" is exact.
 
@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use outboxd::signing::Secret;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -126,7 +125,7 @@ impl Log {
 pub struct Receiver {
     pub name: String,
     pub port: u16,
-    secret: Secret,
+    secret: standardwebhooks::Webhook,
     mode: Mutex<Mode>,
     log: Mutex<Log>,
     phases: Mutex<Vec<Phase>>,
@@ -167,7 +166,8 @@ impl Receiver {
         let rx = Arc::new(Receiver {
             name: name.to_owned(),
             port,
-            secret: Secret::parse(secret).context("receiver secret")?,
+            secret: standardwebhooks::Webhook::new(secret)
+                .map_err(|e| anyhow::anyhow!("receiver secret: {e:?}"))?,
             mode: Mutex::new(Mode::Ok),
             log: Mutex::new(Log::default()),
             phases: Mutex::new(Vec::new()),
@@ -422,7 +422,9 @@ impl Receiver {
         if (ts - chrono::Utc::now().timestamp()).abs() > 300 {
             return false;
         }
-        let expected = self.secret.sign(id, ts, body);
+        let Ok(expected) = self.secret.sign(id, ts, body) else {
+            return false;
+        };
         sigs.split(' ').any(|s| s == expected)
     }
 }
