@@ -3,7 +3,6 @@
 
 mod admin;
 mod engine;
-mod harness;
 mod properties;
 
 /// The `outboxd` binary Cargo built for this test binary.
