@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use testkit::*;
 
 use crate::OUTBOXD;
+use crate::support::Event;
 use outboxd::config::Config;
 use outboxd::engine::Engine;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Engine configuration for these tests: loopback receivers allowed (see `common::engine_config`).
 fn config(db: &TestDb, extra: &[&str]) -> Config {
@@ -37,22 +38,6 @@ async fn add_endpoint(
     )
     .await
     .expect("add_endpoint")
-    .get(0)
-}
-
-async fn publish(
-    c: &tokio_postgres::Client,
-    event_type: &str,
-    resource_key: Option<&str>,
-    tenant: Option<&str>,
-    payload: &str,
-) -> String {
-    c.query_one(
-        "SELECT outbox.publish($1, $2::text::jsonb, resource_key => $3, tenant_id => $4)",
-        &[&event_type, &payload, &resource_key, &tenant],
-    )
-    .await
-    .expect("publish")
     .get(0)
 }
 
@@ -135,14 +120,12 @@ async fn signed_event_is_delivered_and_verifies_with_an_independent_library() {
     add_endpoint(&c, &rx.url(), &["order.*"], Some("acme")).await;
     let engine = start(&db, &[]).await;
 
-    let id = publish(
-        &c,
-        "order.paid",
-        Some("order:42"),
-        Some("acme"),
-        r#"{"id": 42, "status": "paid"}"#,
-    )
-    .await;
+    let id = Event::new("order.paid")
+        .key("order:42")
+        .tenant("acme")
+        .payload(json!({"id": 42, "status": "paid"}))
+        .publish(&c)
+        .await;
     assert!(
         rx.wait_for_count(1, Duration::from_secs(10)).await,
         "no delivery"
@@ -193,7 +176,10 @@ async fn rolled_back_transaction_sends_nothing() {
     .await
     .unwrap();
     tx.rollback().await.unwrap();
-    publish(&c, "order.paid", None, None, r#"{"committed": true}"#).await;
+    Event::new("order.paid")
+        .payload(json!({"committed": true}))
+        .publish(&c)
+        .await;
 
     assert!(rx.wait_for_count(1, Duration::from_secs(10)).await);
     wait_all_finished(&c, Duration::from_secs(10)).await;
@@ -219,7 +205,10 @@ async fn late_committing_transaction_is_still_delivered() {
         .await
         .unwrap()
         .get(0);
-    let fast_id = publish(&c, "fast.one", None, None, r#"{"n": 2}"#).await;
+    let fast_id = Event::new("fast.one")
+        .payload(json!({"n": 2}))
+        .publish(&c)
+        .await;
     assert!(
         rx.wait_for(Duration::from_secs(10), |r| r
             .iter()
@@ -340,14 +329,11 @@ async fn failing_resource_does_not_block_other_resources_and_order_holds_under_f
     .await;
     for seq in 0..3 {
         for r in ["A", "B"] {
-            publish(
-                &c,
-                "res.changed",
-                Some(r),
-                None,
-                &format!(r#"{{"r": "{r}", "seq": {seq}}}"#),
-            )
-            .await;
+            Event::new("res.changed")
+                .key(r)
+                .payload(json!({"r": r, "seq": seq}))
+                .publish(&c)
+                .await;
         }
     }
     // B completes while A is stuck on its first event.
@@ -489,7 +475,7 @@ async fn killed_sidecars_leased_work_is_redelivered_by_another_instance() {
     let mut a = Sidecar::run(OUTBOXD, &db.url, &envs);
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(publish(&c, "job", None, None, &format!(r#"{{"i": {i}}}"#)).await);
+        ids.push(Event::new("job").payload(json!({"i": i})).publish(&c).await);
     }
     assert!(
         rx.wait_for_count(5, Duration::from_secs(15)).await,
@@ -555,7 +541,11 @@ async fn retries_follow_the_schedule_and_the_delivery_dies_at_max_age() {
         ],
     )
     .await;
-    publish(&c, "doomed", Some("k"), None, r#"{"x": 1}"#).await;
+    Event::new("doomed")
+        .key("k")
+        .payload(json!({"x": 1}))
+        .publish(&c)
+        .await;
     wait_all_finished(&c, Duration::from_secs(15)).await;
 
     let state: String = c
@@ -621,7 +611,7 @@ async fn retry_after_from_a_429_is_honoured() {
     .await;
     add_endpoint(&c, &rx.url(), &["*"], None).await;
     let engine = start(&db, &["--retry-schedule", "10ms"]).await;
-    publish(&c, "x", None, None, "{}").await;
+    Event::new("x").publish(&c).await;
     assert!(rx.wait_for_count(2, Duration::from_secs(10)).await);
     let reqs = rx.requests();
     let gap = reqs[1].at - reqs[0].at;
@@ -640,7 +630,7 @@ async fn gone_disables_the_endpoint_and_stops_deliveries() {
     let rx = Receiver::start(TEST_SECRET, always(Reply::status(410))).await;
     let ep = add_endpoint(&c, &rx.url(), &["*"], None).await;
     let engine = start(&db, &[]).await;
-    publish(&c, "x", None, None, r#"{"n": 1}"#).await;
+    Event::new("x").payload(json!({"n": 1})).publish(&c).await;
     wait_until(Duration::from_secs(10), "endpoint disabled", || async {
         !c.query_one("SELECT enabled FROM outbox.endpoints WHERE id = $1", &[&ep])
             .await
@@ -657,7 +647,7 @@ async fn gone_disables_the_endpoint_and_stops_deliveries() {
         .unwrap()
         .get(0);
     assert!(reason.contains("410"), "{reason}");
-    publish(&c, "x", None, None, r#"{"n": 2}"#).await;
+    Event::new("x").payload(json!({"n": 2})).publish(&c).await;
     // Give the engine time to (wrongly) send more; nothing more may arrive.
     assert!(!rx.wait_for_count(2, Duration::from_millis(800)).await);
     assert_eq!(rx.count(), 1);
@@ -751,39 +741,22 @@ async fn tenants_are_isolated_and_wildcards_filter_event_types() {
     .unwrap();
     let engine = start(&db, &[]).await;
 
-    publish(
-        &c,
-        "order.paid",
-        None,
-        Some("acme"),
-        r#"{"e": "acme-order"}"#,
-    )
-    .await;
-    publish(
-        &c,
-        "invoice.paid",
-        None,
-        Some("acme"),
-        r#"{"e": "acme-invoice"}"#,
-    )
-    .await;
-    publish(
-        &c,
-        "order.paid",
-        None,
-        Some("globex"),
-        r#"{"e": "globex-order"}"#,
-    )
-    .await;
-    publish(
-        &c,
-        "order.refunded",
-        None,
-        Some("globex"),
-        r#"{"e": "globex-refund"}"#,
-    )
-    .await;
-    publish(&c, "system.tick", None, None, r#"{"e": "system"}"#).await;
+    for (event_type, tenant, e) in [
+        ("order.paid", "acme", "acme-order"),
+        ("invoice.paid", "acme", "acme-invoice"),
+        ("order.paid", "globex", "globex-order"),
+        ("order.refunded", "globex", "globex-refund"),
+    ] {
+        Event::new(event_type)
+            .tenant(tenant)
+            .payload(json!({"e": e}))
+            .publish(&c)
+            .await;
+    }
+    Event::new("system.tick")
+        .payload(json!({"e": "system"}))
+        .publish(&c)
+        .await;
     wait_all_finished(&c, Duration::from_secs(10)).await;
 
     let names = |rx: &Receiver| {
@@ -818,7 +791,7 @@ async fn ssrf_attempt_is_recorded_as_a_blocked_address() {
     .await;
     // No allowlist: loopback is refused like any private address.
     let engine = start(&db, &["--allow-networks", "", "--retry-schedule", "1h"]).await;
-    publish(&c, "x", None, None, "{}").await;
+    Event::new("x").publish(&c).await;
     wait_until(
         Duration::from_secs(10),
         "three attempts recorded",
@@ -904,13 +877,27 @@ async fn bad_rows_fail_clearly_and_block_nothing() {
     assert!(format!("{err:?}").contains("events_headers_object"));
 
     // Accepted but undeliverable: dead at once with a recorded reason.
-    let bad = publish_with_headers(&c, r#"{"x-bad": "line\nbreak"}"#).await;
+    let bad = Event::new("x")
+        .headers(json!({"x-bad": "line\nbreak"}))
+        .publish(&c)
+        .await;
     // A huge resource key, a 10 MB payload, and a normal event: all delivered.
     let long_key = "k".repeat(100_000);
-    let k = publish(&c, "x", Some(&long_key), None, r#"{"long": "key"}"#).await;
+    let k = Event::new("x")
+        .key(&long_key)
+        .payload(json!({"long": "key"}))
+        .publish(&c)
+        .await;
     let big_payload = format!(r#"{{"blob": "{}"}}"#, "a".repeat(10 * 1024 * 1024));
-    let big = publish(&c, "x", Some("big"), None, &big_payload).await;
-    let normal = publish(&c, "x", None, None, r#"{"normal": true}"#).await;
+    let big = Event::new("x")
+        .key("big")
+        .payload_text(big_payload.clone())
+        .publish(&c)
+        .await;
+    let normal = Event::new("x")
+        .payload(json!({"normal": true}))
+        .publish(&c)
+        .await;
     wait_all_finished(&c, Duration::from_secs(30)).await;
 
     let ok = rx.successes_by_id();
@@ -939,16 +926,6 @@ async fn bad_rows_fail_clearly_and_block_nothing() {
         row.get::<_, String>(2)
     );
     engine.stop().await;
-}
-
-async fn publish_with_headers(c: &tokio_postgres::Client, headers: &str) -> String {
-    c.query_one(
-        "SELECT outbox.publish('x', '{}', headers => $1::text::jsonb)",
-        &[&headers],
-    )
-    .await
-    .unwrap()
-    .get(0)
 }
 
 #[tokio::test]
@@ -1125,7 +1102,7 @@ async fn sigterm_finishes_in_flight_work_and_exits_zero() {
             ("OUTBOXD_POLL_INTERVAL", "50ms"),
         ],
     );
-    publish(&c, "x", None, None, "{}").await;
+    Event::new("x").publish(&c).await;
     assert!(
         rx.wait_for_count(1, Duration::from_secs(10)).await,
         "{}",
@@ -1162,7 +1139,7 @@ async fn secret_rotation_signs_with_old_and_new_secrets() {
         .unwrap()
         .get(0);
     let engine = start(&db, &[]).await;
-    publish(&c, "x", None, None, "{}").await;
+    Event::new("x").publish(&c).await;
     assert!(old_rx.wait_for_count(1, Duration::from_secs(10)).await);
     let r = &old_rx.requests()[0];
     assert!(
@@ -1223,14 +1200,11 @@ async fn dead_deliveries_can_be_retried_and_rejoin_their_lane() {
     )
     .await;
     for seq in 0..3 {
-        publish(
-            &c,
-            "x",
-            Some("R"),
-            None,
-            &format!(r#"{{"r": "R", "seq": {seq}}}"#),
-        )
-        .await;
+        Event::new("x")
+            .key("R")
+            .payload(json!({"r": "R", "seq": seq}))
+            .publish(&c)
+            .await;
     }
     wait_all_finished(&c, Duration::from_secs(15)).await;
     assert_eq!(
@@ -1288,7 +1262,11 @@ async fn one_tenants_burst_does_not_starve_another_tenant() {
     assert!(busy.wait_for_count(50, Duration::from_secs(10)).await);
     let t0 = Instant::now();
     for i in 0..5 {
-        publish(&c, "ping", None, Some("quiet"), &format!(r#"{{"i": {i}}}"#)).await;
+        Event::new("ping")
+            .tenant("quiet")
+            .payload(json!({"i": i}))
+            .publish(&c)
+            .await;
     }
     assert!(quiet.wait_for_count(5, Duration::from_secs(10)).await);
     let quiet_latency = t0.elapsed();
@@ -1414,7 +1392,7 @@ async fn retention_deletes_old_work_and_keeps_recent_and_dead_work() {
     }
     // 8 days old and failing: dead at once (older than the 24 h max age), kept 30 days.
     c.execute(&old("fail.old"), &[]).await.unwrap();
-    let recent = publish(&c, "ok.new", None, None, "{}").await;
+    let recent = Event::new("ok.new").publish(&c).await;
     wait_until(
         Duration::from_secs(15),
         "old succeeded work deleted",
@@ -1490,14 +1468,11 @@ async fn engine_recovers_by_itself_from_a_postgres_restart() {
     add_endpoint(&c, &rx.url(), &["*"], None).await;
     let engine = start(&db, &[]).await;
     for i in 0..20 {
-        publish(
-            &c,
-            "before",
-            Some("k"),
-            None,
-            &format!(r#"{{"r": "k", "seq": {i}}}"#),
-        )
-        .await;
+        Event::new("before")
+            .key("k")
+            .payload(json!({"r": "k", "seq": i}))
+            .publish(&c)
+            .await;
     }
     assert!(rx.wait_for_count(20, Duration::from_secs(10)).await);
 
@@ -1510,14 +1485,11 @@ async fn engine_recovers_by_itself_from_a_postgres_restart() {
     .unwrap();
     let c = db.client().await;
     for i in 20..40 {
-        publish(
-            &c,
-            "after",
-            Some("k"),
-            None,
-            &format!(r#"{{"r": "k", "seq": {i}}}"#),
-        )
-        .await;
+        Event::new("after")
+            .key("k")
+            .payload(json!({"r": "k", "seq": i}))
+            .publish(&c)
+            .await;
     }
     wait_all_finished(&c, Duration::from_secs(30)).await;
     let ok = rx.successes_by_id();
