@@ -1451,19 +1451,14 @@ async fn retention_deletes_old_work_and_keeps_recent_and_dead_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_recovers_by_itself_from_a_postgres_restart() {
-    use outboxd::embedded_pg::{EmbeddedPostgres, Options};
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     // Its own cluster: restarting the shared one would break other tests.
-    let mut pg = tokio::task::spawn_blocking(|| EmbeddedPostgres::start(Options::default()))
+    let mut pg = Cluster::throwaway(PgOptions::default())
         .await
-        .unwrap()
         .expect("own PostgreSQL");
-    let db = TestDb {
-        url: pg.url(),
-        name: "postgres".into(),
-    };
-    let mut c = db.client().await;
-    outboxd::db::migrate(&mut c).await.unwrap();
+    let (url, name) = pg.create_database("outboxd_restart").await.unwrap();
+    let db = TestDb { url, name };
+    let c = db.client().await;
     let rx = Receiver::ok(TEST_SECRET).await;
     add_endpoint(&c, &rx.url(), &["*"], None).await;
     let engine = start(&db, &[]).await;
@@ -1477,12 +1472,7 @@ async fn engine_recovers_by_itself_from_a_postgres_restart() {
     assert!(rx.wait_for_count(20, Duration::from_secs(10)).await);
 
     // Immediate shutdown: like a crash or a failover; every connection breaks.
-    let mut pg = tokio::task::spawn_blocking(move || {
-        pg.restart(true).expect("restart");
-        pg
-    })
-    .await
-    .unwrap();
+    pg.restart(Restart::Immediate).await.expect("restart");
     let c = db.client().await;
     for i in 20..40 {
         Event::new("after")
@@ -1505,30 +1495,24 @@ async fn engine_recovers_by_itself_from_a_postgres_restart() {
         .unwrap();
     assert_eq!(metrics.status(), 200, "ready again after the restart");
     engine.stop().await;
-    tokio::task::spawn_blocking(move || pg.stop())
-        .await
-        .unwrap();
+    pg.stop().await;
 }
 
 #[tokio::test]
 async fn misconfiguration_fails_fast_with_a_clear_message_and_exit_code() {
     let db = fresh_db().await;
     let run = |envs: Vec<(&'static str, String)>| async move {
-        let mut cmd = tokio::process::Command::new(OUTBOXD);
-        cmd.arg("run")
-            .env_remove("DATABASE_URL")
-            .env("OUTBOXD_LISTEN", "127.0.0.1:0");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
-            .await
-            .expect("exits by itself")
+        let mut outboxd = Sidecar::command(OUTBOXD)
+            .arg("run")
+            .env("OUTBOXD_LISTEN", "127.0.0.1:0")
+            .envs(envs)
+            .spawn()
             .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let status = outboxd
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .expect("exits by itself");
+        (status.code(), outboxd.log())
     };
     let (code, err) = run(vec![]).await;
     assert_eq!(code, Some(2), "{err}");
