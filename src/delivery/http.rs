@@ -588,9 +588,7 @@ fn classify(err: reqwest::Error) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
+    use testkit::{Receiver, Reply, always, sequence};
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -643,108 +641,6 @@ mod tests {
         }
     }
 
-    /// A parsed request as the receiver saw it.
-    #[derive(Debug)]
-    struct Seen {
-        request_line: String,
-        headers: HeaderMap,
-        body: Vec<u8>,
-    }
-
-    /// Reads one HTTP/1.1 request (content-length framing only). `None` on EOF or garbage.
-    async fn read_request(stream: &mut TcpStream) -> Option<Seen> {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let head_end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
-            if buf.len() > 1 << 20 {
-                return None;
-            }
-            let n = stream.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let request_line = lines.next()?.to_owned();
-        let mut headers = HeaderMap::new();
-        for line in lines.filter(|l| !l.is_empty()) {
-            let (name, value) = line.split_once(':')?;
-            headers.append(
-                HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
-                HeaderValue::from_str(value.trim()).ok()?,
-            );
-        }
-        let len: usize = headers
-            .get(CONTENT_LENGTH)
-            .map(|v| v.to_str().unwrap().parse().unwrap())
-            .unwrap_or(0);
-        let mut body = buf[head_end..].to_vec();
-        while body.len() < len {
-            let n = stream.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-        Some(Seen {
-            request_line,
-            headers,
-            body,
-        })
-    }
-
-    /// A receiver on 127.0.0.1:0 running `handle` for every connection; counts connections.
-    async fn receiver<F, Fut>(handle: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
-    where
-        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(handle(stream));
-            }
-        });
-        (addr, connections)
-    }
-
-    /// A receiver answering every request on a connection with `response`, reporting what it
-    /// saw on the channel.
-    async fn answering(
-        response: &'static [u8],
-    ) -> (
-        std::net::SocketAddr,
-        Arc<AtomicUsize>,
-        tokio::sync::mpsc::UnboundedReceiver<Seen>,
-    ) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (addr, count) = receiver(move |mut stream| {
-            let tx = tx.clone();
-            async move {
-                for _ in 0..100 {
-                    let Some(seen) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    let _ = tx.send(seen);
-                    if stream.write_all(response).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        })
-        .await;
-        (addr, count, rx)
-    }
-
     fn kind(outcome: &Outcome) -> Option<ErrorKind> {
         match outcome {
             Outcome::Failed { kind, .. } => Some(*kind),
@@ -762,10 +658,9 @@ mod tests {
     // (1)
     #[tokio::test]
     async fn delivers_a_signed_request_that_standard_webhooks_verifies() {
-        let (addr, _, mut seen) =
-            answering(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nthank-u!").await;
+        let rx = Receiver::start(SECRET, always(Reply::ok().with_body("thank-u!"))).await;
         let sender = loopback_allowed(Duration::from_secs(5));
-        let mut req = Req::new(format!("http://{addr}/hooks?x=1"));
+        let mut req = Req::new(rx.url_for("/hooks?x=1"));
         req.endpoint_headers = parse_extra_headers(
             r#"{"x-endpoint": "e", "x-both": "from-endpoint", "Content-Type": "text/plain",
                 "webhook-id": "forged", "host": "evil.example"}"#,
@@ -783,9 +678,12 @@ mod tests {
                 excerpt: "thank-u!".into()
             }
         );
-        let seen = seen.recv().await.unwrap();
-        assert_eq!(seen.request_line, "POST /hooks?x=1 HTTP/1.1");
-        assert_eq!(seen.body, req.body.as_ref());
+        let seen = &rx.requests()[0];
+        assert_eq!(
+            (seen.method.as_str(), seen.path.as_str(), seen.version),
+            ("POST", "/hooks?x=1", reqwest::Version::HTTP_11)
+        );
+        assert_eq!(seen.body, req.body);
         let h = &seen.headers;
         assert_eq!(h["content-type"], "application/json");
         assert_eq!(
@@ -794,7 +692,7 @@ mod tests {
         );
         assert_eq!(h["webhook-id"], "msg_p5jXN8AQM9LWM0D4loKWxJek");
         assert_eq!(h["webhook-timestamp"], req.timestamp.to_string().as_str());
-        assert_eq!(h["host"], addr.to_string().as_str());
+        assert_eq!(h["host"], rx.addr().to_string().as_str());
         assert_eq!(h["content-length"], req.body.len().to_string().as_str());
         assert!(h.get("transfer-encoding").is_none());
         assert_eq!(h["x-endpoint"], "e");
@@ -808,14 +706,15 @@ mod tests {
             .unwrap()
             .verify(&seen.body, h)
             .expect("signature verifies");
+        assert!(seen.signature_ok);
     }
 
     #[tokio::test]
     async fn rotation_sends_a_signature_that_each_secret_verifies() {
-        let (addr, _, mut seen) = answering(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+        let rx = Receiver::start(SECRET, always(Reply::status(204))).await;
         let sender = loopback_allowed(Duration::from_secs(5));
         let other = "whsec_dGhpcyBpcyBhIG5ldyBzZWNyZXQ=";
-        let mut req = Req::new(format!("http://{addr}/"));
+        let mut req = Req::new(rx.url_for("/"));
         req.secrets = vec![
             Secret::parse(other).unwrap(),
             Secret::parse(SECRET).unwrap(),
@@ -828,7 +727,7 @@ mod tests {
                 excerpt: String::new()
             }
         );
-        let seen = seen.recv().await.unwrap();
+        let seen = &rx.requests()[0];
         for secret in [SECRET, other] {
             standardwebhooks::Webhook::new(secret)
                 .unwrap()
@@ -839,21 +738,20 @@ mod tests {
 
     #[tokio::test]
     async fn reuses_pooled_connections() {
-        let (addr, connections, _seen) =
-            answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let rx = Receiver::start(SECRET, always(Reply::ok().with_body("ok"))).await;
         let sender = loopback_allowed(Duration::from_secs(5));
-        let req = Req::new(format!("http://{addr}/"));
+        let req = Req::new(rx.url_for("/"));
         for _ in 0..3 {
             assert!(sender.send(req.get()).await.is_success());
         }
-        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        assert_eq!(rx.connections_so_far().await, 1);
     }
 
     // (2)
     #[tokio::test]
     async fn literal_loopback_is_blocked_without_connecting() {
-        let (addr, connections, _seen) =
-            answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let rx = Receiver::ok(SECRET).await;
+        let addr = rx.addr();
         let sender = Sender::new(SenderConfig::default()).unwrap();
         for url in [
             format!("http://{addr}/"),
@@ -872,18 +770,16 @@ mod tests {
                 "{outcome:?}"
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(connections.load(Ordering::SeqCst), 0);
+        assert_eq!(rx.connections_so_far().await, 0);
     }
 
     // (3)
     #[tokio::test]
     async fn localhost_is_blocked_by_the_resolver() {
-        let (addr, connections, _seen) =
-            answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let rx = Receiver::ok(SECRET).await;
         let sender = Sender::new(SenderConfig::default()).unwrap();
         let outcome = sender
-            .send(Req::new(format!("http://localhost:{}/", addr.port())).get())
+            .send(Req::new(format!("http://localhost:{}/", rx.addr().port())).get())
             .await;
         assert_eq!(
             kind(&outcome),
@@ -896,13 +792,11 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("a loopback address"), "{m}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(connections.load(Ordering::SeqCst), 0);
+        assert_eq!(rx.connections_so_far().await, 0);
 
         // With the allowlist, the same name goes through.
-        let (addr, _, _seen) = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
         let outcome = loopback_allowed(Duration::from_secs(5))
-            .send(Req::new(format!("http://localhost:{}/", addr.port())).get())
+            .send(Req::new(format!("http://localhost:{}/", rx.addr().port())).get())
             .await;
         assert!(outcome.is_success(), "{outcome:?}");
     }
@@ -910,18 +804,13 @@ mod tests {
     // (4)
     #[tokio::test]
     async fn redirects_are_not_followed() {
-        let (target, target_connections, _seen) =
-            answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
-        let response: &'static [u8] = Box::leak(
-            format!(
-                "HTTP/1.1 302 Found\r\nlocation: http://{target}/\r\ncontent-length: 5\r\n\r\nmoved"
-            )
-            .into_bytes()
-            .into_boxed_slice(),
-        );
-        let (addr, _, _seen) = answering(response).await;
+        let target = Receiver::ok(SECRET).await;
+        let redirect = Reply::status(302)
+            .with_header("location", &target.url_for("/"))
+            .with_body("moved");
+        let rx = Receiver::start(SECRET, always(redirect)).await;
         let outcome = loopback_allowed(Duration::from_secs(5))
-            .send(Req::new(format!("http://{addr}/")).get())
+            .send(Req::new(rx.url_for("/")).get())
             .await;
         assert_eq!(
             outcome,
@@ -933,19 +822,27 @@ mod tests {
                 retry_after: None,
             }
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(target_connections.load(Ordering::SeqCst), 0);
+        assert_eq!(target.connections_so_far().await, 0);
     }
 
     // (5)
     #[tokio::test]
     async fn retry_after_is_read_on_429_and_503_only() {
         let sender = loopback_allowed(Duration::from_secs(5));
-        let (addr, _, _seen) = answering(
-            b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\nslow",
+        let rx = Receiver::start(
+            SECRET,
+            sequence([
+                Reply::status(429)
+                    .with_header("retry-after", "7")
+                    .with_body("slow"),
+                Reply::status(503).with_header("retry-after", "120"),
+                Reply::status(500).with_header("retry-after", "7"),
+                Reply::status(410),
+            ]),
         )
         .await;
-        let outcome = sender.send(Req::new(format!("http://{addr}/")).get()).await;
+        let req = Req::new(rx.url_for("/"));
+        let outcome = sender.send(req.get()).await;
         assert_eq!(
             outcome,
             Outcome::Failed {
@@ -957,22 +854,14 @@ mod tests {
             }
         );
 
-        let (addr, _, _seen) = answering(
-            b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 120\r\ncontent-length: 0\r\n\r\n",
-        )
-        .await;
-        let outcome = sender.send(Req::new(format!("http://{addr}/")).get()).await;
+        let outcome = sender.send(req.get()).await;
         assert!(
             matches!(&outcome, Outcome::Failed { status: Some(503), retry_after: Some(d), message, .. }
                 if *d == Duration::from_secs(120) && message == "HTTP 503 Service Unavailable"),
             "{outcome:?}"
         );
 
-        let (addr, _, _seen) = answering(
-            b"HTTP/1.1 500 Internal Server Error\r\nretry-after: 7\r\ncontent-length: 0\r\n\r\n",
-        )
-        .await;
-        let outcome = sender.send(Req::new(format!("http://{addr}/")).get()).await;
+        let outcome = sender.send(req.get()).await;
         assert!(
             matches!(
                 &outcome,
@@ -985,8 +874,7 @@ mod tests {
             "{outcome:?}"
         );
 
-        let (addr, _, _seen) = answering(b"HTTP/1.1 410 Gone\r\ncontent-length: 0\r\n\r\n").await;
-        let outcome = sender.send(Req::new(format!("http://{addr}/")).get()).await;
+        let outcome = sender.send(req.get()).await;
         assert!(outcome.is_gone(), "{outcome:?}");
     }
 
@@ -1019,15 +907,10 @@ mod tests {
     // (6)
     #[tokio::test]
     async fn a_hanging_receiver_times_out() {
-        let (addr, _) = receiver(|mut stream| async move {
-            let _ = read_request(&mut stream).await;
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            drop(stream);
-        })
-        .await;
+        let rx = Receiver::start(SECRET, always(Reply::hang(Duration::from_secs(30)))).await;
         let sender = loopback_allowed(Duration::from_millis(300));
         let started = std::time::Instant::now();
-        let outcome = sender.send(Req::new(format!("http://{addr}/")).get()).await;
+        let outcome = sender.send(Req::new(rx.url_for("/")).get()).await;
         let elapsed = started.elapsed();
         assert_eq!(kind(&outcome), Some(ErrorKind::Timeout), "{outcome:?}");
         assert!(
@@ -1043,17 +926,14 @@ mod tests {
     // A 2xx whose body then stalls is still a delivery, cut at the deadline.
     #[tokio::test]
     async fn a_2xx_with_a_stalling_body_is_delivered() {
-        let (addr, _) = receiver(|mut stream| async move {
-            let _ = read_request(&mut stream).await;
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
-                .await;
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        })
-        .await;
+        // 100 bytes announced: "partial" at once, the rest over 30 s.
+        let stalling = Reply::ok()
+            .with_body("partial")
+            .trickle(100, Duration::from_secs(30));
+        let rx = Receiver::start(SECRET, always(stalling)).await;
         let sender = loopback_allowed(Duration::from_millis(300));
         let started = std::time::Instant::now();
-        let outcome = sender.send(Req::new(format!("http://{addr}/")).get()).await;
+        let outcome = sender.send(Req::new(rx.url_for("/")).get()).await;
         assert_eq!(
             outcome,
             Outcome::Delivered {
@@ -1067,25 +947,11 @@ mod tests {
     // (7a)
     #[tokio::test]
     async fn a_10_mb_body_is_not_read_fully() {
-        let (addr, _) = receiver(|mut stream| async move {
-            let _ = read_request(&mut stream).await;
-            let total = 10 * 1024 * 1024;
-            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {total}\r\n\r\n");
-            if stream.write_all(head.as_bytes()).await.is_err() {
-                return;
-            }
-            let block = vec![b'a'; 64 * 1024];
-            for _ in 0..(total / block.len()) {
-                if stream.write_all(&block).await.is_err() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        })
-        .await;
+        let huge = Reply::ok().huge_body(10 * 1024 * 1024).fill("a");
+        let rx = Receiver::start(SECRET, always(huge)).await;
         let sender = loopback_allowed(Duration::from_secs(10));
         let started = std::time::Instant::now();
-        let outcome = sender.send(Req::new(format!("http://{addr}/")).get()).await;
+        let outcome = sender.send(Req::new(rx.url_for("/")).get()).await;
         assert!(started.elapsed() < Duration::from_secs(3));
         match outcome {
             Outcome::Delivered { status, excerpt } => {
@@ -1099,26 +965,10 @@ mod tests {
     // (7b)
     #[tokio::test]
     async fn a_never_ending_chunked_body_is_not_read_fully() {
-        let (addr, _) = receiver(|mut stream| async move {
-            let _ = read_request(&mut stream).await;
-            if stream
-                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let chunk = format!("400\r\n{}\r\n", "é".repeat(512)); // 1024 bytes per chunk
-            for _ in 0..1_000_000 {
-                if stream.write_all(chunk.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
+        let rx = Receiver::start(SECRET, always(Reply::ok().endless_body().fill("é"))).await;
         let sender = loopback_allowed(Duration::from_secs(10));
         let started = std::time::Instant::now();
-        let outcome = sender.send(Req::new(format!("http://{addr}/")).get()).await;
+        let outcome = sender.send(Req::new(rx.url_for("/")).get()).await;
         assert!(started.elapsed() < Duration::from_secs(3));
         match outcome {
             Outcome::Delivered { status, excerpt } => {
@@ -1133,13 +983,9 @@ mod tests {
     // broke mid-request, which is `connect` (see ErrorKind::Connect).
     #[tokio::test]
     async fn a_receiver_closing_without_answer_is_a_connect_failure() {
-        let (addr, _) = receiver(|mut stream| async move {
-            let _ = read_request(&mut stream).await;
-            drop(stream);
-        })
-        .await;
+        let rx = Receiver::start(SECRET, always(Reply::close())).await;
         let outcome = loopback_allowed(Duration::from_secs(5))
-            .send(Req::new(format!("http://{addr}/")).get())
+            .send(Req::new(rx.url_for("/")).get())
             .await;
         assert_eq!(kind(&outcome), Some(ErrorKind::Connect), "{outcome:?}");
         assert!(!message(&outcome).contains("127.0.0.1"), "{outcome:?}");
@@ -1147,7 +993,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_failure() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // A port nothing listens on: bound, then closed at once (a receiver's listener would
+        // close only once its task noticed).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let outcome = loopback_allowed(Duration::from_secs(5))
@@ -1158,25 +1006,23 @@ mod tests {
 
     #[tokio::test]
     async fn https_to_a_plain_http_receiver_is_a_tls_failure() {
-        let (addr, _) = receiver(|mut stream| async move {
-            let mut buf = [0u8; 1024];
-            let _ = stream.read(&mut buf).await;
-            let _ = stream
-                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-                .await;
-        })
-        .await;
+        let rx = Receiver::ok(SECRET).await;
         let outcome = loopback_allowed(Duration::from_secs(5))
-            .send(Req::new(format!("https://{addr}/")).get())
+            .send(Req::new(format!("https://{}/", rx.addr())).get())
             .await;
         assert_eq!(kind(&outcome), Some(ErrorKind::Tls), "{outcome:?}");
+        // The receiver saw a ClientHello, no HTTP.
+        assert!(
+            rx.wait_for_open_connections(0, Duration::from_secs(5))
+                .await
+        );
+        assert_eq!(rx.counters().protocol_errors, 1);
     }
 
     // (9)
     #[tokio::test]
     async fn invalid_event_headers_fail_without_connecting() {
-        let (addr, connections, _seen) =
-            answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let rx = Receiver::ok(SECRET).await;
         let sender = loopback_allowed(Duration::from_secs(5));
         for (headers, expected) in [
             (
@@ -1197,7 +1043,7 @@ mod tests {
             ),
             (r#"{"x-a": "#, "headers must be a JSON object of strings: "),
         ] {
-            let mut req = Req::new(format!("http://{addr}/"));
+            let mut req = Req::new(rx.url_for("/"));
             req.event_headers = Some(headers);
             let outcome = sender.send(req.get()).await;
             assert_eq!(kind(&outcome), Some(ErrorKind::InvalidEvent), "{outcome:?}");
@@ -1207,7 +1053,7 @@ mod tests {
                 "{m}"
             );
         }
-        let req = Req::new(format!("http://{addr}/"));
+        let req = Req::new(rx.url_for("/"));
         let outcome = sender
             .send(WebhookRequest {
                 msg_id: "evt\r\nx-injected: 1",
@@ -1215,22 +1061,20 @@ mod tests {
             })
             .await;
         assert_eq!(kind(&outcome), Some(ErrorKind::InvalidEvent), "{outcome:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(connections.load(Ordering::SeqCst), 0);
+        assert_eq!(rx.connections_so_far().await, 0);
     }
 
     // (10)
     #[tokio::test]
     async fn a_body_above_the_limit_fails_without_connecting() {
-        let (addr, connections, _seen) =
-            answering(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let rx = Receiver::ok(SECRET).await;
         let sender = Sender::new(SenderConfig {
             max_body_bytes: 10,
             allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
             ..SenderConfig::default()
         })
         .unwrap();
-        let mut req = Req::new(format!("http://{addr}/"));
+        let mut req = Req::new(rx.url_for("/"));
         req.body = Bytes::from_static(b"01234567890");
         let outcome = sender.send(req.get()).await;
         assert_eq!(kind(&outcome), Some(ErrorKind::BodyTooLarge), "{outcome:?}");
@@ -1240,7 +1084,7 @@ mod tests {
         );
         req.body = Bytes::from_static(b"0123456789");
         assert!(sender.send(req.get()).await.is_success());
-        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        assert_eq!(rx.connections_so_far().await, 1);
     }
 
     #[tokio::test]

@@ -1025,7 +1025,7 @@ async fn retry_dead_revives_dead_deliveries() {
     assert!(
         rx.requests()
             .iter()
-            .any(|r| r.answered == 200 && r.signature_ok)
+            .any(|r| r.status() == Some(200) && r.signature_ok)
     );
     let (_, v) = api.post_empty(&path).await;
     assert_eq!(v, json!({"revived": 0}));

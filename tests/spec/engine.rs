@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use testkit::*;
 
 use crate::OUTBOXD;
+use crate::support::Event;
 use outboxd::{Config, Engine};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Engine configuration for these tests: loopback receivers allowed (see `common::engine_config`).
 fn config(db: &TestDb, extra: &[&str]) -> Config {
@@ -36,22 +37,6 @@ async fn add_endpoint(
     )
     .await
     .expect("add_endpoint")
-    .get(0)
-}
-
-async fn publish(
-    c: &tokio_postgres::Client,
-    event_type: &str,
-    resource_key: Option<&str>,
-    tenant: Option<&str>,
-    payload: &str,
-) -> String {
-    c.query_one(
-        "SELECT outbox.publish($1, $2::text::jsonb, resource_key => $3, tenant_id => $4)",
-        &[&event_type, &payload, &resource_key, &tenant],
-    )
-    .await
-    .expect("publish")
     .get(0)
 }
 
@@ -89,17 +74,6 @@ async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Duration) {
         "deliveries not finished after {deadline:?}:\n{}",
         dump.join("\n")
     );
-    #[allow(unreachable_code)]
-    wait_until(deadline, "all deliveries finished", || async {
-        scalar_i64(
-            c,
-            "SELECT (SELECT count(*) FROM outbox.events WHERE routed_at IS NULL)
-                  + (SELECT count(*) FROM outbox.deliveries WHERE state IN ('pending', 'delivering'))",
-        )
-        .await
-            == 0
-    })
-    .await;
 }
 
 fn body_json(r: &ReceivedRequest) -> Value {
@@ -119,7 +93,7 @@ fn order_violations(requests: &[ReceivedRequest]) -> usize {
         if (0..seq).any(|s| !set.contains(&s)) {
             violations += 1;
         }
-        if (200..300).contains(&r.answered) {
+        if r.is_2xx() {
             set.insert(seq);
         }
     }
@@ -134,14 +108,12 @@ async fn signed_event_is_delivered_and_verifies_with_an_independent_library() {
     add_endpoint(&c, &rx.url(), &["order.*"], Some("acme")).await;
     let engine = start(&db, &[]).await;
 
-    let id = publish(
-        &c,
-        "order.paid",
-        Some("order:42"),
-        Some("acme"),
-        r#"{"id": 42, "status": "paid"}"#,
-    )
-    .await;
+    let id = Event::new("order.paid")
+        .key("order:42")
+        .tenant("acme")
+        .payload(json!({"id": 42, "status": "paid"}))
+        .publish(&c)
+        .await;
     assert!(
         rx.wait_for_count(1, Duration::from_secs(10)).await,
         "no delivery"
@@ -192,7 +164,10 @@ async fn rolled_back_transaction_sends_nothing() {
     .await
     .unwrap();
     tx.rollback().await.unwrap();
-    publish(&c, "order.paid", None, None, r#"{"committed": true}"#).await;
+    Event::new("order.paid")
+        .payload(json!({"committed": true}))
+        .publish(&c)
+        .await;
 
     assert!(rx.wait_for_count(1, Duration::from_secs(10)).await);
     wait_all_finished(&c, Duration::from_secs(10)).await;
@@ -218,7 +193,10 @@ async fn late_committing_transaction_is_still_delivered() {
         .await
         .unwrap()
         .get(0);
-    let fast_id = publish(&c, "fast.one", None, None, r#"{"n": 2}"#).await;
+    let fast_id = Event::new("fast.one")
+        .payload(json!({"n": 2}))
+        .publish(&c)
+        .await;
     assert!(
         rx.wait_for(Duration::from_secs(10), |r| r
             .iter()
@@ -339,21 +317,18 @@ async fn failing_resource_does_not_block_other_resources_and_order_holds_under_f
     .await;
     for seq in 0..3 {
         for r in ["A", "B"] {
-            publish(
-                &c,
-                "res.changed",
-                Some(r),
-                None,
-                &format!(r#"{{"r": "{r}", "seq": {seq}}}"#),
-            )
-            .await;
+            Event::new("res.changed")
+                .key(r)
+                .payload(json!({"r": r, "seq": seq}))
+                .publish(&c)
+                .await;
         }
     }
     // B completes while A is stuck on its first event.
     assert!(
         rx.wait_for(Duration::from_secs(10), |reqs| {
             reqs.iter()
-                .filter(|r| r.answered == 200 && body_json(r)["r"] == "B")
+                .filter(|r| r.status() == Some(200) && body_json(r)["r"] == "B")
                 .count()
                 == 3
         })
@@ -444,7 +419,7 @@ async fn three_replicas_deliver_everything_in_order_despite_random_failures() {
     let ok = rx.successes_by_id();
     assert_eq!(ok.len(), RESOURCES * PER_RESOURCE, "every event delivered");
     assert_eq!(order_violations(&reqs), 0, "per-resource order");
-    let failures = reqs.iter().filter(|r| r.answered == 503).count();
+    let failures = reqs.iter().filter(|r| r.status() == Some(503)).count();
     assert!(
         failures > reqs.len() / 5,
         "the receiver really failed ~30 %: {failures}/{}",
@@ -488,7 +463,7 @@ async fn killed_sidecars_leased_work_is_redelivered_by_another_instance() {
     let mut a = Sidecar::run(OUTBOXD, &db.url, &envs);
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(publish(&c, "job", None, None, &format!(r#"{{"i": {i}}}"#)).await);
+        ids.push(Event::new("job").payload(json!({"i": i})).publish(&c).await);
     }
     assert!(
         rx.wait_for_count(5, Duration::from_secs(15)).await,
@@ -554,7 +529,11 @@ async fn retries_follow_the_schedule_and_the_delivery_dies_at_max_age() {
         ],
     )
     .await;
-    publish(&c, "doomed", Some("k"), None, r#"{"x": 1}"#).await;
+    Event::new("doomed")
+        .key("k")
+        .payload(json!({"x": 1}))
+        .publish(&c)
+        .await;
     wait_all_finished(&c, Duration::from_secs(15)).await;
 
     let state: String = c
@@ -620,7 +599,7 @@ async fn retry_after_from_a_429_is_honoured() {
     .await;
     add_endpoint(&c, &rx.url(), &["*"], None).await;
     let engine = start(&db, &["--retry-schedule", "10ms"]).await;
-    publish(&c, "x", None, None, "{}").await;
+    Event::new("x").publish(&c).await;
     assert!(rx.wait_for_count(2, Duration::from_secs(10)).await);
     let reqs = rx.requests();
     let gap = reqs[1].at - reqs[0].at;
@@ -639,7 +618,7 @@ async fn gone_disables_the_endpoint_and_stops_deliveries() {
     let rx = Receiver::start(TEST_SECRET, always(Reply::status(410))).await;
     let ep = add_endpoint(&c, &rx.url(), &["*"], None).await;
     let engine = start(&db, &[]).await;
-    publish(&c, "x", None, None, r#"{"n": 1}"#).await;
+    Event::new("x").payload(json!({"n": 1})).publish(&c).await;
     wait_until(Duration::from_secs(10), "endpoint disabled", || async {
         !c.query_one("SELECT enabled FROM outbox.endpoints WHERE id = $1", &[&ep])
             .await
@@ -656,7 +635,7 @@ async fn gone_disables_the_endpoint_and_stops_deliveries() {
         .unwrap()
         .get(0);
     assert!(reason.contains("410"), "{reason}");
-    publish(&c, "x", None, None, r#"{"n": 2}"#).await;
+    Event::new("x").payload(json!({"n": 2})).publish(&c).await;
     // Give the engine time to (wrongly) send more; nothing more may arrive.
     assert!(!rx.wait_for_count(2, Duration::from_millis(800)).await);
     assert_eq!(rx.count(), 1);
@@ -718,7 +697,7 @@ async fn slow_endpoint_does_not_slow_a_healthy_one() {
             .await
     );
     let with_slow = t1.elapsed();
-    let in_flight = slow.requests().iter().filter(|r| !r.completed).count();
+    let in_flight = slow.requests().iter().filter(|r| !r.completed()).count();
     assert!(
         in_flight <= 4,
         "slow endpoint had {in_flight} requests in flight, limit 4"
@@ -750,39 +729,22 @@ async fn tenants_are_isolated_and_wildcards_filter_event_types() {
     .unwrap();
     let engine = start(&db, &[]).await;
 
-    publish(
-        &c,
-        "order.paid",
-        None,
-        Some("acme"),
-        r#"{"e": "acme-order"}"#,
-    )
-    .await;
-    publish(
-        &c,
-        "invoice.paid",
-        None,
-        Some("acme"),
-        r#"{"e": "acme-invoice"}"#,
-    )
-    .await;
-    publish(
-        &c,
-        "order.paid",
-        None,
-        Some("globex"),
-        r#"{"e": "globex-order"}"#,
-    )
-    .await;
-    publish(
-        &c,
-        "order.refunded",
-        None,
-        Some("globex"),
-        r#"{"e": "globex-refund"}"#,
-    )
-    .await;
-    publish(&c, "system.tick", None, None, r#"{"e": "system"}"#).await;
+    for (event_type, tenant, e) in [
+        ("order.paid", "acme", "acme-order"),
+        ("invoice.paid", "acme", "acme-invoice"),
+        ("order.paid", "globex", "globex-order"),
+        ("order.refunded", "globex", "globex-refund"),
+    ] {
+        Event::new(event_type)
+            .tenant(tenant)
+            .payload(json!({"e": e}))
+            .publish(&c)
+            .await;
+    }
+    Event::new("system.tick")
+        .payload(json!({"e": "system"}))
+        .publish(&c)
+        .await;
     wait_all_finished(&c, Duration::from_secs(10)).await;
 
     let names = |rx: &Receiver| {
@@ -817,7 +779,7 @@ async fn ssrf_attempt_is_recorded_as_a_blocked_address() {
     .await;
     // No allowlist: loopback is refused like any private address.
     let engine = start(&db, &["--allow-networks", "", "--retry-schedule", "1h"]).await;
-    publish(&c, "x", None, None, "{}").await;
+    Event::new("x").publish(&c).await;
     wait_until(
         Duration::from_secs(10),
         "three attempts recorded",
@@ -903,13 +865,27 @@ async fn bad_rows_fail_clearly_and_block_nothing() {
     assert!(format!("{err:?}").contains("events_headers_object"));
 
     // Accepted but undeliverable: dead at once with a recorded reason.
-    let bad = publish_with_headers(&c, r#"{"x-bad": "line\nbreak"}"#).await;
+    let bad = Event::new("x")
+        .headers(json!({"x-bad": "line\nbreak"}))
+        .publish(&c)
+        .await;
     // A huge resource key, a 10 MB payload, and a normal event: all delivered.
     let long_key = "k".repeat(100_000);
-    let k = publish(&c, "x", Some(&long_key), None, r#"{"long": "key"}"#).await;
+    let k = Event::new("x")
+        .key(&long_key)
+        .payload(json!({"long": "key"}))
+        .publish(&c)
+        .await;
     let big_payload = format!(r#"{{"blob": "{}"}}"#, "a".repeat(10 * 1024 * 1024));
-    let big = publish(&c, "x", Some("big"), None, &big_payload).await;
-    let normal = publish(&c, "x", None, None, r#"{"normal": true}"#).await;
+    let big = Event::new("x")
+        .key("big")
+        .payload_text(big_payload.clone())
+        .publish(&c)
+        .await;
+    let normal = Event::new("x")
+        .payload(json!({"normal": true}))
+        .publish(&c)
+        .await;
     wait_all_finished(&c, Duration::from_secs(30)).await;
 
     let ok = rx.successes_by_id();
@@ -938,16 +914,6 @@ async fn bad_rows_fail_clearly_and_block_nothing() {
         row.get::<_, String>(2)
     );
     engine.stop().await;
-}
-
-async fn publish_with_headers(c: &tokio_postgres::Client, headers: &str) -> String {
-    c.query_one(
-        "SELECT outbox.publish('x', '{}', headers => $1::text::jsonb)",
-        &[&headers],
-    )
-    .await
-    .unwrap()
-    .get(0)
 }
 
 #[tokio::test]
@@ -1019,7 +985,7 @@ async fn sigterm_finishes_in_flight_work_and_exits_zero() {
             ("OUTBOXD_POLL_INTERVAL", "50ms"),
         ],
     );
-    publish(&c, "x", None, None, "{}").await;
+    Event::new("x").publish(&c).await;
     assert!(
         rx.wait_for_count(1, Duration::from_secs(10)).await,
         "{}",
@@ -1056,7 +1022,7 @@ async fn secret_rotation_signs_with_old_and_new_secrets() {
         .unwrap()
         .get(0);
     let engine = start(&db, &[]).await;
-    publish(&c, "x", None, None, "{}").await;
+    Event::new("x").publish(&c).await;
     assert!(old_rx.wait_for_count(1, Duration::from_secs(10)).await);
     let r = &old_rx.requests()[0];
     assert!(
@@ -1117,14 +1083,11 @@ async fn dead_deliveries_can_be_retried_and_rejoin_their_lane() {
     )
     .await;
     for seq in 0..3 {
-        publish(
-            &c,
-            "x",
-            Some("R"),
-            None,
-            &format!(r#"{{"r": "R", "seq": {seq}}}"#),
-        )
-        .await;
+        Event::new("x")
+            .key("R")
+            .payload(json!({"r": "R", "seq": seq}))
+            .publish(&c)
+            .await;
     }
     wait_all_finished(&c, Duration::from_secs(15)).await;
     assert_eq!(
@@ -1182,7 +1145,11 @@ async fn one_tenants_burst_does_not_starve_another_tenant() {
     assert!(busy.wait_for_count(50, Duration::from_secs(10)).await);
     let t0 = Instant::now();
     for i in 0..5 {
-        publish(&c, "ping", None, Some("quiet"), &format!(r#"{{"i": {i}}}"#)).await;
+        Event::new("ping")
+            .tenant("quiet")
+            .payload(json!({"i": i}))
+            .publish(&c)
+            .await;
     }
     assert!(quiet.wait_for_count(5, Duration::from_secs(10)).await);
     let quiet_latency = t0.elapsed();
@@ -1308,7 +1275,7 @@ async fn retention_deletes_old_work_and_keeps_recent_and_dead_work() {
     }
     // 8 days old and failing: dead at once (older than the 24 h max age), kept 30 days.
     c.execute(&old("fail.old"), &[]).await.unwrap();
-    let recent = publish(&c, "ok.new", None, None, "{}").await;
+    let recent = Event::new("ok.new").publish(&c).await;
     wait_until(
         Duration::from_secs(15),
         "old succeeded work deleted",
@@ -1367,51 +1334,35 @@ async fn retention_deletes_old_work_and_keeps_recent_and_dead_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_recovers_by_itself_from_a_postgres_restart() {
-    use outboxd::embedded_pg::{EmbeddedPostgres, Options};
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     // Its own cluster: restarting the shared one would break other tests.
-    let mut pg = tokio::task::spawn_blocking(|| EmbeddedPostgres::start(Options::default()))
+    let mut pg = Cluster::throwaway(PgOptions::default())
         .await
-        .unwrap()
         .expect("own PostgreSQL");
-    let db = TestDb {
-        url: pg.url(),
-        name: "postgres".into(),
-    };
-    let mut c = db.client().await;
-    outboxd::migrate(&mut c).await.unwrap();
+    let (url, name) = pg.create_database("outboxd_restart").await.unwrap();
+    let db = TestDb { url, name };
+    let c = db.client().await;
     let rx = Receiver::ok(TEST_SECRET).await;
     add_endpoint(&c, &rx.url(), &["*"], None).await;
     let engine = start(&db, &[]).await;
     for i in 0..20 {
-        publish(
-            &c,
-            "before",
-            Some("k"),
-            None,
-            &format!(r#"{{"r": "k", "seq": {i}}}"#),
-        )
-        .await;
+        Event::new("before")
+            .key("k")
+            .payload(json!({"r": "k", "seq": i}))
+            .publish(&c)
+            .await;
     }
     assert!(rx.wait_for_count(20, Duration::from_secs(10)).await);
 
     // Immediate shutdown: like a crash or a failover; every connection breaks.
-    let mut pg = tokio::task::spawn_blocking(move || {
-        pg.restart(true).expect("restart");
-        pg
-    })
-    .await
-    .unwrap();
+    pg.restart(Restart::Immediate).await.expect("restart");
     let c = db.client().await;
     for i in 20..40 {
-        publish(
-            &c,
-            "after",
-            Some("k"),
-            None,
-            &format!(r#"{{"r": "k", "seq": {i}}}"#),
-        )
-        .await;
+        Event::new("after")
+            .key("k")
+            .payload(json!({"r": "k", "seq": i}))
+            .publish(&c)
+            .await;
     }
     wait_all_finished(&c, Duration::from_secs(30)).await;
     let ok = rx.successes_by_id();
@@ -1427,30 +1378,24 @@ async fn engine_recovers_by_itself_from_a_postgres_restart() {
         .unwrap();
     assert_eq!(metrics.status(), 200, "ready again after the restart");
     engine.stop().await;
-    tokio::task::spawn_blocking(move || pg.stop())
-        .await
-        .unwrap();
+    pg.stop().await;
 }
 
 #[tokio::test]
 async fn misconfiguration_fails_fast_with_a_clear_message_and_exit_code() {
     let db = fresh_db().await;
     let run = |envs: Vec<(&'static str, String)>| async move {
-        let mut cmd = tokio::process::Command::new(OUTBOXD);
-        cmd.arg("run")
-            .env_remove("DATABASE_URL")
-            .env("OUTBOXD_LISTEN", "127.0.0.1:0");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
-            .await
-            .expect("exits by itself")
+        let mut outboxd = Sidecar::command(OUTBOXD)
+            .arg("run")
+            .env("OUTBOXD_LISTEN", "127.0.0.1:0")
+            .envs(envs)
+            .spawn()
             .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let status = outboxd
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .expect("exits by itself");
+        (status.code(), outboxd.log())
     };
     let (code, err) = run(vec![]).await;
     assert_eq!(code, Some(2), "{err}");
@@ -1565,10 +1510,16 @@ async fn rate_limited_endpoint_is_paced_and_still_gets_everything() {
     engine.stop().await;
 }
 
-/// A "database" that accepts TCP connections and never answers.
-async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
+/// A "database" that accepts TCP connections and never answers; counts them. (Not the test
+/// kit's receiver: that one speaks HTTP and answers a PostgreSQL startup message with a 400.)
+async fn silent_server() -> (
+    u16,
+    tokio::sync::watch::Receiver<usize>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let (accepted, count) = tokio::sync::watch::channel(0);
     let task = tokio::spawn(async move {
         let mut held = Vec::new();
         for _ in 0..16 {
@@ -1576,14 +1527,15 @@ async fn silent_server() -> (u16, tokio::task::JoinHandle<()>) {
                 Ok((s, _)) => held.push(s),
                 Err(_) => return,
             }
+            accepted.send_replace(held.len());
         }
     });
-    (port, task)
+    (port, count, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_never_answers_fails_start_up_and_sigterm_still_exits_zero() {
-    let (port, task) = silent_server().await;
+    let (port, mut accepted, task) = silent_server().await;
     let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=2");
     let t0 = Instant::now();
     let mut s = Sidecar::run(OUTBOXD, &url, &[("OUTBOXD_LISTEN", "127.0.0.1:0")]);
@@ -1595,10 +1547,15 @@ async fn a_database_that_never_answers_fails_start_up_and_sigterm_still_exits_ze
     assert!(s.log().contains("no answer within 2s"), "{}", s.log());
     assert!(t0.elapsed() < Duration::from_secs(10));
 
-    // SIGTERM while start-up is still waiting for the database: a clean exit 0.
+    // SIGTERM while start-up is still waiting for the database (it has connected, so its
+    // signal handlers, installed first, are in place): a clean exit 0.
+    let before = *accepted.borrow_and_update();
     let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=30");
     let mut s = Sidecar::run(OUTBOXD, &url, &[("OUTBOXD_LISTEN", "127.0.0.1:0")]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::timeout(Duration::from_secs(10), accepted.wait_for(|&n| n > before))
+        .await
+        .expect("outboxd connects to the database")
+        .unwrap();
     s.sigterm();
     let status = s
         .wait_exit(Duration::from_secs(10))

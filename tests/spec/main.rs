@@ -3,7 +3,7 @@
 
 mod admin;
 mod engine;
-mod harness;
+mod support;
 
 /// The `outboxd` binary Cargo built for this test binary.
 pub const OUTBOXD: &str = env!("CARGO_BIN_EXE_outboxd");
