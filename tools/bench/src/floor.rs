@@ -29,7 +29,7 @@ use crate::harness;
 use crate::producers::{EVENT_TYPES, mix};
 use crate::receiver::{Behaviour, Receiver};
 use crate::report::{ScenarioReport, fmt_int};
-use crate::scenarios::{endpoint, standard_endpoints};
+use crate::run::endpoints::{endpoint, standard_endpoints};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DbFloor {

@@ -22,6 +22,7 @@ mod harness;
 mod producers;
 mod receiver;
 mod report;
+mod run;
 mod scenarios;
 
 use std::path::PathBuf;

@@ -1,0 +1,50 @@
+//! The endpoints a run registers: the standard fan-out layout and single endpoints.
+
+use crate::producers::EVENT_TYPES;
+use crate::receiver::{Behaviour, EndpointSpec, new_secret};
+
+/// The standard endpoint layout: endpoint i subscribes to event types i, i+1 (mod 10) and, for
+/// even i, i+2: 25 subscriptions over 10 types, so an event fans out to 2.5 endpoints on
+/// average (exactly 2 or 3).
+pub fn standard_endpoints(n: usize, tenant: u8) -> Vec<EndpointSpec> {
+    let t = EVENT_TYPES.len();
+    (0..n)
+        .map(|i| {
+            let mut mask = (1u32 << (i % t)) | (1 << ((i + 1) % t));
+            if i % 2 == 0 {
+                mask |= 1 << ((i + 2) % t);
+            }
+            endpoint(&format!("ep{i}"), mask, tenant, Behaviour::Ok, true)
+        })
+        .collect()
+}
+
+pub fn endpoint(
+    name: &str,
+    type_mask: u32,
+    tenant: u8,
+    behaviour: Behaviour,
+    tracked: bool,
+) -> EndpointSpec {
+    let all = (1u32 << EVENT_TYPES.len()) - 1;
+    let patterns = if type_mask & all == all {
+        vec!["*".to_owned()]
+    } else {
+        EVENT_TYPES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| type_mask & (1 << i) != 0)
+            .map(|(_, t)| (*t).to_owned())
+            .collect()
+    };
+    EndpointSpec {
+        name: name.into(),
+        secret: new_secret(),
+        type_mask,
+        patterns,
+        tenant,
+        behaviour,
+        tracked,
+        db_id: None,
+    }
+}

@@ -1,0 +1,447 @@
+//! The measured run every throughput scenario shares: fresh receiver, endpoints registered,
+//! sidecar started, producers publishing, wait until every expected delivery arrived, then the
+//! figures (throughput over the middle 80 % of arrivals, commit → receive latency, sidecar CPU
+//! and peak RSS, WAL and rows written) and the correctness checks (signatures, per-resource
+//! order, duplicates, nothing lost).
+
+pub mod db;
+pub mod endpoints;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::Ctx;
+use crate::harness::{self, BenchDb, RowsWritten, Sidecar, SidecarStats, rows_between};
+use crate::producers::{self, EVENT_TYPES, Pace, ProducerRun, ProducerStats, Progress, Workload};
+use crate::receiver::{Arrival, CommitLog, EndpointSpec, Receiver, Totals};
+use crate::report::{Latency, ScenarioReport, fmt_bytes, fmt_int};
+
+/// One measured run.
+pub struct RunSpec {
+    pub label: String,
+    pub workload: Arc<Workload>,
+    /// Event numbers to publish.
+    pub events: Vec<u32>,
+    pub producers: usize,
+    pub batch: usize,
+    pub pace: Pace,
+    pub sidecar_env: Vec<(String, String)>,
+    pub max_in_flight: Option<i32>,
+    /// Let the sidecar sit idle this long before publishing (LISTEN/NOTIFY path).
+    pub idle_before: Duration,
+    pub timeout: Duration,
+}
+
+impl RunSpec {
+    /// Publishes events `0..events` as fast as the backlog limit allows, with the bench's
+    /// producers, batch size, sidecar settings and timeout. Scenarios override the rest.
+    pub fn saturating(ctx: &Ctx, label: &str, events: usize, workload: Arc<Workload>) -> RunSpec {
+        RunSpec {
+            label: label.to_owned(),
+            events: (0..events as u32).collect(),
+            workload,
+            producers: ctx.opts.producers,
+            batch: ctx.opts.batch,
+            pace: Pace::Unlimited {
+                backlog: Some(ctx.opts.max_backlog),
+            },
+            sidecar_env: ctx.sidecar_env(label),
+            max_in_flight: ctx.opts.max_in_flight,
+            idle_before: Duration::from_millis(200),
+            timeout: timeout(ctx),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunResult {
+    pub label: String,
+    pub events_published: u64,
+    pub deliveries_expected: u64,
+    pub deliveries_received: u64,
+    /// Over the middle 80 % of arrivals (10th to 90th percentile of arrival times).
+    pub deliveries_per_second: f64,
+    /// All deliveries / (last arrival − first publish).
+    pub deliveries_per_second_overall: f64,
+    pub seconds: f64,
+    pub latency: Latency,
+    pub sidecar: SidecarStats,
+    /// Cores used on average by the sidecar over the run.
+    pub sidecar_cores: f64,
+    pub postgres_cpu_seconds: Option<f64>,
+    pub bench_cpu_seconds: f64,
+    /// All CPU time used on the machine during the run (every process), seconds.
+    pub machine_cpu_seconds: f64,
+    /// Machine CPU not used by the sidecar, PostgreSQL or the bench: other work on the
+    /// machine during the run (seconds; embedded cluster only).
+    pub other_cpu_seconds: Option<f64>,
+    /// Wall seconds of the measured run (first publish to last arrival).
+    pub wall_seconds: f64,
+    /// Sidecar CPU (cores) while idle before publishing (just started; `idle_before` long).
+    pub idle_cores: f64,
+    pub wal_bytes: i64,
+    pub wal_bytes_per_delivery: f64,
+    pub rows: RowsWritten,
+    pub rows_per_delivery: f64,
+    pub producer: ProducerStats,
+    pub receiver: Totals,
+    pub lost: u64,
+    pub lost_samples: Vec<String>,
+    pub violation_samples: Vec<String>,
+    pub delivery_states: BTreeMap<String, i64>,
+    pub unrouted_events: i64,
+    pub timed_out: bool,
+    pub max_rss_sampled_mb: f64,
+    /// Per endpoint: (name, requests, unique deliveries).
+    pub per_endpoint: Vec<(String, u64, u64)>,
+    #[serde(skip)]
+    pub arrivals: Vec<Arrival>,
+}
+
+impl RunResult {
+    /// Correctness failures of this run.
+    pub fn failures(&self) -> Vec<String> {
+        let mut f = Vec::new();
+        let r = &self.receiver;
+        if r.order_violations > 0 {
+            f.push(format!(
+                "{}: {} per-resource order violations, e.g. {:?}",
+                self.label,
+                r.order_violations,
+                self.violation_samples.first()
+            ));
+        }
+        if r.bad_signatures > 0 {
+            f.push(format!(
+                "{}: {} bad signatures",
+                self.label, r.bad_signatures
+            ));
+        }
+        if r.bad_payloads > 0 || r.unknown_paths > 0 {
+            f.push(format!(
+                "{}: {} unparsable payloads, {} requests to unknown paths",
+                self.label, r.bad_payloads, r.unknown_paths
+            ));
+        }
+        if self.lost > 0 {
+            f.push(format!(
+                "{}: {} deliveries never arrived{}, e.g. {:?}",
+                self.label,
+                self.lost,
+                if self.timed_out { " (timed out)" } else { "" },
+                self.lost_samples.first()
+            ));
+        }
+        f
+    }
+
+    /// Sidecar CPU milliseconds per 1000 deliveries.
+    pub fn cpu_ms_per_1000(&self) -> f64 {
+        self.sidecar.cpu_seconds * 1e6 / self.deliveries_received.max(1) as f64
+    }
+}
+
+/// Publishes `spec.events` through a fresh sidecar on `db` and measures.
+pub async fn measure(
+    ctx: &Ctx,
+    db: &BenchDb,
+    specs: &mut [EndpointSpec],
+    spec: RunSpec,
+) -> anyhow::Result<RunResult> {
+    let base = Instant::now();
+    let w = spec.workload.clone();
+    let commits = Arc::new(CommitLog::new(base, w.len()));
+    let recv = Receiver::start(specs.to_vec(), w.len(), w.keys as usize, base).await?;
+    db.register_endpoints(specs, &w.tenants, |i| recv.url(i), spec.max_in_flight)
+        .await?;
+    let specs_arc = Arc::new(specs.to_vec());
+    let expected = w.expected_tracked(&spec.events, &specs_arc);
+
+    let snap0 = db.snapshot().await?;
+    let log = ctx.out_dir.join("logs").join(format!("{}.log", spec.label));
+    let mut sidecar = Sidecar::start(&ctx.outboxd, &db.url, &spec.sidecar_env, log).await?;
+    let sc_cpu0 = sidecar.cpu_seconds();
+    let t_idle = Instant::now();
+    tokio::time::sleep(spec.idle_before).await;
+    let idle_cores = (sidecar.cpu_seconds() - sc_cpu0) / t_idle.elapsed().as_secs_f64().max(1e-9);
+
+    let pg0 = ctx.cluster.postgres_cpu_seconds();
+    let self0 = harness::self_cpu_seconds();
+    let busy0 = harness::machine_busy_seconds();
+    let t_start = recv.state.now_ns();
+    let progress = Arc::new(Progress::default());
+    let prun = ProducerRun {
+        url: db.url.clone(),
+        producers: spec.producers,
+        batch: spec.batch,
+        pace: spec.pace,
+        deadline: spec.timeout,
+    };
+    let producer = {
+        let (w, events, specs_arc, commits, st, progress) = (
+            w.clone(),
+            spec.events.clone(),
+            specs_arc.clone(),
+            commits.clone(),
+            recv.state.clone(),
+            progress.clone(),
+        );
+        tokio::spawn(async move {
+            producers::run(&prun, w, events, specs_arc, commits, st, progress).await
+        })
+    };
+
+    let deadline = Instant::now() + spec.timeout;
+    let mut timed_out = false;
+    let mut max_rss: f64 = 0.0;
+    let mut last_sample = Instant::now();
+    loop {
+        let got = recv.state.tracked_unique.load(Ordering::Relaxed);
+        if got >= expected && producer.is_finished() {
+            break;
+        }
+        // Producers stopped early (deadline): wait only for what they published.
+        if producer.is_finished() && got >= progress.published_tracked.load(Ordering::Relaxed) {
+            break;
+        }
+        if !sidecar.is_running() {
+            anyhow::bail!(
+                "{}: outboxd exited during the run (log: {})",
+                spec.label,
+                ctx.out_dir
+                    .join("logs")
+                    .join(format!("{}.log", spec.label))
+                    .display()
+            );
+        }
+        if Instant::now() > deadline {
+            timed_out = true;
+            progress.stop.store(true, Ordering::Relaxed);
+            break;
+        }
+        if last_sample.elapsed() > Duration::from_secs(1) {
+            max_rss = max_rss.max(sidecar.rss_mb());
+            last_sample = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t_end = recv.state.now_ns();
+    let producer_stats = producer.await.context("producers panicked")??;
+    let pg1 = ctx.cluster.postgres_cpu_seconds();
+    let self1 = harness::self_cpu_seconds();
+    let busy1 = harness::machine_busy_seconds();
+    let wal1 = db.wal_bytes().await?;
+    max_rss = max_rss.max(sidecar.rss_mb());
+    let sc = sidecar.stop(sc_cpu0).await;
+    // Backends flush their table statistics when they exit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snap1 = db.snapshot().await?;
+    let (states, unrouted) = db.outcome().await?;
+
+    let mut arrivals = recv.state.take_arrivals();
+    arrivals.sort_unstable_by_key(|a| a.t_ns);
+    let received = arrivals.len() as u64;
+    let mut lat: Vec<u64> = arrivals
+        .iter()
+        .map(|a| {
+            commits
+                .get(a.n as usize)
+                .map_or(0, |c| a.t_ns.saturating_sub(c))
+        })
+        .collect();
+    let latency = Latency::from_ns(&mut lat);
+    let (sustained, overall, seconds) = rates(&arrivals, t_start, t_end);
+
+    // Lost: committed events whose tracked deliveries never arrived.
+    let mut lost = 0u64;
+    let mut lost_samples = Vec::new();
+    for &n in &spec.events {
+        let n = n as usize;
+        if commits.get(n).is_none() {
+            continue;
+        }
+        for (i, s) in specs_arc.iter().enumerate() {
+            if s.tracked
+                && s.tenant == w.tenant_of[n]
+                && s.type_mask & (1 << w.type_of[n]) != 0
+                && !recv.state.seen(i, n)
+            {
+                lost += 1;
+                if lost_samples.len() < 10 {
+                    lost_samples.push(format!(
+                        "event n={n} ({} key res:{}) at endpoint {} (id {:?})",
+                        EVENT_TYPES[w.type_of[n] as usize], w.key_of[n], s.name, s.db_id
+                    ));
+                }
+            }
+        }
+    }
+
+    let rows = rows_between(&snap0, &snap1);
+    let wal = wal1 - snap0.wal_bytes;
+    let sc_cpu = sc.cpu_seconds;
+    let d = received.max(1) as f64;
+    let run_secs = (t_end - t_start) as f64 / 1e9;
+    Ok(RunResult {
+        label: spec.label,
+        events_published: producer_stats.events,
+        deliveries_expected: expected,
+        deliveries_received: received,
+        deliveries_per_second: sustained,
+        deliveries_per_second_overall: overall,
+        seconds,
+        latency,
+        sidecar_cores: sc.cpu_seconds / run_secs.max(1e-9),
+        sidecar: sc,
+        postgres_cpu_seconds: pg0.zip(pg1).map(|(a, b)| b - a),
+        bench_cpu_seconds: self1 - self0,
+        machine_cpu_seconds: busy1 - busy0,
+        other_cpu_seconds: pg0
+            .zip(pg1)
+            .map(|(a, b)| ((busy1 - busy0) - (b - a) - (self1 - self0) - sc_cpu).max(0.0)),
+        wall_seconds: run_secs,
+        idle_cores,
+        wal_bytes: wal,
+        wal_bytes_per_delivery: wal as f64 / d,
+        rows_per_delivery: rows.total as f64 / d,
+        rows,
+        producer: producer_stats,
+        receiver: recv.state.totals(),
+        lost,
+        lost_samples,
+        violation_samples: recv.state.violation_samples(),
+        delivery_states: states,
+        unrouted_events: unrouted,
+        timed_out,
+        max_rss_sampled_mb: max_rss,
+        per_endpoint: specs_arc
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let c = recv.state.counters(i);
+                (
+                    s.name.clone(),
+                    c.map_or(0, |c| c.requests.load(Ordering::Relaxed)),
+                    c.map_or(0, |c| c.unique.load(Ordering::Relaxed)),
+                )
+            })
+            .collect(),
+        arrivals,
+    })
+}
+
+/// (sustained over the middle 80 % of arrivals, overall, seconds from start to last arrival).
+pub fn rates(arrivals: &[Arrival], t_start: u64, t_end: u64) -> (f64, f64, f64) {
+    let n = arrivals.len();
+    if n == 0 {
+        return (0.0, 0.0, (t_end - t_start) as f64 / 1e9);
+    }
+    let last = arrivals[n - 1].t_ns;
+    let secs = (last.saturating_sub(t_start)) as f64 / 1e9;
+    let overall = n as f64 / secs.max(1e-9);
+    if n < 50 {
+        return (overall, overall, secs);
+    }
+    let (i10, i90) = (n / 10, n * 9 / 10);
+    let span = (arrivals[i90].t_ns - arrivals[i10].t_ns) as f64 / 1e9;
+    ((i90 - i10) as f64 / span.max(1e-9), overall, secs)
+}
+
+/// The common rows of a throughput run.
+pub fn run_rows(r: &mut ScenarioReport, x: &RunResult) {
+    r.row(
+        "events published / deliveries received",
+        format!(
+            "{} / {}",
+            fmt_int(x.events_published as f64),
+            fmt_int(x.deliveries_received as f64)
+        ),
+    );
+    r.row("run time (s)", format!("{:.1}", x.seconds));
+    r.row(
+        "deliveries/s overall",
+        fmt_int(x.deliveries_per_second_overall),
+    );
+    r.row("commit → receive latency", x.latency.short());
+    r.row(
+        "sidecar CPU (s; cores; ms per 1000 deliveries)",
+        format!(
+            "{:.1}; {:.2}; {:.0}",
+            x.sidecar.cpu_seconds,
+            x.sidecar_cores,
+            x.cpu_ms_per_1000()
+        ),
+    );
+    if let Some(pg) = x.postgres_cpu_seconds {
+        r.row(
+            "postgres CPU (s; ms per 1000 deliveries)",
+            format!(
+                "{:.1}; {:.0}",
+                pg,
+                pg * 1e6 / x.deliveries_received.max(1) as f64
+            ),
+        );
+    }
+    r.row(
+        "bench CPU (producers + receiver) (s)",
+        format!("{:.1}", x.bench_cpu_seconds),
+    );
+    if let Some(o) = x.other_cpu_seconds {
+        r.row(
+            "other processes' CPU during the run (s; cores)",
+            format!("{:.1}; {:.2}", o, o / x.wall_seconds.max(1e-9)),
+        );
+    }
+    r.row(
+        "WAL per delivery",
+        fmt_bytes(x.wal_bytes_per_delivery).to_string(),
+    );
+    r.row(
+        "outbox rows written per delivery",
+        format!("{:.2}", x.rows_per_delivery),
+    );
+}
+
+pub fn check_run(r: &mut ScenarioReport, x: &RunResult) {
+    for f in x.failures() {
+        r.fail(f);
+    }
+    if x.receiver.duplicates > 0 {
+        r.note(format!(
+            "{}: {} duplicate deliveries (allowed: at-least-once)",
+            x.label, x.receiver.duplicates
+        ));
+    }
+    if x.unrouted_events > 0 {
+        r.note(format!(
+            "{}: {} events still unrouted at the end",
+            x.label, x.unrouted_events
+        ));
+    }
+    let errs: f64 = x
+        .sidecar
+        .metrics
+        .iter()
+        .filter(|(k, _)| k.starts_with("outboxd_db_errors_total"))
+        .map(|(_, v)| v)
+        .sum();
+    if errs > 0.0 {
+        r.note(format!(
+            "{}: sidecar counted {errs} database errors",
+            x.label
+        ));
+    }
+}
+
+pub fn timeout(ctx: &Ctx) -> Duration {
+    Duration::from_secs(if ctx.smoke {
+        ctx.opts.timeout.min(60)
+    } else {
+        ctx.opts.timeout
+    })
+}
