@@ -292,12 +292,12 @@ async fn run(opts: Opts) -> anyhow::Result<bool> {
     let mut reports: Vec<ScenarioReport> = Vec::new();
     for s in list {
         let r = match s {
-            Scenario::Floor => floor::scenario(&mut ctx).await,
-            Scenario::Steady => scenarios::steady(&mut ctx).await,
-            Scenario::Growth => scenarios::growth(&mut ctx).await,
-            Scenario::Latency => scenarios::latency(&mut ctx).await,
-            Scenario::Isolation => scenarios::isolation(&mut ctx).await,
-            Scenario::Hotkeys => scenarios::hotkeys(&mut ctx).await,
+            Scenario::Floor => scenarios::floor::scenario(&mut ctx).await,
+            Scenario::Steady => scenarios::steady::scenario(&mut ctx).await,
+            Scenario::Growth => scenarios::growth::scenario(&mut ctx).await,
+            Scenario::Latency => scenarios::latency::scenario(&mut ctx).await,
+            Scenario::Isolation => scenarios::isolation::scenario(&mut ctx).await,
+            Scenario::Hotkeys => scenarios::hotkeys::scenario(&mut ctx).await,
             Scenario::All | Scenario::Smoke => continue,
         }
         .with_context(|| format!("scenario {}", s.name()))?;
