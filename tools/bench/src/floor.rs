@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::harness;
 use crate::producers::{EVENT_TYPES, mix};
 use crate::receiver::{Behaviour, Receiver};

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::harness::BenchDb;
 use crate::report::ScenarioReport;
 

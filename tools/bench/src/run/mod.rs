@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::harness::{self, BenchDb, RowsWritten, Sidecar, SidecarStats, rows_between};
 use crate::producers::{self, EVENT_TYPES, Pace, ProducerRun, ProducerStats, Progress, Workload};
 use crate::receiver::{Arrival, CommitLog, EndpointSpec, Receiver, Totals};
@@ -53,7 +53,7 @@ impl RunSpec {
             sidecar_env: ctx.sidecar_env(label),
             max_in_flight: ctx.opts.max_in_flight,
             idle_before: Duration::from_millis(200),
-            timeout: timeout(ctx),
+            timeout: ctx.run_timeout(),
         }
     }
 }
@@ -163,7 +163,7 @@ pub async fn measure(
     let expected = w.expected_tracked(&spec.events, &specs_arc);
 
     let snap0 = db.snapshot().await?;
-    let log = ctx.out_dir.join("logs").join(format!("{}.log", spec.label));
+    let log = ctx.log_path(&spec.label);
     let mut sidecar = Sidecar::start(&ctx.outboxd, &db.url, &spec.sidecar_env, log).await?;
     let sc_cpu0 = sidecar.cpu_seconds();
     let t_idle = Instant::now();
@@ -213,10 +213,7 @@ pub async fn measure(
             anyhow::bail!(
                 "{}: outboxd exited during the run (log: {})",
                 spec.label,
-                ctx.out_dir
-                    .join("logs")
-                    .join(format!("{}.log", spec.label))
-                    .display()
+                ctx.log_path(&spec.label).display()
             );
         }
         if Instant::now() > deadline {
@@ -436,12 +433,4 @@ pub fn check_run(r: &mut ScenarioReport, x: &RunResult) {
             x.label
         ));
     }
-}
-
-pub fn timeout(ctx: &Ctx) -> Duration {
-    Duration::from_secs(if ctx.smoke {
-        ctx.opts.timeout.min(60)
-    } else {
-        ctx.opts.timeout
-    })
 }

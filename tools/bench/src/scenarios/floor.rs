@@ -1,11 +1,12 @@
 //! Scenario 2, the machine's floor: the database's and the receiver's ceilings, combined
 //! ([`crate::floor`] measures them).
 
-use crate::Ctx;
-use crate::floor::measure_floor;
+use crate::ctx::Ctx;
+use crate::floor::{FloorResult, measure_floor};
 use crate::report::{ScenarioReport, fmt_int};
 
-pub async fn scenario(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
+/// The report, and the floor for steady to compare with.
+pub async fn scenario(ctx: &Ctx) -> anyhow::Result<(ScenarioReport, FloorResult)> {
     let f = measure_floor(ctx).await?;
     let mut r = ScenarioReport::new(
         "floor",
@@ -55,6 +56,5 @@ pub async fn scenario(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
         ));
     }
     r.detail("floor", &f);
-    ctx.floor = Some(f);
-    Ok(r)
+    Ok((r, f))
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::harness::BenchDb;
 use crate::producers::Workload;
 use crate::receiver::EndpointSpec;
@@ -119,7 +119,7 @@ struct GrowthLevel {
     run: RunResult,
 }
 
-pub async fn scenario(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
+pub async fn scenario(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
     let events = if ctx.smoke {
         400
     } else {

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::producers::Workload;
 use crate::report::{Latency, ScenarioReport, fmt_int};
 use crate::run::endpoints::standard_endpoints;
 use crate::run::{RunSpec, check_run, measure};
 
-pub async fn scenario(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
+pub async fn scenario(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
     let events = if ctx.smoke {
         600
     } else {

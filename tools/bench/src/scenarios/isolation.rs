@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::harness::{Sidecar, rows_between};
 use crate::producers::{self, EVENT_TYPES, Pace, ProducerRun, Progress, Workload};
 use crate::receiver::{Behaviour, CommitLog, EndpointSpec, Receiver};
 use crate::report::{Latency, ScenarioReport, fmt_int, fmt_ms};
 use crate::run::db::{DbTiming, db_timing_for};
 use crate::run::endpoints::endpoint;
-use crate::run::{RunResult, RunSpec, check_run, measure, rates, timeout};
+use crate::run::{RunResult, RunSpec, check_run, measure, rates};
 
-pub async fn scenario(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
+pub async fn scenario(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
     let events = if ctx.smoke {
         400
     } else {
@@ -224,7 +224,7 @@ struct BurstResult {
 
 async fn tenant_burst(ctx: &Ctx, burst: usize) -> anyhow::Result<BurstResult> {
     let quiet_rate = ctx.opts.quiet_rate.max(0.1);
-    let max_quiet = ((quiet_rate * timeout(ctx).as_secs_f64()) as usize).min(1_000_000);
+    let max_quiet = ((quiet_rate * ctx.run_timeout().as_secs_f64()) as usize).min(1_000_000);
     let keys_big = 10_000u32;
     let keys_quiet = 100u32;
     let total = burst + max_quiet;
@@ -265,7 +265,7 @@ async fn tenant_burst(ctx: &Ctx, burst: usize) -> anyhow::Result<BurstResult> {
     let specs_arc = Arc::new(specs.clone());
     let mut env = ctx.sidecar_env("isolation-burst");
     env.push(("OUTBOXD_REQUEST_TIMEOUT".into(), "2s".into()));
-    let log = ctx.out_dir.join("logs").join("isolation-burst.log");
+    let log = ctx.log_path("isolation-burst");
     let snap0 = db.snapshot().await?;
     let mut sidecar = Sidecar::start(&ctx.outboxd, &db.url, &env, log).await?;
     let sc_cpu0 = sidecar.cpu_seconds();
@@ -294,7 +294,7 @@ async fn tenant_burst(ctx: &Ctx, burst: usize) -> anyhow::Result<BurstResult> {
             producers: ctx.opts.producers,
             batch: ctx.opts.batch,
             pace: Pace::Unlimited { backlog: None },
-            deadline: timeout(ctx),
+            deadline: ctx.run_timeout(),
         },
         burst_progress.clone(),
     );
@@ -307,12 +307,12 @@ async fn tenant_burst(ctx: &Ctx, burst: usize) -> anyhow::Result<BurstResult> {
             pace: Pace::Rate {
                 per_sec: quiet_rate,
             },
-            deadline: timeout(ctx),
+            deadline: ctx.run_timeout(),
         },
         quiet_progress.clone(),
     );
     // Wait until the burst's deliveries all arrived.
-    let deadline = Instant::now() + timeout(ctx);
+    let deadline = Instant::now() + ctx.run_timeout();
     let quiet_idx = 2usize;
     let big_unique = |st: &crate::receiver::RecvState| {
         (0..2)

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 use crate::producers::{Pace, Workload};
 use crate::report::{ScenarioReport, fmt_int, fmt_ms};
 use crate::run::db::{db_timing, max_ids};
 use crate::run::endpoints::standard_endpoints;
 use crate::run::{RunSpec, check_run, measure};
 
-pub async fn scenario(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
+pub async fn scenario(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
     let (rate, secs) = if ctx.smoke {
         (ctx.opts.rate, 3)
     } else {

@@ -3,15 +3,21 @@
 
 use std::sync::Arc;
 
-use crate::Ctx;
-use crate::floor::measure_floor;
+use crate::ctx::Ctx;
+use crate::floor::{FloorResult, measure_floor};
 use crate::producers::Workload;
 use crate::report::{ScenarioReport, fmt_int, fmt_ms};
 use crate::run::db::{reset_statements, top_statements};
 use crate::run::endpoints::standard_endpoints;
 use crate::run::{RunSpec, check_run, measure, run_rows};
 
-pub async fn scenario(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
+/// The report and its summary line (`deliveries_per_second=… p50_ms=… p99_ms=…`). `floor` is the
+/// floor scenario's result when it ran first; otherwise it is measured here (unless
+/// `--no-floor`).
+pub async fn scenario(
+    ctx: &Ctx,
+    floor: Option<FloorResult>,
+) -> anyhow::Result<(ScenarioReport, String)> {
     let o = &ctx.opts;
     let (events, keys, endpoints) = if ctx.smoke {
         (3_000, 500, o.endpoints.min(10))
@@ -42,9 +48,11 @@ pub async fn scenario(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
     top_statements(ctx, &db, &mut r, "pg_stat_statements").await;
     db.cleanup().await;
 
-    if !ctx.opts.no_floor && ctx.floor.is_none() {
-        ctx.floor = Some(measure_floor(ctx).await?);
-    }
+    let floor = match floor {
+        Some(f) => Some(f),
+        None if ctx.opts.no_floor => None,
+        None => Some(measure_floor(ctx).await?),
+    };
 
     r.target(
         "deliveries/s sustained (middle 80 %)",
@@ -52,7 +60,7 @@ pub async fn scenario(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
         "≥ 10 000",
         Some(x.deliveries_per_second >= 10_000.0),
     );
-    if let Some(f) = &ctx.floor {
+    if let Some(f) = &floor {
         let ratio = x.deliveries_per_second / f.combined;
         r.target(
             "ratio to the combined floor",
@@ -92,6 +100,5 @@ pub async fn scenario(ctx: &mut Ctx) -> anyhow::Result<ScenarioReport> {
         fmt_ms(x.latency.p99_ms)
     );
     r.detail("summary_line", &line);
-    ctx.steady_line = Some(line);
-    Ok(r)
+    Ok((r, line))
 }
