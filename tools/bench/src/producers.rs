@@ -83,16 +83,15 @@ impl Workload {
         self.type_of.len()
     }
 
+    /// Event `n` is delivered to `s`, and the run counts it: `s` is tracked, of `n`'s tenant
+    /// and subscribed to its type.
+    pub fn tracked_at(&self, n: usize, s: &EndpointSpec) -> bool {
+        s.tracked && s.tenant == self.tenant_of[n] && s.type_mask & (1 << self.type_of[n]) != 0
+    }
+
     /// Tracked deliveries event `n` produces at `specs`.
     pub fn fanout(&self, n: usize, specs: &[EndpointSpec]) -> u64 {
-        specs
-            .iter()
-            .filter(|s| {
-                s.tracked
-                    && s.tenant == self.tenant_of[n]
-                    && s.type_mask & (1 << self.type_of[n]) != 0
-            })
-            .count() as u64
+        specs.iter().filter(|s| self.tracked_at(n, s)).count() as u64
     }
 
     pub fn expected_tracked(&self, events: &[u32], specs: &[EndpointSpec]) -> u64 {

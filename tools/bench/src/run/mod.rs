@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
+use tokio::task::JoinHandle;
 
 use crate::ctx::Ctx;
-use crate::harness::{self, BenchDb, RowsWritten, Sidecar, SidecarStats, rows_between};
+use crate::harness::{self, BenchDb, DbSnapshot, RowsWritten, Sidecar, SidecarStats, rows_between};
 use crate::producers::{self, EVENT_TYPES, Pace, ProducerRun, ProducerStats, Progress, Workload};
-use crate::receiver::{Arrival, CommitLog, EndpointSpec, Receiver, Totals};
+use crate::receiver::{Arrival, CommitLog, EndpointSpec, Receiver, RecvState, Totals};
 use crate::report::{Latency, ScenarioReport, fmt_bytes, fmt_int};
 
 /// One measured run.
@@ -153,27 +154,14 @@ pub async fn measure(
     specs: &mut [EndpointSpec],
     spec: RunSpec,
 ) -> anyhow::Result<RunResult> {
-    let base = Instant::now();
     let w = spec.workload.clone();
-    let commits = Arc::new(CommitLog::new(base, w.len()));
-    let recv = Receiver::start(specs.to_vec(), w.len(), w.keys as usize, base).await?;
-    db.register_endpoints(specs, &w.tenants, |i| recv.url(i), spec.max_in_flight)
-        .await?;
-    let specs_arc = Arc::new(specs.to_vec());
-    let expected = w.expected_tracked(&spec.events, &specs_arc);
+    let expected = w.expected_tracked(&spec.events, specs);
+    let (label, env) = (&spec.label, &spec.sidecar_env);
+    let mut stage = Stage::start(ctx, db, specs, w.clone(), spec.max_in_flight, label, env).await?;
+    let idle_cores = stage.idle_cores(spec.idle_before).await;
 
-    let snap0 = db.snapshot().await?;
-    let log = ctx.log_path(&spec.label);
-    let mut sidecar = Sidecar::start(&ctx.outboxd, &db.url, &spec.sidecar_env, log).await?;
-    let sc_cpu0 = sidecar.cpu_seconds();
-    let t_idle = Instant::now();
-    tokio::time::sleep(spec.idle_before).await;
-    let idle_cores = (sidecar.cpu_seconds() - sc_cpu0) / t_idle.elapsed().as_secs_f64().max(1e-9);
-
-    let pg0 = ctx.cluster.postgres_cpu_seconds();
-    let self0 = harness::self_cpu_seconds();
-    let busy0 = harness::machine_busy_seconds();
-    let t_start = recv.state.now_ns();
+    let cpu0 = CpuClocks::read(ctx);
+    let t_start = stage.recv.state.now_ns();
     let progress = Arc::new(Progress::default());
     let prun = ProducerRun {
         url: db.url.clone(),
@@ -182,106 +170,43 @@ pub async fn measure(
         pace: spec.pace,
         deadline: spec.timeout,
     };
-    let producer = {
-        let (w, events, specs_arc, commits, st, progress) = (
-            w.clone(),
-            spec.events.clone(),
-            specs_arc.clone(),
-            commits.clone(),
-            recv.state.clone(),
-            progress.clone(),
-        );
-        tokio::spawn(async move {
-            producers::run(&prun, w, events, specs_arc, commits, st, progress).await
-        })
-    };
-
-    let deadline = Instant::now() + spec.timeout;
-    let mut timed_out = false;
-    let mut max_rss: f64 = 0.0;
-    let mut last_sample = Instant::now();
-    loop {
-        let got = recv.state.tracked_unique.load(Ordering::Relaxed);
-        if got >= expected && producer.is_finished() {
-            break;
-        }
-        // Producers stopped early (deadline): wait only for what they published.
-        if producer.is_finished() && got >= progress.published_tracked.load(Ordering::Relaxed) {
-            break;
-        }
-        if !sidecar.is_running() {
-            anyhow::bail!(
-                "{}: outboxd exited during the run (log: {})",
-                spec.label,
-                ctx.log_path(&spec.label).display()
-            );
-        }
-        if Instant::now() > deadline {
-            timed_out = true;
-            progress.stop.store(true, Ordering::Relaxed);
-            break;
-        }
-        if last_sample.elapsed() > Duration::from_secs(1) {
-            max_rss = max_rss.max(sidecar.rss_mb());
-            last_sample = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let t_end = recv.state.now_ns();
+    let producer = stage.spawn_producers(prun, spec.events.clone(), progress.clone());
+    let (timed_out, max_rss) =
+        wait_for_deliveries(ctx, &spec, &mut stage, &producer, &progress, expected).await?;
+    let t_end = stage.recv.state.now_ns();
     let producer_stats = producer.await.context("producers panicked")??;
-    let pg1 = ctx.cluster.postgres_cpu_seconds();
-    let self1 = harness::self_cpu_seconds();
-    let busy1 = harness::machine_busy_seconds();
+    let cpu = cpu_used(cpu0, CpuClocks::read(ctx));
     let wal1 = db.wal_bytes().await?;
-    max_rss = max_rss.max(sidecar.rss_mb());
-    let sc = sidecar.stop(sc_cpu0).await;
+    let max_rss = max_rss.max(stage.sidecar.rss_mb());
+    let sc = stage.sidecar.stop(stage.sidecar_cpu0).await;
     // Backends flush their table statistics when they exit.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let snap1 = db.snapshot().await?;
     let (states, unrouted) = db.outcome().await?;
 
-    let mut arrivals = recv.state.take_arrivals();
+    let state = &stage.recv.state;
+    let mut arrivals = state.take_arrivals();
     arrivals.sort_unstable_by_key(|a| a.t_ns);
     let received = arrivals.len() as u64;
-    let mut lat: Vec<u64> = arrivals
-        .iter()
-        .map(|a| {
-            commits
-                .get(a.n as usize)
-                .map_or(0, |c| a.t_ns.saturating_sub(c))
-        })
-        .collect();
-    let latency = Latency::from_ns(&mut lat);
+    let latency = Latency::from_ns(&mut latencies_ns(&arrivals, &stage.commits));
     let (sustained, overall, seconds) = rates(&arrivals, t_start, t_end);
-
     // Lost: committed events whose tracked deliveries never arrived.
-    let mut lost = 0u64;
-    let mut lost_samples = Vec::new();
-    for &n in &spec.events {
-        let n = n as usize;
-        if commits.get(n).is_none() {
-            continue;
-        }
-        for (i, s) in specs_arc.iter().enumerate() {
-            if s.tracked
-                && s.tenant == w.tenant_of[n]
-                && s.type_mask & (1 << w.type_of[n]) != 0
-                && !recv.state.seen(i, n)
-            {
-                lost += 1;
-                if lost_samples.len() < 10 {
-                    lost_samples.push(format!(
-                        "event n={n} ({} key res:{}) at endpoint {} (id {:?})",
-                        EVENT_TYPES[w.type_of[n] as usize], w.key_of[n], s.name, s.db_id
-                    ));
-                }
-            }
-        }
-    }
+    let (lost, lost_samples) = lost_deliveries(
+        spec.events.iter().map(|&n| n as usize),
+        &stage.specs,
+        |n| stage.commits.get(n).is_some(),
+        |n, s| w.tracked_at(n, s),
+        |i, n| state.seen(i, n),
+        |n, s| {
+            format!(
+                "event n={n} ({} key res:{}) at endpoint {} (id {:?})",
+                EVENT_TYPES[w.type_of[n] as usize], w.key_of[n], s.name, s.db_id
+            )
+        },
+    );
 
-    let rows = rows_between(&snap0, &snap1);
-    let wal = wal1 - snap0.wal_bytes;
-    let sc_cpu = sc.cpu_seconds;
+    let rows = rows_between(&stage.snap0, &snap1);
+    let wal = wal1 - stage.snap0.wal_bytes;
     let d = received.max(1) as f64;
     let run_secs = (t_end - t_start) as f64 / 1e9;
     Ok(RunResult {
@@ -294,13 +219,11 @@ pub async fn measure(
         seconds,
         latency,
         sidecar_cores: sc.cpu_seconds / run_secs.max(1e-9),
+        postgres_cpu_seconds: cpu.postgres,
+        bench_cpu_seconds: cpu.bench,
+        machine_cpu_seconds: cpu.machine,
+        other_cpu_seconds: cpu.other(sc.cpu_seconds),
         sidecar: sc,
-        postgres_cpu_seconds: pg0.zip(pg1).map(|(a, b)| b - a),
-        bench_cpu_seconds: self1 - self0,
-        machine_cpu_seconds: busy1 - busy0,
-        other_cpu_seconds: pg0
-            .zip(pg1)
-            .map(|(a, b)| ((busy1 - busy0) - (b - a) - (self1 - self0) - sc_cpu).max(0.0)),
         wall_seconds: run_secs,
         idle_cores,
         wal_bytes: wal,
@@ -308,28 +231,236 @@ pub async fn measure(
         rows_per_delivery: rows.total as f64 / d,
         rows,
         producer: producer_stats,
-        receiver: recv.state.totals(),
+        receiver: state.totals(),
         lost,
         lost_samples,
-        violation_samples: recv.state.violation_samples(),
+        violation_samples: state.violation_samples(),
         delivery_states: states,
         unrouted_events: unrouted,
         timed_out,
         max_rss_sampled_mb: max_rss,
-        per_endpoint: specs_arc
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let c = recv.state.counters(i);
-                (
-                    s.name.clone(),
-                    c.map_or(0, |c| c.requests.load(Ordering::Relaxed)),
-                    c.map_or(0, |c| c.unique.load(Ordering::Relaxed)),
-                )
-            })
-            .collect(),
+        per_endpoint: per_endpoint(&stage.specs, state),
         arrivals,
     })
+}
+
+/// What a run stands on: a receiver for its endpoints, the endpoints registered at it, the
+/// log of commit times, and a fresh sidecar. [`measure`] builds one per run; the tenant burst
+/// (scenario 5) builds one to publish two tenants' events on it.
+pub struct Stage {
+    pub workload: Arc<Workload>,
+    /// The endpoints as registered (with their `db_id`).
+    pub specs: Arc<Vec<EndpointSpec>>,
+    pub commits: Arc<CommitLog>,
+    pub recv: Receiver,
+    pub sidecar: Sidecar,
+    /// The sidecar's CPU seconds once it had started (its start-up is not the run's cost).
+    pub sidecar_cpu0: f64,
+    /// The database's counters before the sidecar started.
+    pub snap0: DbSnapshot,
+}
+
+impl Stage {
+    /// Starts a receiver for `specs`, registers them at it (pointing endpoints registered
+    /// earlier at it), snapshots `db`'s counters and starts the sidecar with `env`, logging as
+    /// the run `label`.
+    pub async fn start(
+        ctx: &Ctx,
+        db: &BenchDb,
+        specs: &mut [EndpointSpec],
+        workload: Arc<Workload>,
+        max_in_flight: Option<i32>,
+        label: &str,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Stage> {
+        let base = Instant::now();
+        let commits = Arc::new(CommitLog::new(base, workload.len()));
+        let recv =
+            Receiver::start(specs.to_vec(), workload.len(), workload.keys as usize, base).await?;
+        db.register_endpoints(specs, &workload.tenants, |i| recv.url(i), max_in_flight)
+            .await?;
+        let specs = Arc::new(specs.to_vec());
+        let snap0 = db.snapshot().await?;
+        let sidecar = Sidecar::start(&ctx.outboxd, &db.url, env, ctx.log_path(label)).await?;
+        let sidecar_cpu0 = sidecar.cpu_seconds();
+        Ok(Stage {
+            workload,
+            specs,
+            commits,
+            recv,
+            sidecar,
+            sidecar_cpu0,
+            snap0,
+        })
+    }
+
+    /// Lets the sidecar sit idle for `idle` (the LISTEN/NOTIFY path) and returns the cores it
+    /// used meanwhile.
+    async fn idle_cores(&self, idle: Duration) -> f64 {
+        let t_idle = Instant::now();
+        tokio::time::sleep(idle).await;
+        (self.sidecar.cpu_seconds() - self.sidecar_cpu0) / t_idle.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// Producers publishing `events` of the workload (see [`producers::run`]), as a task.
+    pub fn spawn_producers(
+        &self,
+        run: ProducerRun,
+        events: Vec<u32>,
+        progress: Arc<Progress>,
+    ) -> JoinHandle<anyhow::Result<ProducerStats>> {
+        let (w, specs, commits, st) = (
+            self.workload.clone(),
+            self.specs.clone(),
+            self.commits.clone(),
+            self.recv.state.clone(),
+        );
+        tokio::spawn(
+            async move { producers::run(&run, w, events, specs, commits, st, progress).await },
+        )
+    }
+}
+
+/// Waits until every expected delivery arrived and the producers finished (or, when they
+/// stopped early, until what they published arrived), sampling the sidecar's RSS each second.
+/// Returns (timed out, highest RSS sampled in MB); fails when the sidecar exits.
+async fn wait_for_deliveries(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    stage: &mut Stage,
+    producer: &JoinHandle<anyhow::Result<ProducerStats>>,
+    progress: &Progress,
+    expected: u64,
+) -> anyhow::Result<(bool, f64)> {
+    let deadline = Instant::now() + spec.timeout;
+    let mut max_rss: f64 = 0.0;
+    let mut last_sample = Instant::now();
+    loop {
+        let got = stage.recv.state.tracked_unique.load(Ordering::Relaxed);
+        if got >= expected && producer.is_finished() {
+            return Ok((false, max_rss));
+        }
+        // Producers stopped early (deadline): wait only for what they published.
+        if producer.is_finished() && got >= progress.published_tracked.load(Ordering::Relaxed) {
+            return Ok((false, max_rss));
+        }
+        if !stage.sidecar.is_running() {
+            anyhow::bail!(
+                "{}: outboxd exited during the run (log: {})",
+                spec.label,
+                ctx.log_path(&spec.label).display()
+            );
+        }
+        if Instant::now() > deadline {
+            progress.stop.store(true, Ordering::Relaxed);
+            return Ok((true, max_rss));
+        }
+        if last_sample.elapsed() > Duration::from_secs(1) {
+            max_rss = max_rss.max(stage.sidecar.rss_mb());
+            last_sample = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// CPU clocks read around a run, in seconds.
+#[derive(Debug, Clone, Copy)]
+struct CpuClocks {
+    /// PostgreSQL's processes (embedded cluster only).
+    postgres: Option<f64>,
+    /// This process: producers and receiver.
+    bench: f64,
+    /// Every process on the machine.
+    machine: f64,
+}
+
+impl CpuClocks {
+    fn read(ctx: &Ctx) -> CpuClocks {
+        CpuClocks {
+            postgres: ctx.cluster.postgres_cpu_seconds(),
+            bench: harness::self_cpu_seconds(),
+            machine: harness::machine_busy_seconds(),
+        }
+    }
+}
+
+/// CPU seconds used between two readings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CpuUsed {
+    postgres: Option<f64>,
+    bench: f64,
+    machine: f64,
+}
+
+impl CpuUsed {
+    /// The machine's CPU not used by PostgreSQL, the bench or the sidecar (`sidecar` seconds):
+    /// other work on the machine. Known only with PostgreSQL's figure; never below 0.
+    fn other(&self, sidecar: f64) -> Option<f64> {
+        self.postgres
+            .map(|pg| (self.machine - pg - self.bench - sidecar).max(0.0))
+    }
+}
+
+fn cpu_used(before: CpuClocks, after: CpuClocks) -> CpuUsed {
+    CpuUsed {
+        postgres: before.postgres.zip(after.postgres).map(|(a, b)| b - a),
+        bench: after.bench - before.bench,
+        machine: after.machine - before.machine,
+    }
+}
+
+/// Commit → receive latency of each arrival, in ns (0 when its commit time is unknown).
+fn latencies_ns(arrivals: &[Arrival], commits: &CommitLog) -> Vec<u64> {
+    arrivals
+        .iter()
+        .map(|a| {
+            commits
+                .get(a.n as usize)
+                .map_or(0, |c| a.t_ns.saturating_sub(c))
+        })
+        .collect()
+}
+
+/// Deliveries that never arrived: for each committed event of `events` and each endpoint of
+/// `specs` it was `due` at, unless `seen(endpoint index, event)`. Returns the count and up to
+/// 10 samples, as `describe` writes them.
+pub fn lost_deliveries(
+    events: impl IntoIterator<Item = usize>,
+    specs: &[EndpointSpec],
+    committed: impl Fn(usize) -> bool,
+    due: impl Fn(usize, &EndpointSpec) -> bool,
+    seen: impl Fn(usize, usize) -> bool,
+    describe: impl Fn(usize, &EndpointSpec) -> String,
+) -> (u64, Vec<String>) {
+    let mut lost = 0u64;
+    let mut samples = Vec::new();
+    for n in events.into_iter().filter(|&n| committed(n)) {
+        for (i, s) in specs.iter().enumerate() {
+            if due(n, s) && !seen(i, n) {
+                lost += 1;
+                if samples.len() < 10 {
+                    samples.push(describe(n, s));
+                }
+            }
+        }
+    }
+    (lost, samples)
+}
+
+/// Per endpoint: (name, requests, unique deliveries).
+fn per_endpoint(specs: &[EndpointSpec], state: &RecvState) -> Vec<(String, u64, u64)> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let c = state.counters(i);
+            (
+                s.name.clone(),
+                c.map_or(0, |c| c.requests.load(Ordering::Relaxed)),
+                c.map_or(0, |c| c.unique.load(Ordering::Relaxed)),
+            )
+        })
+        .collect()
 }
 
 /// (sustained over the middle 80 % of arrivals, overall, seconds from start to last arrival).
