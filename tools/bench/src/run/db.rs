@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::ctx::Ctx;
 use crate::harness::BenchDb;
-use crate::report::ScenarioReport;
+use crate::report::{ScenarioReport, fmt_ms};
 
 /// DB-side timing of a run's fresh events and deliveries.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -16,6 +16,23 @@ pub struct DbTiming {
     pub claim_p99_ms: f64,
 }
 
+impl DbTiming {
+    /// Route delay p50 / p99, as the reports print it.
+    pub fn route_text(&self) -> String {
+        p50_p99(self.route_p50_ms, self.route_p99_ms)
+    }
+
+    /// Claim delay p50 / p99, as the reports print it.
+    pub fn claim_text(&self) -> String {
+        p50_p99(self.claim_p50_ms, self.claim_p99_ms)
+    }
+}
+
+fn p50_p99(p50: f64, p99: f64) -> String {
+    format!("{} / {} ms", fmt_ms(p50), fmt_ms(p99))
+}
+
+/// [`db_timing_for`] every tenant.
 pub async fn db_timing(db: &BenchDb, ev_from: i64, del_from: i64) -> anyhow::Result<DbTiming> {
     db_timing_for(db, ev_from, del_from, None).await
 }

@@ -3,6 +3,9 @@
 use crate::producers::EVENT_TYPES;
 use crate::receiver::{Behaviour, EndpointSpec, new_secret};
 
+/// The type mask of an endpoint subscribed to every event type (pattern `*`).
+pub const EVERY_TYPE: u32 = (1 << EVENT_TYPES.len()) - 1;
+
 /// The standard endpoint layout: endpoint i subscribes to event types i, i+1 (mod 10) and, for
 /// even i, i+2: 25 subscriptions over 10 types, so an event fans out to 2.5 endpoints on
 /// average (exactly 2 or 3).
@@ -19,6 +22,8 @@ pub fn standard_endpoints(n: usize, tenant: u8) -> Vec<EndpointSpec> {
         .collect()
 }
 
+/// One endpoint subscribed to the types in `type_mask`, of tenant index `tenant`, with a fresh
+/// secret; `tracked` when the run expects and counts its deliveries.
 pub fn endpoint(
     name: &str,
     type_mask: u32,
@@ -26,8 +31,7 @@ pub fn endpoint(
     behaviour: Behaviour,
     tracked: bool,
 ) -> EndpointSpec {
-    let all = (1u32 << EVENT_TYPES.len()) - 1;
-    let patterns = if type_mask & all == all {
+    let patterns = if type_mask & EVERY_TYPE == EVERY_TYPE {
         vec!["*".to_owned()]
     } else {
         EVENT_TYPES

@@ -178,11 +178,12 @@ pub async fn measure(
     let cpu = cpu_used(cpu0, CpuClocks::read(ctx));
     let wal1 = db.wal_bytes().await?;
     let max_rss = max_rss.max(stage.sidecar.rss_mb());
-    let sc = stage.sidecar.stop(stage.sidecar_cpu0).await;
-    // Backends flush their table statistics when they exit.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let snap1 = db.snapshot().await?;
-    let (states, unrouted) = db.outcome().await?;
+    let Ended {
+        sidecar: sc,
+        snap1,
+        states,
+        unrouted,
+    } = Ended::stop(db, stage.sidecar, stage.sidecar_cpu0).await?;
 
     let state = &stage.recv.state;
     let mut arrivals = state.take_arrivals();
@@ -318,6 +319,33 @@ impl Stage {
         tokio::spawn(
             async move { producers::run(&run, w, events, specs, commits, st, progress).await },
         )
+    }
+}
+
+/// What a run leaves once its sidecar stopped.
+pub struct Ended {
+    pub sidecar: SidecarStats,
+    /// The database's counters after the run.
+    pub snap1: DbSnapshot,
+    /// Deliveries by state, and events not routed yet.
+    pub states: BTreeMap<String, i64>,
+    pub unrouted: i64,
+}
+
+impl Ended {
+    /// Stops the sidecar (started with `cpu0` CPU seconds) and reads what it left in `db`.
+    pub async fn stop(db: &BenchDb, sidecar: Sidecar, cpu0: f64) -> anyhow::Result<Ended> {
+        let sidecar = sidecar.stop(cpu0).await;
+        // Backends flush their table statistics when they exit.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let snap1 = db.snapshot().await?;
+        let (states, unrouted) = db.outcome().await?;
+        Ok(Ended {
+            sidecar,
+            snap1,
+            states,
+            unrouted,
+        })
     }
 }
 

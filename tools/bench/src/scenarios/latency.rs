@@ -58,19 +58,11 @@ pub async fn scenario(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
     r.row("max", format!("{} ms", fmt_ms(x.latency.max_ms)));
     r.row(
         "  of which: event tx start → routing tx start p50/p99",
-        format!(
-            "{} / {} ms",
-            fmt_ms(timing.route_p50_ms),
-            fmt_ms(timing.route_p99_ms)
-        ),
+        timing.route_text(),
     );
     r.row(
         "  of which: routing tx start → HTTP attempt start p50/p99",
-        format!(
-            "{} / {} ms",
-            fmt_ms(timing.claim_p50_ms),
-            fmt_ms(timing.claim_p99_ms)
-        ),
+        timing.claim_text(),
     );
     r.detail("db_timing", &timing);
     r.row("deliveries", fmt_int(x.deliveries_received as f64));
