@@ -11,7 +11,7 @@ use tokio_postgres::{Client, Statement};
 use super::DbFloor;
 use crate::ctx::Ctx;
 use crate::harness::{self, BenchDb};
-use crate::producers::{EVENT_TYPES, mix};
+use crate::producers::{EVENT_TYPES, key_counts, mix};
 use crate::run::endpoints::standard_endpoints;
 
 const ROUTE_SQL: &str = "WITH ev AS ( \
@@ -289,24 +289,6 @@ async fn publish(
         tx.commit().await?;
     }
     Ok(())
-}
-
-/// The distinct keys of a batch, ascending, and how often each occurs.
-fn key_counts(mut keys: Vec<i32>) -> (Vec<i32>, Vec<i32>) {
-    keys.sort_unstable();
-    let mut ids = Vec::new();
-    let mut counts = Vec::new();
-    for k in keys {
-        if ids.last() == Some(&k) {
-            if let Some(c) = counts.last_mut() {
-                *c += 1;
-            }
-        } else {
-            ids.push(k);
-            counts.push(1i32);
-        }
-    }
-    (ids, counts)
 }
 
 /// Claims due deliveries 256 at a time and records them as delivered (one transaction per
