@@ -256,3 +256,18 @@ fn default_out_dir() -> PathBuf {
         })
         .unwrap_or_else(|| PathBuf::from("target/bench"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_settings_must_be_outboxd_name_value_pairs() {
+        assert_eq!(
+            parse_kv("OUTBOXD_CLAIM_BATCH=512"),
+            Ok(("OUTBOXD_CLAIM_BATCH".to_owned(), "512".to_owned()))
+        );
+        assert!(parse_kv("OUTBOXD_CLAIM_BATCH").is_err());
+        assert!(parse_kv("RUST_LOG=debug").is_err());
+    }
+}

@@ -383,3 +383,17 @@ impl<'a> EventRows<'a> {
         Ok(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_counts_lists_each_key_once_ascending_with_its_events() {
+        assert_eq!(
+            key_counts([7, 3, 7, 1, 3, 7]),
+            (vec![1, 3, 7], vec![1, 2, 3])
+        );
+        assert_eq!(key_counts([]), (vec![], vec![]));
+    }
+}

@@ -99,3 +99,14 @@ pub async fn measure_floor(ctx: &Ctx) -> anyhow::Result<FloorResult> {
 fn combined(db_per_second: f64, http_per_second: f64) -> f64 {
     1.0 / (1.0 / db_per_second + 1.0 / http_per_second)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_combined_floor_adds_the_time_of_both_halves() {
+        assert_eq!(combined(1000.0, 1000.0), 500.0);
+        assert!((combined(30_000.0, 60_000.0) - 20_000.0).abs() < 1e-9);
+    }
+}

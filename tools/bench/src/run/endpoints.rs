@@ -52,3 +52,28 @@ pub fn endpoint(
         db_id: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_layout_fans_an_event_out_to_two_or_three_endpoints_two_and_a_half_on_average() {
+        let specs = standard_endpoints(10, 0);
+        let fanouts: Vec<usize> = (0..EVENT_TYPES.len())
+            .map(|t| specs.iter().filter(|s| s.type_mask & (1 << t) != 0).count())
+            .collect();
+        assert!(fanouts.iter().all(|&f| f == 2 || f == 3), "{fanouts:?}");
+        assert_eq!(fanouts.iter().sum::<usize>(), 25);
+    }
+
+    #[test]
+    fn an_endpoint_subscribed_to_every_type_has_the_pattern_star() {
+        assert_eq!(
+            endpoint("e", EVERY_TYPE, 0, Behaviour::Ok, true).patterns,
+            ["*"]
+        );
+        let two = endpoint("e", 0b101, 0, Behaviour::Ok, true);
+        assert_eq!(two.patterns, [EVENT_TYPES[0], EVENT_TYPES[2]]);
+    }
+}

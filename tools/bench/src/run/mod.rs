@@ -593,3 +593,115 @@ pub fn check_run(r: &mut ScenarioReport, x: &RunResult) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receiver::Behaviour;
+    use crate::run::endpoints::endpoint;
+
+    fn arrival(t_ns: u64, n: u32) -> Arrival {
+        Arrival {
+            t_ns,
+            n,
+            key: 0,
+            ep: 0,
+        }
+    }
+
+    #[test]
+    fn sustained_rate_leaves_out_the_first_and_last_tenth_of_arrivals() {
+        // 100 arrivals: 10 slow ones (100 ms apart), 80 at 1 ms, 10 slow ones again.
+        let mut t = 0;
+        let arrivals: Vec<Arrival> = (0..100)
+            .map(|i| {
+                t += if (10..=90).contains(&i) {
+                    1_000_000
+                } else {
+                    100_000_000
+                };
+                arrival(t, i)
+            })
+            .collect();
+        let (sustained, overall, secs) = rates(&arrivals, 0, t + 5);
+        assert!((sustained - 1000.0).abs() < 1e-6, "{sustained}");
+        assert!((secs - t as f64 / 1e9).abs() < 1e-12);
+        assert!((overall - 100.0 / secs).abs() < 1e-9);
+    }
+
+    #[test]
+    fn few_arrivals_give_the_overall_rate_as_sustained() {
+        let arrivals: Vec<Arrival> = (1..=10).map(|i| arrival(i * 100_000_000, 0)).collect();
+        let (sustained, overall, secs) = rates(&arrivals, 0, 2_000_000_000);
+        assert_eq!(secs, 1.0);
+        assert_eq!((sustained, overall), (10.0, 10.0));
+    }
+
+    #[test]
+    fn no_arrivals_give_zero_rates_over_the_whole_run() {
+        assert_eq!(rates(&[], 1_000, 2_000_001_000), (0.0, 0.0, 2.0));
+    }
+
+    #[test]
+    fn other_cpu_is_the_machine_minus_postgres_bench_and_sidecar_never_negative() {
+        let before = CpuClocks {
+            postgres: Some(10.0),
+            bench: 1.0,
+            machine: 100.0,
+        };
+        let after = CpuClocks {
+            postgres: Some(14.0),
+            bench: 3.0,
+            machine: 110.0,
+        };
+        let used = cpu_used(before, after);
+        assert_eq!(
+            used,
+            CpuUsed {
+                postgres: Some(4.0),
+                bench: 2.0,
+                machine: 10.0
+            }
+        );
+        assert_eq!(used.other(3.0), Some(1.0));
+        assert_eq!(used.other(5.0), Some(0.0));
+        let no_pg = CpuClocks {
+            postgres: None,
+            ..before
+        };
+        assert_eq!(cpu_used(no_pg, after).other(0.0), None);
+    }
+
+    #[test]
+    fn latency_runs_from_commit_to_arrival_and_is_zero_without_a_commit() {
+        let commits = CommitLog::new(Instant::now(), 3);
+        commits.set(0, 1_000);
+        commits.set(1, 5_000);
+        let got = latencies_ns(
+            &[arrival(4_000, 0), arrival(6_000, 1), arrival(7_000, 2)],
+            &commits,
+        );
+        assert_eq!(got, vec![3_000, 1_000, 0]);
+    }
+
+    #[test]
+    fn lost_counts_due_unseen_deliveries_of_committed_events_and_keeps_ten_samples() {
+        let specs = vec![
+            endpoint("a", 1, 0, Behaviour::Ok, true),
+            endpoint("b", 1, 0, Behaviour::Ok, false),
+        ];
+        // Events 0..30; event 5 was never committed; endpoint a saw the even ones; b is not due.
+        let (lost, samples) = lost_deliveries(
+            0..30,
+            &specs,
+            |n| n != 5,
+            |_, s| s.tracked,
+            |i, n| i == 0 && n % 2 == 0,
+            |n, s| format!("{n}@{}", s.name),
+        );
+        assert_eq!(lost, 14);
+        assert_eq!(samples.len(), 10);
+        assert_eq!(samples[0], "1@a");
+        assert_eq!(samples[2], "7@a");
+    }
+}

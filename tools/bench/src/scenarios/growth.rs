@@ -474,3 +474,70 @@ pub async fn explain_claim(db: &mut BenchDb) -> anyhow::Result<(String, f64, Str
         .unwrap_or(f64::NAN);
     Ok((text.join("\n"), exec_ms, described))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(dimension: &str, level: u64, us: f64, cpu: Option<f64>) -> GrowthLevel {
+        GrowthLevel {
+            dimension: dimension.into(),
+            level,
+            deliveries_per_second: 1e6 / us,
+            us_per_delivery: us,
+            latency: Latency::default(),
+            db: DbTiming::default(),
+            claim_explain_ms: 0.0,
+            claim_explain: String::new(),
+            claim_params: String::new(),
+            sidecar_peak_rss_mb: 0.0,
+            sidecar_cpu_ms_per_1000: 0.0,
+            cpu_us_per_delivery: cpu,
+            other_cores: None,
+            setup_seconds: 0.0,
+            run: RunResult::default(),
+        }
+    }
+
+    #[test]
+    fn levels_stop_at_the_maximum_but_the_first_always_runs() {
+        assert_eq!(levels_up_to(&ROW_LEVELS, 1_000_000), [10_000, 1_000_000]);
+        assert_eq!(levels_up_to(&ROW_LEVELS, 5), [10_000]);
+        assert_eq!(levels_up_to(&ENDPOINT_LEVELS, u64::MAX), ENDPOINT_LEVELS);
+    }
+
+    #[test]
+    fn a_level_label_is_a_slug_of_its_dimension() {
+        let at = |d: &str| Level {
+            dimension: d.into(),
+            level: 1000,
+            setup_seconds: 0.0,
+        };
+        assert_eq!(at("rows").label(), "growth-rows-1000");
+        assert_eq!(
+            at("endpoints (one-tenant)").label(),
+            "growth-endpoints-one-tenant-1000"
+        );
+    }
+
+    #[test]
+    fn growth_compares_a_dimensions_last_level_with_its_first() {
+        let levels = [
+            level("rows", 10, 100.0, Some(50.0)),
+            level("endpoints (tenants)", 10, 10.0, None),
+            level("rows", 100, 110.0, Some(60.0)),
+            level("rows", 1000, 150.0, Some(75.0)),
+        ];
+        assert_eq!(
+            growth_of(&levels, "rows"),
+            Some(Growth {
+                first_level: 10,
+                last_level: 1000,
+                time: 1.5,
+                cpu: Some(1.5),
+            })
+        );
+        assert_eq!(growth_of(&levels, "endpoints (tenants)"), None);
+        assert_eq!(growth_of(&levels, "nothing"), None);
+    }
+}

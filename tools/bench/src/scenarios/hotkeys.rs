@@ -161,3 +161,45 @@ impl Lanes {
 fn avg(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrival(t_ms: u64, ep: u16, key: u32) -> Arrival {
+        Arrival {
+            t_ns: t_ms * 1_000_000,
+            n: 0,
+            key,
+            ep,
+        }
+    }
+
+    #[test]
+    fn rates_and_gaps_are_per_key_and_per_lane() {
+        // Key 1 on two endpoints: lane (0, 1) every 100 ms, lane (1, 1) twice 400 ms apart.
+        // Key 2: one delivery only, so no rate.
+        let arrivals = [
+            arrival(0, 0, 1),
+            arrival(0, 1, 1),
+            arrival(50, 0, 2),
+            arrival(100, 0, 1),
+            arrival(200, 0, 1),
+            arrival(400, 1, 1),
+        ];
+        let lanes = Lanes::from_arrivals(&arrivals);
+        assert_eq!(lanes.lanes, 3);
+        assert_eq!(lanes.key_rates, [4.0 / 0.4]);
+        assert_eq!(lanes.lane_rates, [10.0, 2.5]);
+        assert_eq!((lanes.per_key_avg(), lanes.per_key_min()), (10.0, 10.0));
+        assert_eq!(lanes.per_lane_avg(), 6.25);
+        assert_eq!(lanes.gap.count, 3);
+        assert_eq!(lanes.gap.max_ms, 400.0);
+    }
+
+    #[test]
+    fn without_rates_the_minimum_and_average_are_zero() {
+        let lanes = Lanes::from_arrivals(&[arrival(0, 0, 1)]);
+        assert_eq!((lanes.per_key_avg(), lanes.per_key_min()), (0.0, 0.0));
+    }
+}

@@ -64,3 +64,16 @@ pub async fn run_one(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_and_smoke_run_every_scenario_floor_first_others_run_alone() {
+        assert_eq!(expand(Scenario::All), EVERY);
+        assert_eq!(expand(Scenario::Smoke), EVERY);
+        assert_eq!(EVERY[0], Scenario::Floor);
+        assert_eq!(expand(Scenario::Latency), [Scenario::Latency]);
+    }
+}

@@ -366,3 +366,54 @@ fn split_arrivals(
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrival(t_ns: u64, n: u32, ep: usize) -> Arrival {
+        Arrival {
+            t_ns,
+            n,
+            key: 0,
+            ep: ep as u16,
+        }
+    }
+
+    #[test]
+    fn the_burst_is_the_big_tenant_and_the_rest_the_quiet_one_on_keys_of_its_own() {
+        let w = burst_workload(50, 80, 100);
+        assert_eq!(w.tenants, ["big", "quiet"]);
+        assert!((0..50).all(|n| w.tenant_of[n] == 0 && w.key_of[n] < KEYS_BIG));
+        assert!((50..80).all(|n| w.tenant_of[n] == 1 && w.key_of[n] >= KEYS_BIG));
+        assert!(w.key_of.iter().all(|&k| k < KEYS_BIG + KEYS_QUIET));
+    }
+
+    #[test]
+    fn quiet_deliveries_are_sorted_by_when_they_were_committed() {
+        let t = BurstTimes {
+            start: 1_000,
+            published: 5_000,
+            delivered: 9_000,
+        };
+        // Commit times by event number; event 6 was never committed.
+        let commits = [500, 2_000, 6_000, 9_500, 3_000, 4_000];
+        let arrivals = [
+            arrival(1_500, 0, QUIET_EP), // before the burst
+            arrival(2_500, 1, QUIET_EP), // while it was published
+            arrival(6_100, 2, QUIET_EP), // while it was delivered
+            arrival(9_600, 3, QUIET_EP), // after
+            arrival(3_500, 4, 0),
+            arrival(4_500, 5, 1),
+            arrival(4_600, 6, 1),
+        ];
+        let s = split_arrivals(&arrivals, |n| commits.get(n).copied(), t);
+        assert_eq!(s.quiet_all, [1_000, 500, 100, 100]);
+        assert_eq!(s.quiet_during, [500, 100]);
+        assert_eq!(s.quiet_during_publish, [500]);
+        assert_eq!(s.quiet_after_publish, [100]);
+        assert_eq!(s.big_ns, [500, 500]);
+        assert_eq!(s.big_arrivals.len(), 2);
+        assert_eq!(s.quiet_series[1], (1e-6, 0.0));
+    }
+}
