@@ -16,9 +16,11 @@ use crate::harness::rows_between;
 use crate::producers::{self, Pace, ProducerRun, ProducerStats, Progress, Workload};
 use crate::receiver::{Arrival, Behaviour, RecvState};
 use crate::report::{Latency, ScenarioReport, fmt_int, fmt_ms};
+use crate::run::RunResult;
 use crate::run::db::{DbTiming, db_timing_for};
 use crate::run::endpoints::{EVERY_TYPE, endpoint};
-use crate::run::{Ended, RunResult, Stage, lost_deliveries, rates};
+use crate::run::figures::{lost_deliveries, rates};
+use crate::run::stage::{Ended, Stage};
 
 /// Keys of the bursting tenant's events, and of the quiet tenant's (numbered after them).
 const KEYS_BIG: u32 = 10_000;
