@@ -217,13 +217,14 @@ impl Ctx {
         )
     }
 
+    /// `small` in smoke, else `full`: a scenario's size.
+    pub fn smoke_or<T>(&self, small: T, full: T) -> T {
+        if self.smoke { small } else { full }
+    }
+
     /// How long to wait for one run's deliveries (`--timeout`, at most a minute in smoke).
     pub fn run_timeout(&self) -> Duration {
-        Duration::from_secs(if self.smoke {
-            self.opts.timeout.min(60)
-        } else {
-            self.opts.timeout
-        })
+        Duration::from_secs(self.smoke_or(self.opts.timeout.min(60), self.opts.timeout))
     }
 
     /// Where the sidecar of the run `label` writes its log.

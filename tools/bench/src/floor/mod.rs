@@ -61,12 +61,8 @@ pub struct FloorResult {
 
 /// Both database floors, then the HTTP floor, each printed as it is measured.
 pub async fn measure_floor(ctx: &Ctx) -> anyhow::Result<FloorResult> {
-    let secs = if ctx.smoke {
-        2
-    } else {
-        ctx.opts.floor_seconds.max(1)
-    };
-    let warm = if ctx.smoke { 1 } else { 2 };
+    let secs = ctx.smoke_or(2, ctx.opts.floor_seconds.max(1));
+    let warm = ctx.smoke_or(1, 2);
     let db = db_floor(ctx, true, secs, warm, 0).await?;
     println!(
         "  floor: database (publishing included) {:.0} deliveries/s",

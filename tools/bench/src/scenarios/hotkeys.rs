@@ -14,11 +14,7 @@ use crate::run::endpoints::standard_endpoints;
 use crate::run::{RunResult, RunSpec, check_run, measure};
 
 pub async fn scenario(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
-    let events = if ctx.smoke {
-        600
-    } else {
-        ctx.opts.hotkey_events
-    } as usize;
+    let events = ctx.smoke_or(600, ctx.opts.hotkey_events) as usize;
     let mut r = ScenarioReport::new(
         "hotkeys",
         &format!(

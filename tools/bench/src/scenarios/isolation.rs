@@ -14,12 +14,8 @@ use crate::run::endpoints::{EVERY_TYPE, endpoint};
 use crate::run::{RunResult, RunSpec, check_run, measure};
 
 pub async fn scenario(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
-    let events = if ctx.smoke {
-        400
-    } else {
-        ctx.opts.isolation_events
-    } as usize;
-    let burst = if ctx.smoke { 3000 } else { ctx.opts.burst } as usize;
+    let events = ctx.smoke_or(400, ctx.opts.isolation_events) as usize;
+    let burst = ctx.smoke_or(3000, ctx.opts.burst) as usize;
     let mut r = ScenarioReport::new(
         "isolation",
         &format!(

@@ -12,11 +12,7 @@ use crate::run::endpoints::standard_endpoints;
 use crate::run::{RunSpec, check_run, measure};
 
 pub async fn scenario(ctx: &Ctx) -> anyhow::Result<ScenarioReport> {
-    let (rate, secs) = if ctx.smoke {
-        (ctx.opts.rate, 3)
-    } else {
-        (ctx.opts.rate, ctx.opts.seconds)
-    };
+    let (rate, secs) = (ctx.opts.rate, ctx.smoke_or(3, ctx.opts.seconds));
     let events = (rate * secs as f64).round().max(1.0) as usize;
     let mut r = ScenarioReport::new(
         "latency",
