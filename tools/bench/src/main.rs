@@ -23,8 +23,8 @@
 //! ```text
 //! main                        parses, runs the scenario list, writes the JSON
 //!  scenarios::{floor, steady, growth, latency, isolation, hotkeys}    (never each other)
-//!   floor                     the machine's floor, measured (scenario 2 and steady use it)
-//!    run                      the measured run; run::endpoints (layout), run::db (timing)
+//!   floor (db, http)          the machine's floor, measured (scenario 2 and steady use it)
+//!    run (stage, figures, endpoints, db)    the measured run the other five scenarios use
 //!     ctx                     Opts (the command line) and Ctx (cluster, binary, out dir)
 //!      harness  producers     PostgreSQL and the sidecar process; the publishing workload
 //!       receiver  report      the webhook receiver; figures, table and JSON
