@@ -236,12 +236,6 @@ pub struct DbSnapshot {
     pub tables: BTreeMap<String, [i64; 4]>,
 }
 
-impl DbSnapshot {
-    pub fn rows_written(&self) -> i64 {
-        self.tables.values().map(|t| t[0] + t[1] + t[3]).sum()
-    }
-}
-
 /// Row counts written between two snapshots, per table.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RowsWritten {

@@ -18,6 +18,7 @@
 //! the commit instant (when `COMMIT` returned, on the bench's monotonic clock) is recorded in
 //! memory per event number ([`CommitLog`]) and is what latency is measured from.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -83,16 +84,15 @@ impl Workload {
         self.type_of.len()
     }
 
+    /// Event `n` is delivered to `s`, and the run counts it: `s` is tracked, of `n`'s tenant
+    /// and subscribed to its type.
+    pub fn tracked_at(&self, n: usize, s: &EndpointSpec) -> bool {
+        s.tracked && s.tenant == self.tenant_of[n] && s.type_mask & (1 << self.type_of[n]) != 0
+    }
+
     /// Tracked deliveries event `n` produces at `specs`.
     pub fn fanout(&self, n: usize, specs: &[EndpointSpec]) -> u64 {
-        specs
-            .iter()
-            .filter(|s| {
-                s.tracked
-                    && s.tenant == self.tenant_of[n]
-                    && s.type_mask & (1 << self.type_of[n]) != 0
-            })
-            .count() as u64
+        specs.iter().filter(|s| self.tracked_at(n, s)).count() as u64
     }
 
     pub fn expected_tracked(&self, events: &[u32], specs: &[EndpointSpec]) -> u64 {
@@ -165,30 +165,28 @@ pub async fn run(
         lists[(workload.key_of[n as usize] as usize) % p].push(n);
     }
     let t0 = Instant::now();
-    let end = t0 + cfg.deadline;
+    let shared = Shared {
+        url: cfg.url.clone(),
+        workload,
+        specs,
+        commits,
+        recv,
+        progress,
+        batch: cfg.batch.max(1),
+        pace: cfg.pace,
+        rate_each: match cfg.pace {
+            Pace::Rate { per_sec } => Some(per_sec / p as f64),
+            Pace::Unlimited { .. } => None,
+        },
+        end: t0 + cfg.deadline,
+    };
     let mut set = JoinSet::new();
     for list in lists {
         if list.is_empty() {
             continue;
         }
-        let (w, specs, commits, recv, progress) = (
-            workload.clone(),
-            specs.clone(),
-            commits.clone(),
-            recv.clone(),
-            progress.clone(),
-        );
-        let (url, batch, pace) = (cfg.url.clone(), cfg.batch.max(1), cfg.pace);
-        let rate_each = match pace {
-            Pace::Rate { per_sec } => Some(per_sec / p as f64),
-            Pace::Unlimited { .. } => None,
-        };
-        set.spawn(async move {
-            one_producer(
-                &url, w, list, batch, pace, rate_each, end, specs, commits, recv, progress,
-            )
-            .await
-        });
+        let shared = shared.clone();
+        set.spawn(async move { one_producer(&shared, list).await });
     }
     let mut stats = ProducerStats {
         producers: p,
@@ -209,6 +207,24 @@ pub async fn run(
     Ok(stats)
 }
 
+/// What every producer of a run is given.
+#[derive(Clone)]
+struct Shared {
+    url: String,
+    workload: Arc<Workload>,
+    specs: Arc<Vec<EndpointSpec>>,
+    commits: Arc<CommitLog>,
+    recv: Arc<RecvState>,
+    progress: Arc<Progress>,
+    /// Events per transaction (at least 1).
+    batch: usize,
+    pace: Pace,
+    /// This producer's share of a paced rate (events/s).
+    rate_each: Option<f64>,
+    /// Publish nothing after this.
+    end: Instant,
+}
+
 struct OneStats {
     events: u64,
     transactions: u64,
@@ -216,21 +232,9 @@ struct OneStats {
     tx_ns: Vec<u64>,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn one_producer(
-    url: &str,
-    w: Arc<Workload>,
-    list: Vec<u32>,
-    batch: usize,
-    pace: Pace,
-    rate_each: Option<f64>,
-    end: Instant,
-    specs: Arc<Vec<EndpointSpec>>,
-    commits: Arc<CommitLog>,
-    recv: Arc<RecvState>,
-    progress: Arc<Progress>,
-) -> anyhow::Result<OneStats> {
-    let mut client = outboxd::db::connect(url)
+/// One producer: publishes `list` in transactions of `batch` events, paced.
+async fn one_producer(sh: &Shared, list: Vec<u32>) -> anyhow::Result<OneStats> {
+    let mut client = outboxd::db::connect(&sh.url)
         .await
         .context("producer connection")?;
     let upd = client.prepare(UPDATE_SQL).await?;
@@ -239,67 +243,127 @@ async fn one_producer(
         events: 0,
         transactions: 0,
         backlog_wait: Duration::ZERO,
-        tx_ns: Vec::with_capacity(list.len() / batch + 1),
+        tx_ns: Vec::with_capacity(list.len() / sh.batch + 1),
     };
-    let interval = rate_each.map(|r| Duration::from_secs_f64(batch as f64 / r.max(1e-6)));
+    let interval = sh
+        .rate_each
+        .map(|r| Duration::from_secs_f64(sh.batch as f64 / r.max(1e-6)));
     let started = tokio::time::Instant::now();
-    for (i, chunk) in list.chunks(batch).enumerate() {
-        if progress.stop.load(Ordering::Relaxed) || Instant::now() >= end {
+    let w = &sh.workload;
+    for (i, chunk) in list.chunks(sh.batch).enumerate() {
+        if sh.progress.stop.load(Ordering::Relaxed) || Instant::now() >= sh.end {
             break;
         }
-        match (pace, interval) {
+        match (sh.pace, interval) {
             (Pace::Rate { .. }, Some(iv)) => {
                 tokio::time::sleep_until(started + iv * i as u32).await;
             }
             (Pace::Unlimited { backlog: Some(cap) }, _) => {
-                let w0 = Instant::now();
-                while progress
-                    .published_tracked
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(recv.tracked_unique.load(Ordering::Relaxed))
-                    > cap
-                    && Instant::now() < end
-                    && !progress.stop.load(Ordering::Relaxed)
-                {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                out.backlog_wait += w0.elapsed();
+                out.backlog_wait += wait_for_backlog(sh, cap).await;
             }
             _ => {}
         }
         // Keys of this batch, sorted (the lock order), with their event counts.
-        let mut per_key: Vec<(i32, i32)> = Vec::new();
-        let mut sorted: Vec<u32> = chunk.iter().map(|&n| w.key_of[n as usize]).collect();
-        sorted.sort_unstable();
-        for k in sorted {
-            match per_key.last_mut() {
-                Some((last, c)) if *last == k as i32 => *c += 1,
-                _ => per_key.push((k as i32, 1)),
-            }
-        }
-        let (ids, counts): (Vec<i32>, Vec<i32>) = per_key.iter().copied().unzip();
+        let (ids, counts) = key_counts(chunk.iter().map(|&n| w.key_of[n as usize] as i32));
         let t_tx = Instant::now();
         let tx = client.transaction().await?;
         let rows = tx.query(&upd, &[&ids, &counts]).await?;
         // Sequence of the first event of each key in this batch.
-        let mut next_seq: std::collections::HashMap<u32, i64> =
-            std::collections::HashMap::with_capacity(rows.len());
+        let mut next_seq: HashMap<u32, i64> = HashMap::with_capacity(rows.len());
         for r in &rows {
             let (id, version): (i32, i64) = (r.get(0), r.get(1));
-            let c = per_key
+            let c = ids
                 .iter()
-                .find(|(k, _)| *k == id)
-                .map_or(0, |(_, c)| *c as i64);
+                .position(|&k| k == id)
+                .map_or(0, |i| counts[i] as i64);
             next_seq.insert(id as u32, version - c + 1);
         }
+        let e = EventRows::of(w, chunk, &mut next_seq)?;
+        tx.execute(&ins, &[&e.types, &e.keys, &e.tenants, &e.payloads])
+            .await?;
+        tx.commit().await?;
+        let t = sh.commits.now_ns();
+        out.tx_ns.push(t_tx.elapsed().as_nanos() as u64);
+        let mut tracked = 0;
+        for &n in chunk {
+            sh.commits.set(n as usize, t);
+            tracked += w.fanout(n as usize, &sh.specs);
+        }
+        out.events += chunk.len() as u64;
+        out.transactions += 1;
+        sh.progress
+            .published_events
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        sh.progress
+            .published_tracked
+            .fetch_add(tracked, Ordering::Relaxed);
+    }
+    Ok(out)
+}
+
+/// Waits while more than `cap` published deliveries have not arrived yet (or until the
+/// deadline or a stop); returns how long it waited.
+async fn wait_for_backlog(sh: &Shared, cap: u64) -> Duration {
+    let w0 = Instant::now();
+    while sh
+        .progress
+        .published_tracked
+        .load(Ordering::Relaxed)
+        .saturating_sub(sh.recv.tracked_unique.load(Ordering::Relaxed))
+        > cap
+        && Instant::now() < sh.end
+        && !sh.progress.stop.load(Ordering::Relaxed)
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    w0.elapsed()
+}
+
+/// The distinct keys of a batch, ascending (the order its transaction locks them in), and how
+/// many of its events each has.
+pub fn key_counts(keys: impl IntoIterator<Item = i32>) -> (Vec<i32>, Vec<i32>) {
+    let mut sorted: Vec<i32> = keys.into_iter().collect();
+    sorted.sort_unstable();
+    let mut ids = Vec::new();
+    let mut counts = Vec::new();
+    for k in sorted {
+        match (ids.last(), counts.last_mut()) {
+            (Some(&last), Some(c)) if last == k => *c += 1,
+            _ => {
+                ids.push(k);
+                counts.push(1i32);
+            }
+        }
+    }
+    (ids, counts)
+}
+
+/// The INSERT's columns for one batch.
+struct EventRows<'a> {
+    types: Vec<&'static str>,
+    keys: Vec<String>,
+    tenants: Vec<&'a str>,
+    payloads: Vec<String>,
+}
+
+impl<'a> EventRows<'a> {
+    /// Rows for the events `chunk` of `w`, each taking the next sequence number of its key
+    /// from `next_seq`.
+    fn of(
+        w: &'a Workload,
+        chunk: &[u32],
+        next_seq: &mut HashMap<u32, i64>,
+    ) -> anyhow::Result<EventRows<'a>> {
         let unix_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        let mut types = Vec::with_capacity(chunk.len());
-        let mut rkeys = Vec::with_capacity(chunk.len());
-        let mut tenants = Vec::with_capacity(chunk.len());
-        let mut payloads = Vec::with_capacity(chunk.len());
+        let mut e = EventRows {
+            types: Vec::with_capacity(chunk.len()),
+            keys: Vec::with_capacity(chunk.len()),
+            tenants: Vec::with_capacity(chunk.len()),
+            payloads: Vec::with_capacity(chunk.len()),
+        };
         for &n in chunk {
             let n = n as usize;
             let k = w.key_of[n];
@@ -308,32 +372,28 @@ async fn one_producer(
                 .with_context(|| format!("resource {k} missing from bench.resources"))?;
             let s = *seq;
             *seq += 1;
-            types.push(crate::producers::EVENT_TYPES[w.type_of[n] as usize]);
-            rkeys.push(format!("res:{k}"));
-            tenants.push(w.tenants[w.tenant_of[n] as usize].as_str());
-            payloads.push(format!(
+            e.types.push(EVENT_TYPES[w.type_of[n] as usize]);
+            e.keys.push(format!("res:{k}"));
+            e.tenants.push(w.tenants[w.tenant_of[n] as usize].as_str());
+            e.payloads.push(format!(
                 r#"{{"n":{n},"k":{k},"s":{s},"t":{unix_us},"pad":"{}"}}"#,
                 w.pad
             ));
         }
-        tx.execute(&ins, &[&types, &rkeys, &tenants, &payloads])
-            .await?;
-        tx.commit().await?;
-        let t = commits.now_ns();
-        out.tx_ns.push(t_tx.elapsed().as_nanos() as u64);
-        let mut tracked = 0;
-        for &n in chunk {
-            commits.set(n as usize, t);
-            tracked += w.fanout(n as usize, &specs);
-        }
-        out.events += chunk.len() as u64;
-        out.transactions += 1;
-        progress
-            .published_events
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        progress
-            .published_tracked
-            .fetch_add(tracked, Ordering::Relaxed);
+        Ok(e)
     }
-    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_counts_lists_each_key_once_ascending_with_its_events() {
+        assert_eq!(
+            key_counts([7, 3, 7, 1, 3, 7]),
+            (vec![1, 3, 7], vec![1, 2, 3])
+        );
+        assert_eq!(key_counts([]), (vec![], vec![]));
+    }
 }

@@ -1,0 +1,117 @@
+//! What a run stands on ([`Stage`]: receiver, registered endpoints, commit log, sidecar) and
+//! what it leaves once the sidecar stopped ([`Ended`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use crate::ctx::Ctx;
+use crate::harness::{BenchDb, DbSnapshot, Sidecar, SidecarStats};
+use crate::producers::{self, ProducerRun, ProducerStats, Progress, Workload};
+use crate::receiver::{CommitLog, EndpointSpec, Receiver};
+
+/// What a run stands on: a receiver for its endpoints, the endpoints registered at it, the
+/// log of commit times, and a fresh sidecar. [`super::measure`] builds one per run; the tenant burst
+/// (scenario 5) builds one to publish two tenants' events on it.
+pub struct Stage {
+    pub workload: Arc<Workload>,
+    /// The endpoints as registered (with their `db_id`).
+    pub specs: Arc<Vec<EndpointSpec>>,
+    pub commits: Arc<CommitLog>,
+    pub recv: Receiver,
+    pub sidecar: Sidecar,
+    /// The sidecar's CPU seconds once it had started (its start-up is not the run's cost).
+    pub sidecar_cpu0: f64,
+    /// The database's counters before the sidecar started.
+    pub snap0: DbSnapshot,
+}
+
+impl Stage {
+    /// Starts a receiver for `specs`, registers them at it (pointing endpoints registered
+    /// earlier at it), snapshots `db`'s counters and starts the sidecar with `env`, logging as
+    /// the run `label`.
+    pub async fn start(
+        ctx: &Ctx,
+        db: &BenchDb,
+        specs: &mut [EndpointSpec],
+        workload: Arc<Workload>,
+        max_in_flight: Option<i32>,
+        label: &str,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Stage> {
+        let base = Instant::now();
+        let commits = Arc::new(CommitLog::new(base, workload.len()));
+        let recv =
+            Receiver::start(specs.to_vec(), workload.len(), workload.keys as usize, base).await?;
+        db.register_endpoints(specs, &workload.tenants, |i| recv.url(i), max_in_flight)
+            .await?;
+        let specs = Arc::new(specs.to_vec());
+        let snap0 = db.snapshot().await?;
+        let sidecar = Sidecar::start(&ctx.outboxd, &db.url, env, ctx.log_path(label)).await?;
+        let sidecar_cpu0 = sidecar.cpu_seconds();
+        Ok(Stage {
+            workload,
+            specs,
+            commits,
+            recv,
+            sidecar,
+            sidecar_cpu0,
+            snap0,
+        })
+    }
+
+    /// Lets the sidecar sit idle for `idle` (the LISTEN/NOTIFY path) and returns the cores it
+    /// used meanwhile.
+    pub async fn idle_cores(&self, idle: Duration) -> f64 {
+        let t_idle = Instant::now();
+        tokio::time::sleep(idle).await;
+        (self.sidecar.cpu_seconds() - self.sidecar_cpu0) / t_idle.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// Producers publishing `events` of the workload (see [`producers::run`]), as a task.
+    pub fn spawn_producers(
+        &self,
+        run: ProducerRun,
+        events: Vec<u32>,
+        progress: Arc<Progress>,
+    ) -> JoinHandle<anyhow::Result<ProducerStats>> {
+        let (w, specs, commits, st) = (
+            self.workload.clone(),
+            self.specs.clone(),
+            self.commits.clone(),
+            self.recv.state.clone(),
+        );
+        tokio::spawn(
+            async move { producers::run(&run, w, events, specs, commits, st, progress).await },
+        )
+    }
+}
+
+/// What a run leaves once its sidecar stopped.
+pub struct Ended {
+    pub sidecar: SidecarStats,
+    /// The database's counters after the run.
+    pub snap1: DbSnapshot,
+    /// Deliveries by state, and events not routed yet.
+    pub states: BTreeMap<String, i64>,
+    pub unrouted: i64,
+}
+
+impl Ended {
+    /// Stops the sidecar (started with `cpu0` CPU seconds) and reads what it left in `db`.
+    pub async fn stop(db: &BenchDb, sidecar: Sidecar, cpu0: f64) -> anyhow::Result<Ended> {
+        let sidecar = sidecar.stop(cpu0).await;
+        // Backends flush their table statistics when they exit.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let snap1 = db.snapshot().await?;
+        let (states, unrouted) = db.outcome().await?;
+        Ok(Ended {
+            sidecar,
+            snap1,
+            states,
+            unrouted,
+        })
+    }
+}
