@@ -79,7 +79,7 @@ impl Cluster {
     }
 
     async fn load_info(&mut self) -> anyhow::Result<()> {
-        let client = outboxd::db::connect(&self.admin_url)
+        let client = outboxd::connect(&self.admin_url)
             .await
             .context("connecting to PostgreSQL")?;
         self.info.server_version = client.query_one("SHOW server_version", &[]).await?.get(0);
@@ -150,14 +150,14 @@ impl Cluster {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let admin = outboxd::db::connect(&self.admin_url).await?;
+        let admin = outboxd::connect(&self.admin_url).await?;
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .with_context(|| format!("CREATE DATABASE {name}"))?;
         let url = self.url_for(&name)?;
-        let mut client = outboxd::db::connect(&url).await?;
-        outboxd::db::migrate(&mut client)
+        let mut client = outboxd::connect(&url).await?;
+        outboxd::migrate(&mut client)
             .await
             .context("migrating the bench database")?;
         client
@@ -420,7 +420,7 @@ impl BenchDb {
     pub async fn cleanup(self) {
         if self.drop_at_end {
             drop(self.client);
-            if let Ok(admin) = outboxd::db::connect(&self.admin_url).await {
+            if let Ok(admin) = outboxd::connect(&self.admin_url).await {
                 let _ = admin
                     .batch_execute(&format!(
                         "DROP DATABASE IF EXISTS {} WITH (FORCE)",

@@ -234,7 +234,7 @@ struct OneStats {
 
 /// One producer: publishes `list` in transactions of `batch` events, paced.
 async fn one_producer(sh: &Shared, list: Vec<u32>) -> anyhow::Result<OneStats> {
-    let mut client = outboxd::db::connect(&sh.url)
+    let mut client = outboxd::connect(&sh.url)
         .await
         .context("producer connection")?;
     let upd = client.prepare(UPDATE_SQL).await?;

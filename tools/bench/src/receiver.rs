@@ -18,8 +18,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use outboxd::signing::Secret;
 use serde::Deserialize;
+use standardwebhooks::Webhook as Secret;
 use tokio_util::sync::CancellationToken;
 
 /// How an endpoint answers.
@@ -198,7 +198,10 @@ impl RecvState {
             h("webhook-timestamp"),
             h("webhook-signature"),
         );
-        let expected = slot.secret.sign(id, ts.parse().unwrap_or(0), body);
+        let expected = slot
+            .secret
+            .sign(id, ts.parse().unwrap_or(0), body)
+            .unwrap_or_default();
         if id.is_empty() || !sig.split(' ').any(|c| c == expected) {
             slot.c.bad_signatures.fetch_add(1, Ordering::Relaxed);
             self.record_violation(format!(
@@ -286,7 +289,7 @@ impl Receiver {
     ) -> anyhow::Result<Receiver> {
         let mut slots = Vec::with_capacity(specs.len());
         for spec in specs {
-            let secret = Secret::parse(&spec.secret)
+            let secret = Secret::new(&spec.secret)
                 .map_err(|e| anyhow::anyhow!("endpoint {}: {e}", spec.name))?;
             slots.push(Slot {
                 spec,
@@ -369,7 +372,11 @@ mod tests {
         h.insert("webhook-timestamp", ts.to_string().parse().unwrap());
         h.insert(
             "webhook-signature",
-            secret.sign(id, ts, body.as_bytes()).parse().unwrap(),
+            secret
+                .sign(id, ts, body.as_bytes())
+                .unwrap()
+                .parse()
+                .unwrap(),
         );
         h
     }
@@ -386,7 +393,7 @@ mod tests {
             tracked: true,
             db_id: None,
         };
-        let secret = Secret::parse(&spec.secret).unwrap();
+        let secret = Secret::new(&spec.secret).unwrap();
         let r = Receiver::start(vec![spec], 10, 2, Instant::now())
             .await
             .unwrap();
@@ -407,7 +414,7 @@ mod tests {
         assert_eq!(c.order_violations.load(Ordering::Relaxed), 1);
         assert!(st.seen(0, 3) && !st.seen(0, 4));
 
-        let other = Secret::parse(&new_secret()).unwrap();
+        let other = Secret::new(&new_secret()).unwrap();
         let b = body(4, 0, 9);
         assert_eq!(
             st.handle(0, &request(&other, "evt_4", &b), b.as_bytes()),

@@ -229,7 +229,7 @@ impl Statements {
 /// Until told to stop: publish (when the job says so), route, then claim and record what was
 /// routed. Without publishing, stops when the pre-published events are used up.
 async fn floor_worker(job: &Job, c: &Counters) -> anyhow::Result<()> {
-    let mut client = outboxd::db::connect(&job.url).await?;
+    let mut client = outboxd::connect(&job.url).await?;
     let st = Statements::prepare(&client).await?;
     let mut n: u64 = (job.wi as u64) << 40;
     let my_keys: Vec<u32> = (0..KEYS)

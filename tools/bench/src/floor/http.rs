@@ -20,11 +20,11 @@ const CONNECTIONS: usize = 64;
 /// Loads a fresh receiver for `secs` seconds.
 pub async fn http_floor(ctx: &Ctx, secs: u64) -> anyhow::Result<HttpFloor> {
     let spec = endpoint("floor", EVERY_TYPE, 0, Behaviour::Ok, false);
-    let secret = outboxd::signing::Secret::parse(&spec.secret)
-        .map_err(|e| anyhow::anyhow!("floor secret: {e}"))?;
+    let secret = standardwebhooks::Webhook::new(&spec.secret)
+        .map_err(|e| anyhow::anyhow!("floor secret: {e:?}"))?;
     let recv = Receiver::start(vec![spec], 1, 1, Instant::now()).await?;
     let pad = "x".repeat(ctx.opts.payload_bytes.saturating_sub(80));
-    let req = Request::signed(&secret, recv.url(0), &pad);
+    let req = Request::signed(&secret, recv.url(0), &pad)?;
     let mut floor = match find_on_path("wrk") {
         Some(wrk) => with_wrk(ctx, &wrk, &req, secs).await?,
         None => {
@@ -48,20 +48,26 @@ struct Request {
 }
 
 impl Request {
-    fn signed(secret: &outboxd::signing::Secret, url: String, pad: &str) -> Request {
+    fn signed(
+        secret: &standardwebhooks::Webhook,
+        url: String,
+        pad: &str,
+    ) -> anyhow::Result<Request> {
         let body = format!(r#"{{"k":0,"n":0,"s":1,"t":0,"pad":"{pad}"}}"#);
         let id = "evt_0000000000000000000000000000";
         // The timestamp is not checked by the receiver (like outboxd's own tests' receivers,
         // it only recomputes the signature).
         let ts = chrono::Utc::now().timestamp();
-        let sig = secret.sign(id, ts, body.as_bytes());
-        Request {
+        let sig = secret
+            .sign(id, ts, body.as_bytes())
+            .map_err(|e| anyhow::anyhow!("signing the floor request: {e:?}"))?;
+        Ok(Request {
             url,
             body,
             id,
             ts,
             sig,
-        }
+        })
     }
 }
 

@@ -405,7 +405,11 @@ pub async fn explain_claim(db: &mut BenchDb) -> anyhow::Result<(String, f64, Str
         &[],
     )
     .await?;
-    let sql = format!("EXPLAIN (ANALYZE, BUFFERS) {}", outboxd::sql::CLAIM);
+    // The claim exactly as the engine runs it: the product's own query file.
+    let sql = format!(
+        "EXPLAIN (ANALYZE, BUFFERS) {}",
+        include_str!("../../../../sql/engine/claim.sql")
+    );
     let stmt = tx.prepare(&sql).await?;
     let types: Vec<Type> = stmt.params().to_vec();
     let known = [
@@ -415,7 +419,6 @@ pub async fn explain_claim(db: &mut BenchDb) -> anyhow::Result<(String, f64, Str
         Type::INT8,
         Type::FLOAT8,
         Type::TEXT,
-        Type::INT4,
         Type::INT8,
     ];
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
@@ -426,9 +429,9 @@ pub async fn explain_claim(db: &mut BenchDb) -> anyhow::Result<(String, f64, Str
         params.push(Box::new(256i64));
         params.push(Box::new(45.0f64));
         params.push(Box::new("bench-explain".to_owned()));
-        params.push(Box::new(outboxd::claim::INLINE_PAYLOAD_BYTES));
         params.push(Box::new(0i64));
-        "busy={}, counts={}, excluded={}, limit=256, lease=45s, replica='bench-explain', inline=INLINE_PAYLOAD_BYTES, cursor=0".to_owned()
+        "busy={}, counts={}, excluded={}, limit=256, lease=45s, replica='bench-explain', cursor=0"
+            .to_owned()
     } else {
         // The claim's parameters changed: fill them by type.
         let mut d = Vec::new();
@@ -438,10 +441,7 @@ pub async fn explain_claim(db: &mut BenchDb) -> anyhow::Result<(String, f64, Str
                 Type::INT4_ARRAY => (Box::new(Vec::<i32>::new()), "{}".into()),
                 Type::TEXT_ARRAY => (Box::new(Vec::<String>::new()), "{}".into()),
                 Type::INT8 => (Box::new(256i64), "256".into()),
-                Type::INT4 => (
-                    Box::new(outboxd::claim::INLINE_PAYLOAD_BYTES),
-                    "inline".into(),
-                ),
+                Type::INT4 => (Box::new(0i32), "0".into()),
                 Type::FLOAT8 => (Box::new(45.0f64), "45".into()),
                 Type::TEXT => (
                     Box::new("bench-explain".to_owned()),
