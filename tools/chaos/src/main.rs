@@ -162,8 +162,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let pg = start_postgres(plan.fsync, &workdir).await?;
     let db_url = lock(&pg).url();
     let (admin, resources) = prepare_database(&db_url).await?;
-    let stop_receivers = CancellationToken::new();
-    let endpoints = start_receivers(&admin, &mut rng, &stop_receivers).await?;
+    let endpoints = start_receivers(&admin, &mut rng).await?;
     let env = replica_env(&db_url, &args.replica_env)?;
     // Time zero of every figure in the report: the replicas' start.
     clock::start();
@@ -216,7 +215,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         workdir: workdir.clone(),
     };
     let outcome = check::check(&checker, &data).await?;
-    stop_receivers.cancel();
+    // The receivers stop with it.
+    drop(data);
     Ok(report(&outcome, args.keep, &workdir, pg))
 }
 
@@ -323,7 +323,6 @@ struct Endpoints {
 async fn start_receivers(
     admin: &tokio_postgres::Client,
     rng: &mut StdRng,
-    stop: &CancellationToken,
 ) -> anyhow::Result<Endpoints> {
     let patterns: [&[&str]; 3] = [&["*"], &["*"], &["res.*"]];
     let mut endpoints = Endpoints {
@@ -337,8 +336,7 @@ async fn start_receivers(
             "whsec_{}",
             base64::engine::general_purpose::STANDARD.encode(key)
         );
-        let rx =
-            Receiver::start(&format!("rx{}", i + 1), &secret, rng.random(), stop.clone()).await?;
+        let rx = Receiver::start(&format!("rx{}", i + 1), &secret, rng.random()).await;
         let types: Vec<String> = pattern.iter().map(|s| s.to_string()).collect();
         let id: i64 = admin
             .query_one(
