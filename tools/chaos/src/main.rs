@@ -353,7 +353,8 @@ async fn start_receivers(
 }
 
 /// The replicas' environment: fast retries and leases so that a minute holds many fault
-/// cycles, then the `--replica-env` overrides.
+/// cycles, logs at `info` whatever the caller's `RUST_LOG` (the checks read `outboxd started`
+/// and the errors in them), then the `--replica-env` overrides.
 fn replica_env(db_url: &str, overrides: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut env: Vec<(String, String)> = [
         ("DATABASE_URL", db_url),
@@ -367,6 +368,7 @@ fn replica_env(db_url: &str, overrides: &[String]) -> anyhow::Result<Vec<(String
         ("OUTBOXD_CIRCUIT_COOLDOWN", "500ms"),
         ("OUTBOXD_SHUTDOWN_GRACE", "3s"),
         ("OUTBOXD_LOG", "info"),
+        ("RUST_LOG", "info"),
         ("OUTBOXD_LOG_FORMAT", "text"),
         ("NO_COLOR", "1"),
     ]
@@ -395,16 +397,8 @@ async fn start_replicas(
         replicas.spawn(i)?;
     }
     for i in 0..replicas.len() {
-        if !replicas.wait_started(i, Duration::from_secs(30)).await {
-            bail!(
-                "replica {} did not start:\n{}",
-                replicas.name(i),
-                replicas
-                    .exits
-                    .last()
-                    .and_then(|e| e.log_tail.clone())
-                    .unwrap_or_default()
-            );
+        if let Err(e) = replicas.wait_started(i, Duration::from_secs(30)).await {
+            bail!("replica {} did not start: {e}", replicas.name(i));
         }
     }
     Ok(replicas)
@@ -458,28 +452,33 @@ async fn soak(
         .collect();
     let monitor = Monitor::start(load.db_url.to_owned());
     let timeline = faults::timeline(rng, t0, plan.chaos, replicas.len());
-    let director = tokio::spawn(faults::direct(
+    // The director runs in this task, not a spawned one: it owns the replicas, whose
+    // processes die with the thread that spawned them (and the kit's `wait_started` future
+    // is not `Send`).
+    let director = faults::direct(
         timeline,
         replicas,
         pg.clone(),
         load.db_url.to_owned(),
         stop_faults.clone(),
-    ));
-
-    tokio::time::sleep_until(
-        tokio::time::Instant::now() + (t0 + plan.chaos).saturating_sub(clock::now()),
-    )
-    .await;
-    println!(
-        "{} faults stop; producers finish their transactions",
-        clock::at(clock::now())
     );
-    stop_faults.cancel();
-    producers.stop();
+    let time_up = async {
+        tokio::time::sleep_until(
+            tokio::time::Instant::now() + (t0 + plan.chaos).saturating_sub(clock::now()),
+        )
+        .await;
+        println!(
+            "{} faults stop; producers finish their transactions",
+            clock::at(clock::now())
+        );
+        stop_faults.cancel();
+        producers.stop();
+    };
+    let (directed, ()) = tokio::join!(director, time_up);
     for f in flappers {
         let _ = f.await;
     }
-    let (replicas, faults) = director.await.context("fault director panicked")??;
+    let (replicas, faults) = directed?;
     let ledger = producers.finish().await;
     Ok(Soaked {
         replicas,
@@ -493,7 +492,8 @@ async fn soak(
 async fn stop_every_replica(replicas: &mut ReplicaSet) -> anyhow::Result<()> {
     replicas.restart_exited(Duration::ZERO)?;
     for i in 0..replicas.len() {
-        replicas.wait_started(i, Duration::from_secs(10)).await;
+        // One that does not start is recorded; its SIGTERM below then fails the run.
+        let _ = replicas.wait_started(i, Duration::from_secs(10)).await;
     }
     for i in 0..replicas.len() {
         replicas
