@@ -483,7 +483,7 @@ async fn soak(
 async fn stop_every_replica(replicas: &mut ReplicaSet) -> anyhow::Result<()> {
     replicas.restart_exited(Duration::ZERO)?;
     for i in 0..replicas.len() {
-        // One that does not start is recorded; its SIGTERM below then fails the run.
+        // One that exits instead of starting is recorded, and its SIGTERM below fails.
         let _ = replicas.wait_started(i, Duration::from_secs(10)).await;
     }
     for i in 0..replicas.len() {
