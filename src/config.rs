@@ -408,6 +408,33 @@ mod tests {
     }
 
     #[test]
+    fn metrics_settings_are_checked() {
+        let c = args(&[]).into_config(URL.into()).unwrap();
+        assert_eq!(c.metrics_endpoint_labels, LabelPolicy::Top(100));
+        assert_eq!(c.stats_interval, Duration::from_secs(10));
+        let c = args(&["--metrics-endpoint-labels", "none"])
+            .into_config(URL.into())
+            .unwrap();
+        assert_eq!(c.metrics_endpoint_labels, LabelPolicy::None);
+        for (flag, value, name) in [
+            (
+                "--metrics-endpoint-labels",
+                "top:0",
+                "OUTBOXD_METRICS_ENDPOINT_LABELS",
+            ),
+            (
+                "--metrics-endpoint-labels",
+                "some",
+                "OUTBOXD_METRICS_ENDPOINT_LABELS",
+            ),
+            ("--stats-interval", "10ms", "OUTBOXD_STATS_INTERVAL"),
+        ] {
+            let err = args(&[flag, value]).into_config(URL.into()).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
     fn reports_bad_values_by_their_env_name() {
         let err = args(&["--retry-schedule", "5s,never"])
             .into_config(URL.into())

@@ -280,33 +280,29 @@ impl EndpointSeries {
             .chain((self.policy != LabelPolicy::All).then_some((OTHER, &self.other)))
             .collect();
 
-        out.family(
-            names::ATTEMPTS,
-            Kind::Counter,
-            "HTTP attempts by endpoint and result (success: a 2xx; failure: anything else, \
-             kinds in outboxd_attempt_errors_total).",
-        );
-        for (id, s) in &all {
-            for (result, n) in [("success", s.attempts_ok), ("failure", s.attempts_failed)] {
-                out.sample(
-                    names::ATTEMPTS,
-                    &[("endpoint_id", id), ("result", result)],
-                    n as f64,
-                );
-            }
-        }
-        out.family(
-            names::DELIVERIES_COMPLETED,
-            Kind::Counter,
-            "Deliveries this replica completed, by endpoint and final state (succeeded or dead).",
-        );
-        for (id, s) in &all {
-            for (state, n) in [("succeeded", s.succeeded), ("dead", s.dead)] {
-                out.sample(
-                    names::DELIVERIES_COMPLETED,
-                    &[("endpoint_id", id), ("state", state)],
-                    n as f64,
-                );
+        // The two counter families: (name, help, label, the series' two values).
+        type Pair = fn(&Series) -> [(&'static str, u64); 2];
+        let counters: [(&str, &str, &str, Pair); 2] = [
+            (
+                names::ATTEMPTS,
+                "HTTP attempts by endpoint and result (success: a 2xx; failure: anything else, \
+                 kinds in outboxd_attempt_errors_total).",
+                "result",
+                |s| [("success", s.attempts_ok), ("failure", s.attempts_failed)],
+            ),
+            (
+                names::DELIVERIES_COMPLETED,
+                "Deliveries this replica completed, by endpoint and final state (succeeded or dead).",
+                "state",
+                |s| [("succeeded", s.succeeded), ("dead", s.dead)],
+            ),
+        ];
+        for (name, help, label, pair) in counters {
+            out.family(name, Kind::Counter, help);
+            for (id, s) in &all {
+                for (value, n) in pair(s) {
+                    out.sample(name, &[("endpoint_id", id), (label, value)], n as f64);
+                }
             }
         }
         out.family(
