@@ -169,41 +169,53 @@ fn describe_and_register(error_kinds: &[&'static str]) {
         "Always 1; the label carries the version."
     );
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    describe_counter!(
-        names::EVENTS_ROUTED,
-        "Events routed (fanned out to their endpoints) by this replica."
-    );
-    counter!(names::EVENTS_ROUTED).absolute(0);
-    describe_counter!(
-        names::DELIVERIES_CREATED,
-        "Deliveries created by this replica's routing (one per event and matching endpoint)."
-    );
-    counter!(names::DELIVERIES_CREATED).absolute(0);
-    describe_counter!(
-        names::ATTEMPT_ERRORS,
-        "Failed HTTP attempts by error kind (as in outbox.attempts.error_kind)."
-    );
-    for kind in error_kinds {
-        counter!(names::ATTEMPT_ERRORS, "kind" => *kind).absolute(0);
-    }
-    describe_counter!(
-        names::LEASES_RESCUED,
-        "Expired leases (of a replica that died or stalled) returned to pending by this replica."
-    );
-    counter!(names::LEASES_RESCUED).absolute(0);
-    describe_counter!(
-        names::DB_ERRORS,
-        "Database errors by task (each is retried)."
-    );
-    for task in DB_ERROR_TASKS {
-        counter!(names::DB_ERRORS, "task" => *task).absolute(0);
-    }
-    describe_counter!(
-        names::RETENTION_DELETED,
-        "Rows deleted by retention, by table."
-    );
-    for table in RETENTION_TABLES {
-        counter!(names::RETENTION_DELETED, "table" => *table).absolute(0);
+    // (name, help, label, its known values: every one is registered at 0)
+    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 6] = [
+        (
+            names::EVENTS_ROUTED,
+            "Events routed (fanned out to their endpoints) by this replica.",
+            "",
+            &[],
+        ),
+        (
+            names::DELIVERIES_CREATED,
+            "Deliveries created by this replica's routing (one per event and matching endpoint).",
+            "",
+            &[],
+        ),
+        (
+            names::ATTEMPT_ERRORS,
+            "Failed HTTP attempts by error kind (as in outbox.attempts.error_kind).",
+            "kind",
+            error_kinds,
+        ),
+        (
+            names::LEASES_RESCUED,
+            "Expired leases (of a replica that died or stalled) returned to pending by this replica.",
+            "",
+            &[],
+        ),
+        (
+            names::DB_ERRORS,
+            "Database errors by task (each is retried).",
+            "task",
+            DB_ERROR_TASKS,
+        ),
+        (
+            names::RETENTION_DELETED,
+            "Rows deleted by retention, by table.",
+            "table",
+            RETENTION_TABLES,
+        ),
+    ];
+    for (name, help, label, values) in counters {
+        describe_counter!(name, help);
+        if values.is_empty() {
+            counter!(name).absolute(0);
+        }
+        for value in values {
+            counter!(name, label => *value).absolute(0);
+        }
     }
 }
 
