@@ -124,8 +124,8 @@ def main():
             minute = (time.time() - start) / 60
             if 3 <= minute < 9:
                 state["down_until"] = start + 9 * 60
-            burst = 400 if int(minute) % 5 == 4 else 0
-            n = random.randint(20, 60) + burst
+            burst = 200 if int(minute) % 5 == 4 else 0
+            n = random.randint(10, 40) + burst
             kind = random.choice(["order.paid", "order.shipped", "invoice.paid"])
             psql(f"SELECT outbox.publish('{kind}', jsonb_build_object('i', g), resource_key => 'r' || (g % 50)) "
                  f"FROM generate_series(1, {n}) g")

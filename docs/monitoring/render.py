@@ -62,7 +62,7 @@ def fmt(v, unit):
     return f"{v:.2f}{suffix}" if v != int(v) else f"{int(v)}{suffix}"
 
 
-def timeseries_svg(series, w, h, unit, t0, t1):
+def timeseries_svg(series, w, h, unit, t0, t1, step):
     pad_l, pad_b, pad_t = 58, 18, 6
     values = [v for _, pts in series for _, v in pts if v == v]
     lo = min([0.0] + values)
@@ -81,12 +81,16 @@ def timeseries_svg(series, w, h, unit, t0, t1):
         out.append(f'<text x="{pad_l - 4}" y="{y + 4:.1f}" text-anchor="end">{html.escape(fmt(v, unit))}</text>')
     for i in range(5):
         t = t0 + (t1 - t0) * i / 4
-        out.append(f'<text x="{sx(t):.1f}" y="{h - 3}" text-anchor="middle">{time.strftime("%H:%M", time.localtime(t))}</text>')
+        anchor = "end" if i == 4 else "middle"
+        out.append(f'<text x="{sx(t):.1f}" y="{h - 3}" text-anchor="{anchor}">{time.strftime("%H:%M", time.localtime(t))}</text>')
     for i, (_, pts) in enumerate(series):
-        path, pen = [], "M"
+        path, pen, last = [], "M", None
         for t, v in pts:
-            if v != v:
+            # A gap (no sample, e.g. filtered out by `> 0`) breaks the line, as in Grafana.
+            if v != v or (last is not None and t - last > 1.5 * step):
                 pen = "M"
+            last = t
+            if v != v:
                 continue
             path.append(f"{pen}{sx(t):.1f},{sy(v):.1f}")
             pen = "L"
@@ -126,7 +130,10 @@ def main():
                     pts = [(float(ts), float(v)) for ts, v in r["values"]]
                     series.append((legend(t.get("legendFormat"), r["metric"]), pts))
             series = series[:9]
-            body = timeseries_svg(series, w - 16, h - 8 - 30 - 22, unit, t0, t1)
+            # Room for the legend: about 6.5 px per character, wrapped to the panel's width.
+            legend_px = sum(len(n) + 5 for n, _ in series) * 6.5
+            lines = max(1, -(-int(legend_px) // (w - 36)))
+            body = timeseries_svg(series, w - 16, h - 8 - 30 - 8 - 15 * lines, unit, t0, t1, step)
             body += '<div class="legend">' + "".join(
                 f'<span><i style="background:{COLORS[i % len(COLORS)]}"></i>{html.escape(n)}</span>' for i, (n, _) in enumerate(series)) + "</div>"
         elif p["type"] == "stat":
