@@ -16,7 +16,7 @@ mod deliveries;
 mod endpoints;
 mod error;
 mod extract;
-
+mod metrics;
 mod subscriptions;
 mod validate;
 mod views;
@@ -95,7 +95,7 @@ pub(crate) async fn serve(
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::metrics))
         .nest("/v1", v1(state.clone()))
         .with_state(state);
     let result = axum::serve(
@@ -145,20 +145,24 @@ fn v1(state: AppState) -> Router<AppState> {
 }
 
 async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
+    match readiness(&s).await {
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
+}
+
+/// What `/readyz` checks (also `outboxd_ready` in `/metrics`): why not, when not ready.
+async fn readiness(s: &AppState) -> Result<(), String> {
     let check = async {
         let client = s.replica.pool.get().await?;
         crate::db::check_schema(&client).await
     };
     match tokio::time::timeout(std::time::Duration::from_secs(5), check).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: database did not answer within 5s\n".into(),
-        ),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("database did not answer within 5s".into()),
     }
-}
-
-async fn metrics(State(s): State<AppState>) -> String {
-    s.prom.render()
 }

@@ -25,6 +25,8 @@ pub struct Endpoint {
     pub max_in_flight: u32,
     /// Requests per second, when limited.
     pub rate_limit: Option<f64>,
+    /// Disabled endpoints get no new deliveries (and no series in `/metrics`).
+    pub enabled: bool,
 }
 
 /// The enabled endpoints of one audience (a tenant, or the all-tenants endpoints), indexed so
@@ -88,6 +90,18 @@ impl Catalog {
         self.endpoints.len()
     }
 
+    /// The ids of the enabled endpoints, ascending.
+    pub fn enabled_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .endpoints
+            .values()
+            .filter(|e| e.enabled)
+            .map(|e| e.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The enabled endpoints that must receive an event, each once, in ascending id order.
     pub fn route(&self, tenant_id: Option<&str>, event_type: &str, out: &mut Vec<i64>) {
         out.clear();
@@ -133,6 +147,7 @@ impl Catalog {
                 }
             };
             let max_in_flight: i32 = row.get("max_in_flight");
+            let enabled: bool = row.get("enabled");
             let endpoint = Arc::new(Endpoint {
                 id,
                 url: row.get("url"),
@@ -141,8 +156,8 @@ impl Catalog {
                 headers,
                 max_in_flight: max_in_flight.max(1) as u32,
                 rate_limit: row.get("rate_limit"),
+                enabled,
             });
-            let enabled: bool = row.get("enabled");
             let all_tenants: bool = row.get("all_tenants");
             let patterns: Vec<String> = row.get("patterns");
             if enabled && !patterns.is_empty() {

@@ -12,6 +12,7 @@ use clap::Args;
 use crate::delivery::http::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT,
 };
+use crate::metrics::endpoints::LabelPolicy;
 use crate::retry::{
     DEFAULT_JITTER, DEFAULT_MAX_AGE, DEFAULT_RETRY_AFTER_CAP, DEFAULT_SCHEDULE, RetryPolicy,
     parse_schedule,
@@ -133,6 +134,18 @@ pub struct RunArgs {
     /// Name of this replica in leases and attempts (must be unique); default: hostname-pid-random.
     #[arg(long, env = "OUTBOXD_REPLICA_ID")]
     pub replica_id: Option<String>,
+
+    /// Which endpoints get their own endpoint_id label in /metrics: all, none, or top:N (at most N; the rest are summed as endpoint_id="other").
+    #[arg(
+        long,
+        env = "OUTBOXD_METRICS_ENDPOINT_LABELS",
+        default_value = "top:100"
+    )]
+    pub metrics_endpoint_labels: String,
+
+    /// How often the replica holding the stats lease refreshes the database-wide gauges of /metrics.
+    #[arg(long, env = "OUTBOXD_STATS_INTERVAL", default_value = "10s")]
+    pub stats_interval: humantime::Duration,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -189,6 +202,8 @@ pub struct Config {
     pub retention_interval: Duration,
     pub migrate: bool,
     pub replica_id: String,
+    pub metrics_endpoint_labels: LabelPolicy,
+    pub stats_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -296,6 +311,14 @@ impl RunArgs {
             ));
         }
         let replica_id = self.replica_id.unwrap_or_else(default_replica_id);
+        let metrics_endpoint_labels = self
+            .metrics_endpoint_labels
+            .parse::<LabelPolicy>()
+            .map_err(|e| invalid("OUTBOXD_METRICS_ENDPOINT_LABELS", e))?;
+        let stats_interval: Duration = self.stats_interval.into();
+        if stats_interval < Duration::from_millis(100) {
+            return Err(invalid("OUTBOXD_STATS_INTERVAL", "must be at least 100ms"));
+        }
         crate::db::parse_url(&database_url).map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
         Ok(Config {
             database_url,
@@ -325,6 +348,8 @@ impl RunArgs {
             retention_interval: self.retention_interval.into(),
             migrate: self.migrate,
             replica_id,
+            metrics_endpoint_labels,
+            stats_interval,
         })
     }
 }
@@ -380,6 +405,33 @@ mod tests {
         ])
         .into_config(URL.into())
         .unwrap();
+    }
+
+    #[test]
+    fn metrics_settings_are_checked() {
+        let c = args(&[]).into_config(URL.into()).unwrap();
+        assert_eq!(c.metrics_endpoint_labels, LabelPolicy::Top(100));
+        assert_eq!(c.stats_interval, Duration::from_secs(10));
+        let c = args(&["--metrics-endpoint-labels", "none"])
+            .into_config(URL.into())
+            .unwrap();
+        assert_eq!(c.metrics_endpoint_labels, LabelPolicy::None);
+        for (flag, value, name) in [
+            (
+                "--metrics-endpoint-labels",
+                "top:0",
+                "OUTBOXD_METRICS_ENDPOINT_LABELS",
+            ),
+            (
+                "--metrics-endpoint-labels",
+                "some",
+                "OUTBOXD_METRICS_ENDPOINT_LABELS",
+            ),
+            ("--stats-interval", "10ms", "OUTBOXD_STATS_INTERVAL"),
+        ] {
+            let err = args(&[flag, value]).into_config(URL.into()).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
     }
 
     #[test]

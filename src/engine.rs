@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::db::{self, DbError};
+use crate::delivery::ErrorKind;
 use crate::delivery::http::{Sender, SenderConfig};
 use crate::replica::Replica;
 
@@ -54,7 +55,8 @@ impl Engine {
     /// Checks the database (migrating it when configured to), binds the listener and starts
     /// every task.
     pub async fn start(config: Config) -> Result<Engine, EngineError> {
-        let prom = crate::metrics::handle();
+        let kinds: Vec<&'static str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        let prom = crate::metrics::handle(&kinds);
         let mut client = db::connect(&config.database_url).await?;
         if config.migrate {
             db::migrate(&mut client).await?;
@@ -131,11 +133,7 @@ async fn run(
             background.clone(),
         )),
         tokio::spawn(crate::maintenance::retention(r.clone(), background.clone())),
-        tokio::spawn(crate::maintenance::stats(
-            r.clone(),
-            Duration::from_secs(10),
-            background.clone(),
-        )),
+        tokio::spawn(crate::maintenance::stats(r.clone(), background.clone())),
         tokio::spawn(crate::admin::serve(
             listener,
             r.clone(),

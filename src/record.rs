@@ -104,18 +104,16 @@ pub(crate) async fn recorder(replica: Arc<Replica>, mut rx: mpsc::Receiver<Compl
                     break;
                 }
                 Err(e) => {
-                    metrics::counter!("outboxd_db_errors_total", "task" => "record").increment(1);
+                    crate::metrics::db_error("record");
                     tracing::warn!(error = %e, batch = batch.len(), "recording outcomes failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        {
-            let mut cap = replica.capacity();
-            cap.recorded(batch.iter().map(|c| c.delivery_id));
-            metrics::gauge!("outboxd_in_flight_deliveries").set(cap.total() as f64);
-        }
+        replica
+            .capacity()
+            .recorded(batch.iter().map(|c| c.delivery_id));
         batch.clear();
         replica.work_ready.notify_one();
     }

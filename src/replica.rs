@@ -5,9 +5,9 @@
 //! It sits low in the house: the services (router, claimer, workers, recorder, maintenance,
 //! admin API) take an `&Replica`, and nothing here knows about them.
 //!
-//! Locks: the three bookkeeping mutexes are held only for a few map operations, never across
-//! an `.await`. When more than one is needed (the claim policy), take them in the order
-//! capacity → pacer → breakers.
+//! Locks: the bookkeeping mutexes are held only for a few map operations, never across
+//! an `.await`. When more than one is needed (the claim policy, a scrape), take them in the
+//! order capacity → pacer → breakers → endpoint metrics → stats.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -19,6 +19,8 @@ use crate::circuit::Breakers;
 use crate::config::Config;
 use crate::db::DbError;
 use crate::delivery::http::Sender;
+use crate::metrics::database::StatsState;
+use crate::metrics::endpoints::EndpointSeries;
 use crate::pacing::Pacer;
 
 /// Large payloads (not returned inline by the claim) are loaded by at most this many
@@ -42,6 +44,10 @@ pub(crate) struct Replica {
     capacity: Mutex<Capacity>,
     pacer: Mutex<Pacer>,
     breakers: Mutex<Breakers>,
+    /// The per-endpoint series of `/metrics` (workers add to them, scrapes read them).
+    endpoint_metrics: Mutex<EndpointSeries>,
+    /// The database-wide gauges, when this replica holds the stats lease.
+    stats: Mutex<StatsState>,
 }
 
 /// A poisoned lock only means another task panicked while holding it; the maps inside stay
@@ -58,6 +64,9 @@ impl Replica {
         sender: Sender,
     ) -> Replica {
         let breakers = Breakers::new(config.circuit_failures, config.circuit_cooldown);
+        let endpoint_metrics = EndpointSeries::new(config.metrics_endpoint_labels);
+        // Figures older than two refreshes are not shown (the stats lease lasts three).
+        let stats = StatsState::new(config.stats_interval * 2);
         let handle = CatalogHandle::default();
         handle.set(catalog);
         Replica {
@@ -72,6 +81,8 @@ impl Replica {
             capacity: Mutex::new(Capacity::default()),
             pacer: Mutex::new(Pacer::default()),
             breakers: Mutex::new(breakers),
+            endpoint_metrics: Mutex::new(endpoint_metrics),
+            stats: Mutex::new(stats),
         }
     }
 
@@ -85,6 +96,14 @@ impl Replica {
 
     pub fn breakers(&self) -> MutexGuard<'_, Breakers> {
         lock(&self.breakers)
+    }
+
+    pub fn endpoint_metrics(&self) -> MutexGuard<'_, EndpointSeries> {
+        lock(&self.endpoint_metrics)
+    }
+
+    pub fn stats(&self) -> MutexGuard<'_, StatsState> {
+        lock(&self.stats)
     }
 
     /// Reloads endpoints and subscriptions now; on failure keeps the previous catalog.
@@ -104,6 +123,7 @@ impl Replica {
                 self.catalog.set(c);
             }
             Err(e) => {
+                crate::metrics::db_error("catalog");
                 tracing::warn!(error = %e, "could not reload endpoints; keeping the previous ones")
             }
         }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CatalogHandle};
 use crate::db::DbError;
+use crate::metrics::names;
 use crate::replica::Replica;
 use crate::sql;
 
@@ -286,9 +287,8 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
             Ok(stats) => {
                 backoff = Duration::from_millis(100);
                 if stats.events > 0 {
-                    metrics::counter!("outboxd_events_routed_total").increment(stats.events as u64);
-                    metrics::counter!("outboxd_deliveries_created_total")
-                        .increment(stats.deliveries as u64);
+                    metrics::counter!(names::EVENTS_ROUTED).increment(stats.events as u64);
+                    metrics::counter!(names::DELIVERIES_CREATED).increment(stats.deliveries as u64);
                 }
                 if stats.ready > 0 {
                     replica.work_ready.notify_one();
@@ -309,7 +309,7 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 }
             }
             Err(e) => {
-                metrics::counter!("outboxd_db_errors_total", "task" => "router").increment(1);
+                crate::metrics::db_error("router");
                 tracing::warn!(error = %e, "routing failed; retrying");
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 Some(backoff)

@@ -36,6 +36,9 @@ pub(crate) const ROUTE_LOCK: &str = include_str!("../sql/engine/route_lock.sql")
 pub(crate) const ROUTE_MARK: &str = include_str!("../sql/engine/route_mark.sql");
 pub(crate) const SCHEMA_VERSION: &str = include_str!("../sql/engine/schema_version.sql");
 pub(crate) const STATS: &str = include_str!("../sql/engine/stats.sql");
+pub(crate) const STATS_ENDPOINTS: &str = include_str!("../sql/engine/stats_endpoints.sql");
+pub(crate) const STATS_LEASE: &str = include_str!("../sql/engine/stats_lease.sql");
+pub(crate) const STATS_RELEASE: &str = include_str!("../sql/engine/stats_release.sql");
 
 /// Every query of this group, for the test that prepares each against the schema.
 #[cfg(test)]
@@ -68,6 +71,9 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("route_mark", ROUTE_MARK),
     ("schema_version", SCHEMA_VERSION),
     ("stats", STATS),
+    ("stats_endpoints", STATS_ENDPOINTS),
+    ("stats_lease", STATS_LEASE),
+    ("stats_release", STATS_RELEASE),
 ];
 
 /// The admin API's queries (`sql/admin/`). Writes that must reach the claimer use the

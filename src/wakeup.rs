@@ -30,6 +30,7 @@ pub(crate) async fn listen(replica: Arc<Replica>, shutdown: CancellationToken) {
             return;
         }
         if let Err(e) = result {
+            crate::metrics::db_error("listen");
             tracing::warn!(error = %e, "LISTEN connection lost; polling until it is back");
         }
         // Anything may have happened while we were deaf.

@@ -30,7 +30,40 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// An endpoint as shown by the API: everything but its secrets.
+/// What the API shows instead of a write-only value: an extra header's value, the user name
+/// and password of an endpoint URL. Sent back in a PATCH, it keeps the stored value.
+pub const MASK: &str = "********";
+
+/// The extra headers with their values masked (the names stay: they tell what is set).
+pub fn masked_headers(headers: &Value) -> Value {
+    match headers {
+        Value::Object(map) => Value::Object(
+            map.keys()
+                .map(|k| (k.clone(), Value::String(MASK.to_owned())))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The URL with its user name and password (if any) masked.
+pub fn masked_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            if !u.username().is_empty() {
+                let _ = u.set_username(MASK);
+            }
+            if u.password().is_some() {
+                let _ = u.set_password(Some(MASK));
+            }
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// An endpoint as shown by the API: everything but its secrets; header values and URL
+/// credentials masked ([`MASK`]).
 #[derive(Debug, Serialize)]
 pub struct Endpoint {
     pub id: i64,
@@ -52,11 +85,11 @@ impl Endpoint {
     pub fn from_row(row: &Row) -> Result<Endpoint, ApiError> {
         Ok(Endpoint {
             id: col(row, "id")?,
-            url: col(row, "url")?,
+            url: masked_url(&col::<String>(row, "url")?),
             tenant_id: col(row, "tenant_id")?,
             all_tenants: col(row, "all_tenants")?,
             secret_count: col(row, "secret_count")?,
-            headers: col(row, "headers")?,
+            headers: masked_headers(&col(row, "headers")?),
             enabled: col(row, "enabled")?,
             max_in_flight: col(row, "max_in_flight")?,
             rate_limit: col(row, "rate_limit")?,
@@ -287,6 +320,24 @@ mod tests {
             }
         );
         assert!(PageStart::parse("subscriptions", None, Some(&c)).is_err());
+    }
+
+    #[test]
+    fn header_values_and_url_credentials_are_masked() {
+        let h = masked_headers(&serde_json::json!({"authorization": "Bearer s3cret", "x-a": "1"}));
+        assert_eq!(h, serde_json::json!({"authorization": MASK, "x-a": MASK}));
+        assert_eq!(
+            masked_url("https://user:pa55@hooks.example.com/x?y=1"),
+            "https://********:********@hooks.example.com/x?y=1"
+        );
+        assert_eq!(
+            masked_url("https://token@hooks.example.com/"),
+            "https://********@hooks.example.com/"
+        );
+        assert_eq!(
+            masked_url("https://hooks.example.com/"),
+            "https://hooks.example.com/"
+        );
     }
 
     #[test]

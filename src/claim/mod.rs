@@ -76,7 +76,7 @@ pub(crate) async fn claimer(
             }
             Err(e) => {
                 unsure = true;
-                metrics::counter!("outboxd_db_errors_total", "task" => "claim").increment(1);
+                crate::metrics::db_error("claim");
                 tracing::warn!(error = %e, "claiming failed; retrying");
                 if backoff.wait(&shutdown).await {
                     break;
@@ -131,7 +131,6 @@ fn start_workers(
         for c in &claimed {
             cap.claimed(c.id, c.endpoint_id);
         }
-        metrics::gauge!("outboxd_in_flight_deliveries").set(cap.total() as f64);
     }
     for c in claimed {
         let replica = replica.clone();

@@ -3,6 +3,7 @@
 
 mod admin;
 mod engine;
+mod metrics;
 mod support;
 
 /// The `outboxd` binary Cargo built for this test binary.
