@@ -17,6 +17,7 @@ mod endpoints;
 mod error;
 mod extract;
 mod metrics;
+mod sources;
 mod subscriptions;
 mod validate;
 mod views;
@@ -136,6 +137,14 @@ fn v1(state: AppState) -> Router<AppState> {
                 .patch(subscriptions::patch)
                 .delete(subscriptions::delete),
         )
+        .route("/sources", get(sources::list).post(sources::create))
+        .route(
+            "/sources/{name}",
+            get(sources::get)
+                .patch(sources::patch)
+                .delete(sources::delete),
+        )
+        .route("/sources/{name}/replay", post(sources::replay))
         .route("/deliveries", get(deliveries::list))
         .route("/events/{event_id}", get(deliveries::event))
         .fallback(|| async { ApiError::NotFound("no such route under /v1".into()) })

@@ -146,6 +146,30 @@ pub struct RunArgs {
     /// How often the replica holding the stats lease refreshes the database-wide gauges of /metrics.
     #[arg(long, env = "OUTBOXD_STATS_INTERVAL", default_value = "10s")]
     pub stats_interval: humantime::Duration,
+
+    /// Address of the public listener for inbound webhooks (POST /in/{source}); off when unset.
+    #[arg(long, env = "OUTBOXD_INBOUND_LISTEN")]
+    pub inbound_listen: Option<SocketAddr>,
+
+    /// Stored inbound requests are deleted after this age (not while a kept event relays one).
+    #[arg(long, env = "OUTBOXD_INBOUND_RETENTION", default_value = "7d")]
+    pub inbound_retention: humantime::Duration,
+
+    /// Inbound: time a client has to send a request's headers, and again its body.
+    #[arg(long, env = "OUTBOXD_INBOUND_READ_TIMEOUT", default_value = "10s")]
+    pub inbound_read_timeout: humantime::Duration,
+
+    /// Inbound: open connections at most; more are answered 503 and closed.
+    #[arg(long, env = "OUTBOXD_INBOUND_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub inbound_max_connections: usize,
+
+    /// Inbound: database connections that store accepted requests (group commit).
+    #[arg(long, env = "OUTBOXD_INBOUND_WRITERS", default_value_t = 2)]
+    pub inbound_writers: usize,
+
+    /// Inbound: request bodies held in memory at once, in bytes; beyond that, requests get 503.
+    #[arg(long, env = "OUTBOXD_INBOUND_MAX_BUFFERED", default_value_t = 128 << 20)]
+    pub inbound_max_buffered: usize,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -204,6 +228,20 @@ pub struct Config {
     pub replica_id: String,
     pub metrics_endpoint_labels: LabelPolicy,
     pub stats_interval: Duration,
+    pub inbound: InboundConfig,
+}
+
+/// The inbound listener's settings (README "Receiving webhooks").
+#[derive(Debug, Clone)]
+pub struct InboundConfig {
+    /// `None`: no inbound listener on this replica (stored requests are still relayed and
+    /// kept by retention).
+    pub listen: Option<SocketAddr>,
+    pub retention: Duration,
+    pub read_timeout: Duration,
+    pub max_connections: usize,
+    pub writers: usize,
+    pub max_buffered_bytes: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -220,6 +258,7 @@ impl std::fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("concurrency", &self.concurrency)
             .field("replica_id", &self.replica_id)
+            .field("inbound", &self.inbound)
             .finish_non_exhaustive()
     }
 }
@@ -245,6 +284,7 @@ pub fn parse_networks(s: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
 impl RunArgs {
     /// Validates everything; `database_url` must be resolved by the caller for `demo`.
     pub fn into_config(self, database_url: String) -> Result<Config, ConfigError> {
+        let inbound = self.inbound_config()?;
         let schedule = parse_schedule(&self.retry_schedule)
             .map_err(|e| invalid("OUTBOXD_RETRY_SCHEDULE", e.to_string()))?;
         if !(0.0..=1.0).contains(&self.retry_jitter) {
@@ -350,6 +390,52 @@ impl RunArgs {
             replica_id,
             metrics_endpoint_labels,
             stats_interval,
+            inbound,
+        })
+    }
+
+    fn inbound_config(&self) -> Result<InboundConfig, ConfigError> {
+        let read_timeout: Duration = self.inbound_read_timeout.into();
+        if read_timeout < Duration::from_millis(100) {
+            return Err(invalid(
+                "OUTBOXD_INBOUND_READ_TIMEOUT",
+                "must be at least 100ms",
+            ));
+        }
+        if self.inbound_max_connections == 0 {
+            return Err(invalid(
+                "OUTBOXD_INBOUND_MAX_CONNECTIONS",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=64).contains(&self.inbound_writers) {
+            return Err(invalid(
+                "OUTBOXD_INBOUND_WRITERS",
+                "must be between 1 and 64",
+            ));
+        }
+        if self.inbound_max_buffered < 20 << 20 {
+            return Err(invalid(
+                "OUTBOXD_INBOUND_MAX_BUFFERED",
+                "must be at least 20971520 (one body of the largest size a source may allow)",
+            ));
+        }
+        if let Some(addr) = self.inbound_listen
+            && addr == self.listen
+            && addr.port() != 0
+        {
+            return Err(invalid(
+                "OUTBOXD_INBOUND_LISTEN",
+                "must differ from OUTBOXD_LISTEN: the public listener serves only /in/{source}",
+            ));
+        }
+        Ok(InboundConfig {
+            listen: self.inbound_listen,
+            retention: self.inbound_retention.into(),
+            read_timeout,
+            max_connections: self.inbound_max_connections,
+            writers: self.inbound_writers,
+            max_buffered_bytes: self.inbound_max_buffered,
         })
     }
 }

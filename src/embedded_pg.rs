@@ -223,6 +223,13 @@ impl EmbeddedPostgres {
     /// `immediate`; `-m fast` otherwise) and starts it again on the same port and data directory.
     /// For fault-injection tests. Existing connections are broken.
     pub fn restart(&mut self, immediate: bool) -> Result<(), EmbeddedPgError> {
+        self.halt(immediate)?;
+        self.resume()
+    }
+
+    /// Stops the server like [`restart`](Self::restart) does, but leaves it stopped (data and
+    /// port kept) until [`resume`](Self::resume): for tests of an outage that lasts.
+    pub fn halt(&mut self, immediate: bool) -> Result<(), EmbeddedPgError> {
         if self.removed {
             return Err(EmbeddedPgError::Removed);
         }
@@ -230,7 +237,17 @@ impl EmbeddedPostgres {
             self.pg_ctl_stop(if immediate { "immediate" } else { "fast" })?;
             self.running = false;
         }
-        self.start_on(self.port)?;
+        Ok(())
+    }
+
+    /// Starts a [`halt`](Self::halt)ed server again on the same port and data directory.
+    pub fn resume(&mut self) -> Result<(), EmbeddedPgError> {
+        if self.removed {
+            return Err(EmbeddedPgError::Removed);
+        }
+        if !self.running {
+            self.start_on(self.port)?;
+        }
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //!   wakeup::reload_catalog                                      ▲                          │ Completed
 //!   maintenance::{rescue_leases, retention, stats}              └──── work_ready ◄── record::recorder
 //!   admin::serve (/healthz /readyz /metrics /v1)
+//!   inbound::run (POST /in/{source}, when OUTBOXD_INBOUND_LISTEN is set)
 //! ```
 //!
 //! Shutdown (SIGTERM in `main` cancels the token): the router and the claimer stop; the
@@ -47,6 +48,8 @@ pub enum EngineError {
 pub struct Engine {
     /// Where `/metrics`, `/healthz`, `/readyz` and `/v1` listen (useful with port 0).
     pub listen_addr: SocketAddr,
+    /// Where the inbound listener (`POST /in/{source}`) listens, when it is on.
+    pub inbound_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -83,13 +86,30 @@ impl Engine {
             .await
             .map_err(listen_error)?;
         let listen_addr = listener.local_addr().map_err(listen_error)?;
+        let inbound = match config.inbound.listen {
+            Some(addr) => {
+                let inbound_error = |source| EngineError::Listen { addr, source };
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(inbound_error)?;
+                let at = l.local_addr().map_err(inbound_error)?;
+                Some((l, at))
+            }
+            None => None,
+        };
+        let inbound_addr = inbound.as_ref().map(|(_, at)| *at);
 
         let replica = Arc::new(Replica::new(config, pool, catalog, sender));
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(replica, listener, prom, shutdown.clone()));
+        let inbound_task = inbound.map(|(l, at)| {
+            tracing::info!(inbound = %at, "inbound listener started");
+            tokio::spawn(crate::inbound::run(l, replica.clone(), shutdown.clone()))
+        });
+        let task = tokio::spawn(run(replica, listener, prom, shutdown.clone(), inbound_task));
         tracing::info!(listen = %listen_addr, "outboxd started");
         Ok(Engine {
             listen_addr,
+            inbound_addr,
             shutdown,
             task,
         })
@@ -117,6 +137,7 @@ async fn run(
     listener: tokio::net::TcpListener,
     prom: metrics_exporter_prometheus::PrometheusHandle,
     shutdown: CancellationToken,
+    inbound: Option<JoinHandle<()>>,
 ) {
     // Background services stop with `background`, after the claimer and recorder are done.
     let background = CancellationToken::new();
@@ -152,6 +173,11 @@ async fn run(
     if tokio::time::timeout(grace, recorder).await.is_err() {
         tracing::warn!("could not record the last outcomes in time; their leases will expire");
         abort.abort();
+    }
+    // The inbound listener stopped accepting at the same signal; its open requests are
+    // committed and answered before the pool's last users go.
+    if let Some(inbound) = inbound {
+        let _ = inbound.await;
     }
     background.cancel();
     for s in services {

@@ -33,8 +33,9 @@ const FLOORS: &[(u8, &[&str])] = &[
     (5, &["replica"]),
     // Services that need only the replica.
     (6, &["router", "record", "maintenance", "wakeup"]),
-    // A worker makes one attempt and hands its outcome to the recorder.
-    (7, &["worker"]),
+    // A worker makes one attempt and hands its outcome to the recorder; the inbound listener
+    // stores verified requests (the admin API manages its sources and replays them).
+    (7, &["worker", "inbound"]),
     // The claimer spawns workers; the admin API.
     (8, &["claim", "admin"]),
     // Wiring.

@@ -43,6 +43,7 @@ pub(crate) mod delivery;
 pub mod demo;
 pub mod embedded_pg;
 pub(crate) mod engine;
+pub(crate) mod inbound;
 pub(crate) mod locks;
 pub(crate) mod maintenance;
 pub(crate) mod metrics;
@@ -63,7 +64,7 @@ mod layers;
 #[cfg(test)]
 mod test_support;
 
-pub use config::{Config, ConfigError, RunArgs};
+pub use config::{Config, ConfigError, InboundConfig, RunArgs};
 pub use db::{DbError, check_schema, connect, latest_migration, migrate};
 pub use engine::{Engine, EngineError};
 pub use retry::RetryPolicy;

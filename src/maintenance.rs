@@ -4,7 +4,8 @@
 //! * **stats**: the replica holding the stats lease (`outbox.leaders`) refreshes the
 //!   database-wide gauges of `/metrics`; the others leave them out;
 //! * **retention** (SPEC §5): deletes succeeded work after `retention_succeeded`, dead work
-//!   after `retention_dead`, then events left without deliveries, and idle lanes. Every batch
+//!   after `retention_dead`, then events left without deliveries, idle lanes, and stored
+//!   inbound requests after `OUTBOXD_INBOUND_RETENTION` that no kept event relays. Every batch
 //!   is its own short transaction under a try-lock (one replica at a time), walking an index
 //!   window by window with a cursor, and never touches unrouted events: publishers never wait
 //!   for it, and table sizes stay bounded while publishing continues.
@@ -136,6 +137,7 @@ pub(crate) struct RetentionStats {
     pub attempts: i64,
     pub events: i64,
     pub lanes: u64,
+    pub inbound_requests: i64,
 }
 
 /// Window of index entries one retention statement looks at.
@@ -175,12 +177,14 @@ pub(crate) async fn retention(replica: Arc<Replica>, shutdown: CancellationToken
                     attempts = s.attempts,
                     events = s.events,
                     lanes = s.lanes,
+                    inbound_requests = s.inbound_requests,
                     "retention deleted old work"
                 );
                 for (table, n) in [
                     ("deliveries", s.deliveries),
                     ("attempts", s.attempts),
                     ("events", s.events),
+                    ("inbound_requests", s.inbound_requests),
                 ] {
                     metrics::counter!(names::RETENTION_DELETED, "table" => table)
                         .increment(n as u64);
@@ -258,6 +262,20 @@ pub(crate) async fn retention_pass(
         stats.lanes += n;
         if n < RETENTION_WINDOW as u64 || shutdown.is_cancelled() {
             break;
+        }
+    }
+    // Stored inbound requests past their own retention that no kept event relays.
+    let inbound_secs = replica.config.inbound.retention.as_secs_f64();
+    let mut cursor = 0i64;
+    while !shutdown.is_cancelled() {
+        let params: [&(dyn ToSql + Sync); 3] = [&cursor, &inbound_secs, &RETENTION_WINDOW];
+        let Some(row) = locked_batch(&mut client, sql::RETENTION_INBOUND, &params).await? else {
+            return Ok(stats);
+        };
+        stats.inbound_requests += row.get::<_, i64>(2);
+        match row.get::<_, Option<i64>>(0) {
+            Some(c) if row.get::<_, i64>(1) == 0 => cursor = c,
+            _ => break,
         }
     }
     Ok(stats)

@@ -39,6 +39,8 @@ pub(crate) struct Replica {
     pub events_ready: Notify,
     /// Wakes the catalog reloader: endpoints or subscriptions changed.
     pub config_changed: Notify,
+    /// Wakes the inbound listener's source reloader: `outbox.sources` changed.
+    pub sources_changed: Notify,
     /// Bounds memory: large payloads are loaded by a few workers at a time.
     pub big_payloads: Semaphore,
     capacity: Mutex<Capacity>,
@@ -77,6 +79,7 @@ impl Replica {
             work_ready: Notify::new(),
             events_ready: Notify::new(),
             config_changed: Notify::new(),
+            sources_changed: Notify::new(),
             big_payloads: Semaphore::new(BIG_PAYLOAD_LOADS),
             capacity: Mutex::new(Capacity::default()),
             pacer: Mutex::new(Pacer::default()),

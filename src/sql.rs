@@ -1,6 +1,6 @@
 //! Every named query, one file each under `sql/`, loaded with `include_str!`: the engine's
-//! (`sql/engine/`, at the top of this module), the admin API's ([`admin`], `sql/admin/`) and
-//! the demo's ([`demo`], `sql/demo/`). No query string is written anywhere else in `src/`.
+//! (`sql/engine/`, at the top of this module), the admin API's ([`admin`], `sql/admin/`), the
+//! inbound listener's ([`inbound`], `sql/inbound/`) and the demo's ([`demo`], `sql/demo/`). No query string is written anywhere else in `src/`.
 //! The test at the bottom prepares every one of them against a freshly migrated schema, so a
 //! typo or a schema drift fails CI, not production. The DBAs' cookbook (`sql/cookbook/`) is
 //! run by the integration tests.
@@ -9,6 +9,7 @@ pub(crate) const CATALOG_ENDPOINTS: &str = include_str!("../sql/engine/catalog_e
 pub(crate) const CATALOG_VERSION: &str = include_str!("../sql/engine/catalog_version.sql");
 pub(crate) const CLAIM: &str = include_str!("../sql/engine/claim.sql");
 pub(crate) const FETCH_PAYLOAD: &str = include_str!("../sql/engine/fetch_payload.sql");
+pub(crate) const FETCH_REQUEST_BODY: &str = include_str!("../sql/engine/fetch_request_body.sql");
 pub(crate) const MIGRATE_LOCK: &str = include_str!("../sql/engine/migrate_lock.sql");
 pub(crate) const MIGRATE_UNLOCK: &str = include_str!("../sql/engine/migrate_unlock.sql");
 pub(crate) const NOTIFY_DELIVERIES: &str = include_str!("../sql/engine/notify_deliveries.sql");
@@ -24,6 +25,7 @@ pub(crate) const RESCUE_EXPIRED_LEASES: &str =
 pub(crate) const RETENTION_BOUNDARY: &str = include_str!("../sql/engine/retention_boundary.sql");
 pub(crate) const RETENTION_DEAD: &str = include_str!("../sql/engine/retention_dead.sql");
 pub(crate) const RETENTION_EVENTS: &str = include_str!("../sql/engine/retention_events.sql");
+pub(crate) const RETENTION_INBOUND: &str = include_str!("../sql/engine/retention_inbound.sql");
 pub(crate) const RETENTION_LANES: &str = include_str!("../sql/engine/retention_lanes.sql");
 pub(crate) const RETENTION_LOCK: &str = include_str!("../sql/engine/retention_lock.sql");
 pub(crate) const RETENTION_SUCCEEDED: &str = include_str!("../sql/engine/retention_succeeded.sql");
@@ -47,6 +49,7 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("catalog_version", CATALOG_VERSION),
     ("claim", CLAIM),
     ("fetch_payload", FETCH_PAYLOAD),
+    ("fetch_request_body", FETCH_REQUEST_BODY),
     ("migrate_lock", MIGRATE_LOCK),
     ("migrate_unlock", MIGRATE_UNLOCK),
     ("notify_deliveries", NOTIFY_DELIVERIES),
@@ -60,6 +63,7 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("retention_boundary", RETENTION_BOUNDARY),
     ("retention_dead", RETENTION_DEAD),
     ("retention_events", RETENTION_EVENTS),
+    ("retention_inbound", RETENTION_INBOUND),
     ("retention_lanes", RETENTION_LANES),
     ("retention_lock", RETENTION_LOCK),
     ("retention_succeeded", RETENTION_SUCCEEDED),
@@ -99,6 +103,13 @@ pub(crate) mod admin {
     pub(crate) const EVENT_DELIVERIES: &str = include_str!("../sql/admin/event_deliveries.sql");
     pub(crate) const EVENT_GET: &str = include_str!("../sql/admin/event_get.sql");
     pub(crate) const ROUTING_LOCK: &str = include_str!("../sql/admin/routing_lock.sql");
+    pub(crate) const SOURCE_DELETE: &str = include_str!("../sql/admin/source_delete.sql");
+    pub(crate) const SOURCE_GET: &str = include_str!("../sql/admin/source_get.sql");
+    pub(crate) const SOURCE_INSERT: &str = include_str!("../sql/admin/source_insert.sql");
+    pub(crate) const SOURCE_LIST: &str = include_str!("../sql/admin/source_list.sql");
+    pub(crate) const SOURCE_LOCK: &str = include_str!("../sql/admin/source_lock.sql");
+    pub(crate) const SOURCE_REPLAY: &str = include_str!("../sql/admin/source_replay.sql");
+    pub(crate) const SOURCE_UPDATE: &str = include_str!("../sql/admin/source_update.sql");
     pub(crate) const SUBSCRIPTION_DELETE: &str =
         include_str!("../sql/admin/subscription_delete.sql");
     pub(crate) const SUBSCRIPTION_GET: &str = include_str!("../sql/admin/subscription_get.sql");
@@ -128,12 +139,34 @@ pub(crate) mod admin {
         ("event_deliveries", EVENT_DELIVERIES),
         ("event_get", EVENT_GET),
         ("routing_lock", ROUTING_LOCK),
+        ("source_delete", SOURCE_DELETE),
+        ("source_get", SOURCE_GET),
+        ("source_insert", SOURCE_INSERT),
+        ("source_list", SOURCE_LIST),
+        ("source_lock", SOURCE_LOCK),
+        ("source_replay", SOURCE_REPLAY),
+        ("source_update", SOURCE_UPDATE),
         ("subscription_delete", SUBSCRIPTION_DELETE),
         ("subscription_get", SUBSCRIPTION_GET),
         ("subscription_insert", SUBSCRIPTION_INSERT),
         ("subscription_list", SUBSCRIPTION_LIST),
         ("subscription_lock", SUBSCRIPTION_LOCK),
         ("subscription_update", SUBSCRIPTION_UPDATE),
+    ];
+}
+
+/// The inbound listener's queries (`sql/inbound/`).
+pub(crate) mod inbound {
+    pub(crate) const ACCEPT: &str = include_str!("../sql/inbound/accept.sql");
+    pub(crate) const SOURCE_ALL: &str = include_str!("../sql/inbound/source_all.sql");
+    pub(crate) const SOURCE_ONE: &str = include_str!("../sql/inbound/source_one.sql");
+
+    /// Every query of this group, for the test that prepares each against the schema.
+    #[cfg(test)]
+    pub(crate) const ALL: &[(&str, &str)] = &[
+        ("accept", ACCEPT),
+        ("source_all", SOURCE_ALL),
+        ("source_one", SOURCE_ONE),
     ];
 }
 
@@ -176,7 +209,12 @@ mod tests {
     async fn every_named_query_prepares_against_the_migrated_schema() {
         let db = testkit::fresh_db().await;
         let client = db.client().await;
-        for (group, queries) in [("engine", ALL), ("admin", admin::ALL), ("demo", demo::ALL)] {
+        for (group, queries) in [
+            ("engine", ALL),
+            ("admin", admin::ALL),
+            ("inbound", inbound::ALL),
+            ("demo", demo::ALL),
+        ] {
             assert!(!queries.is_empty(), "sql/{group}/ lists no query");
             for (name, sql) in queries {
                 if let Err(e) = client.prepare(sql).await {
@@ -190,11 +228,16 @@ mod tests {
         }
     }
 
-    /// Every file under `sql/engine`, `sql/admin` and `sql/demo` is listed in `ALL` (and so
+    /// Every file under `sql/engine`, `sql/admin`, `sql/inbound` and `sql/demo` is listed in `ALL` (and so
     /// prepared by the test above): a query file nobody loads is dead or forgotten.
     #[test]
     fn every_query_file_is_listed() {
-        for (group, queries) in [("engine", ALL), ("admin", admin::ALL), ("demo", demo::ALL)] {
+        for (group, queries) in [
+            ("engine", ALL),
+            ("admin", admin::ALL),
+            ("inbound", inbound::ALL),
+            ("demo", demo::ALL),
+        ] {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("sql")
                 .join(group);

@@ -1,6 +1,7 @@
 //! Wake-ups: one connection LISTENs on PostgreSQL's notifications and turns them into
-//! in-process wake-ups of the router (`outboxd_events`), the claimer (`outboxd_deliveries`)
-//! and the catalog reloader (`outboxd_config`), which also lives here.
+//! in-process wake-ups of the router (`outboxd_events`), the claimer (`outboxd_deliveries`),
+//! the catalog reloader (`outboxd_config`), which also lives here, and the inbound listener's
+//! source reloader (`outboxd_sources`).
 //!
 //! Notifications only shorten waits: every task also polls, so a lost LISTEN connection
 //! (reconnected with backoff, forever) costs latency, never correctness. After a reconnect
@@ -37,6 +38,7 @@ pub(crate) async fn listen(replica: Arc<Replica>, shutdown: CancellationToken) {
         replica.events_ready.notify_one();
         replica.work_ready.notify_one();
         replica.config_changed.notify_one();
+        replica.sources_changed.notify_one();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
@@ -65,7 +67,10 @@ async fn listen_once(replica: &Replica, shutdown: &CancellationToken) -> Result<
         Ok(())
     });
     client
-        .batch_execute("LISTEN outboxd_events; LISTEN outboxd_deliveries; LISTEN outboxd_config;")
+        .batch_execute(
+            "LISTEN outboxd_events; LISTEN outboxd_deliveries; LISTEN outboxd_config; \
+             LISTEN outboxd_sources;",
+        )
         .await?;
     loop {
         tokio::select! {
@@ -75,6 +80,7 @@ async fn listen_once(replica: &Replica, shutdown: &CancellationToken) -> Result<
                     "outboxd_events" => replica.events_ready.notify_one(),
                     "outboxd_deliveries" => replica.work_ready.notify_one(),
                     "outboxd_config" => replica.config_changed.notify_one(),
+                    "outboxd_sources" => replica.sources_changed.notify_one(),
                     _ => {}
                 },
                 None => {

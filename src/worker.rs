@@ -4,7 +4,9 @@
 //!
 //! The attempt itself: look the endpoint up in the catalog, wait for its rate-limit slot,
 //! load a large payload if the claim did not return it, refuse to start a request that could
-//! not finish within the lease, then send ([`crate::delivery::http`]).
+//! not finish within the lease, then send ([`crate::delivery::http`]). An event relaying an
+//! inbound request sends the stored body with its original content type and headers
+//! ([`crate::delivery::relay`]).
 
 use std::time::{Duration, Instant};
 
@@ -137,13 +139,29 @@ async fn attempt(replica: &Replica, c: &mut Claimed) -> Outcome {
             tokio::time::sleep(wait).await;
         }
     }
+    if c.request_id.is_some() && c.relayed.is_none() {
+        return failed(
+            ErrorKind::InvalidEvent,
+            "the inbound request this event relays is no longer stored (deleted by hand?)",
+        );
+    }
+    let relayed_headers = match c.relayed.as_ref().map(|r| r.headers()).transpose() {
+        Ok(h) => h,
+        Err(e) => return failed(ErrorKind::InvalidEvent, e),
+    };
     let _big_permit;
     let body = match c.body.take() {
-        Some(b) => Bytes::from(b.into_bytes()),
+        Some(b) => b,
         None => {
             _big_permit = replica.big_payloads.acquire().await;
-            match fetch_payload(replica, c.event_pk).await {
-                Ok(b) => Bytes::from(b.into_bytes()),
+            match fetch_body(replica, c).await {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    return failed(
+                        ErrorKind::InvalidEvent,
+                        "the event's body is no longer stored (deleted by hand?)",
+                    );
+                }
                 Err(e) => {
                     return failed(
                         ErrorKind::Request,
@@ -170,6 +188,8 @@ async fn attempt(replica: &Replica, c: &mut Claimed) -> Outcome {
             secrets: &endpoint.secrets,
             endpoint_headers: &endpoint.headers,
             event_headers: c.headers.as_deref(),
+            content_type: c.relayed.as_ref().map(|r| r.content_type()),
+            relayed_headers: relayed_headers.as_ref(),
         })
         .await
 }
@@ -189,10 +209,27 @@ fn lease_allows_request(
     now + timeout + margin <= claimed_at + lease
 }
 
-async fn fetch_payload(replica: &Replica, event_pk: i64) -> Result<String, DbError> {
+/// A body the claim did not return inline: the event's payload, or the stored inbound
+/// request's body.
+async fn fetch_body(replica: &Replica, c: &Claimed) -> Result<Option<Bytes>, DbError> {
     let client = replica.pool.get().await?;
-    let stmt = client.prepare_cached(sql::FETCH_PAYLOAD).await?;
-    Ok(client.query_one(&stmt, &[&event_pk]).await?.get(0))
+    let row = match c.request_id {
+        None => {
+            let stmt = client.prepare_cached(sql::FETCH_PAYLOAD).await?;
+            client.query_opt(&stmt, &[&c.event_pk]).await?
+        }
+        Some(request_id) => {
+            let stmt = client.prepare_cached(sql::FETCH_REQUEST_BODY).await?;
+            client.query_opt(&stmt, &[&request_id]).await?
+        }
+    };
+    Ok(match (row, c.request_id) {
+        (Some(r), None) => r
+            .try_get::<_, Option<String>>(0)?
+            .map(|p| Bytes::from(p.into_bytes())),
+        (Some(r), Some(_)) => Some(Bytes::from(r.try_get::<_, Vec<u8>>(0)?)),
+        (None, _) => None,
+    })
 }
 
 #[cfg(test)]

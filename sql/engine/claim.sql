@@ -9,7 +9,8 @@
 -- Payloads come back inline when they are stored uncompressed and up to 256 KiB, or compressed
 -- and up to 4 KiB (a compressed jsonb's stored size says little about its text: 100:1
 -- happens); the others are fetched by the worker (sql/engine/fetch_payload.sql) under a
--- semaphore, so one claim holds at most $4 × 256 KiB of payload.
+-- semaphore, so one claim holds at most $4 × 256 KiB of payload. A relayed inbound request's
+-- body (bytea) follows the same rule (sql/engine/fetch_request_body.sql when it is large).
 WITH RECURSIVE active(endpoint_id) AS (
     (SELECT d.endpoint_id FROM outbox.deliveries d
       WHERE d.state = 'pending' AND NOT d.held
@@ -59,7 +60,20 @@ UPDATE outbox.deliveries d
    SET state = 'delivering', claim_count = d.claim_count + 1,
        lease_until = now() + make_interval(secs => $5::float8), leased_by = $6,
        updated_at = now()
-  FROM picked, outbox.events ev
+  FROM picked,
+       outbox.events ev
+       -- An event that relays a stored inbound request (request_id) is sent with the
+       -- request's body bytes and content type, inline on the same terms as payloads. The
+       -- one-time filter on ev.request_id keeps the probe off applications' JSON events.
+       LEFT JOIN LATERAL (
+            SELECT r.source, r.content_type, r.query, r.headers::text AS headers,
+                   CASE WHEN pg_column_size(r.body) <= 262144
+                         AND (pg_column_compression(r.body) IS NULL
+                              OR pg_column_size(r.body) <= 4096)
+                        THEN r.body END AS body
+              FROM outbox.inbound_requests r
+             WHERE ev.request_id IS NOT NULL AND r.id = ev.request_id
+           ) rq ON true
  WHERE d.id = picked.id AND ev.id = d.event_pk
 RETURNING now() AS db_now, d.id, d.event_pk, d.claim_count, d.attempt_count, d.endpoint_id,
           d.lane_key,
@@ -67,4 +81,6 @@ RETURNING now() AS db_now, d.id, d.event_pk, d.claim_count, d.attempt_count, d.e
           CASE WHEN pg_column_size(ev.payload) <= 262144
                 AND (pg_column_compression(ev.payload) IS NULL
                      OR pg_column_size(ev.payload) <= 4096)
-               THEN ev.payload::text END AS body
+               THEN ev.payload::text END AS body,
+          ev.request_id, rq.source AS request_source, rq.content_type AS request_content_type,
+          rq.query AS request_query, rq.headers AS request_headers, rq.body AS request_body

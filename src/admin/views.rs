@@ -18,7 +18,7 @@ pub fn col<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, ApiError> 
     })
 }
 
-fn ts(row: &Row, name: &str) -> Result<String, ApiError> {
+pub fn ts(row: &Row, name: &str) -> Result<String, ApiError> {
     Ok(rfc3339(col::<DateTime<Utc>>(row, name)?))
 }
 

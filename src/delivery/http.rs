@@ -116,6 +116,12 @@ pub struct WebhookRequest<'a> {
     pub endpoint_headers: &'a HeaderMap,
     /// Raw JSON text of `outbox.events.headers` (an object of string values), if any.
     pub event_headers: Option<&'a str>,
+    /// The body's content type; `None`: `application/json` (a published event's payload).
+    /// A relayed inbound request sends the provider's.
+    pub content_type: Option<HeaderValue>,
+    /// A relayed inbound request's original headers (prefixed) and provenance
+    /// ([`crate::delivery::relay`]); sent as they are, after the endpoint's headers.
+    pub relayed_headers: Option<&'a HeaderMap>,
 }
 
 impl Sender {
@@ -270,6 +276,11 @@ impl Sender {
                 }
             }
         }
+        if let Some(relayed) = req.relayed_headers {
+            for (name, value) in relayed {
+                headers.append(name.clone(), value.clone());
+            }
+        }
         let msg_id = ascii_header_value(req.msg_id).ok_or_else(|| {
             "the event_id cannot be sent as a webhook-id header (only visible ASCII is allowed)"
                 .to_owned()
@@ -277,7 +288,12 @@ impl Sender {
         let signature = signature_header(req.secrets, req.msg_id, req.timestamp, &req.body);
         let signature = HeaderValue::from_str(&signature)
             .map_err(|_| "the webhook signature is not a valid header value".to_owned())?;
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            CONTENT_TYPE,
+            req.content_type
+                .clone()
+                .unwrap_or_else(|| HeaderValue::from_static("application/json")),
+        );
         headers.insert(USER_AGENT, self.inner.user_agent.clone());
         headers.insert(HeaderName::from_static("webhook-id"), msg_id);
         headers.insert(
@@ -637,6 +653,8 @@ mod tests {
                 secrets: &self.secrets,
                 endpoint_headers: &self.endpoint_headers,
                 event_headers: self.event_headers,
+                content_type: None,
+                relayed_headers: None,
             }
         }
     }

@@ -21,6 +21,7 @@
 //! * An [`Outcome`] is data: [`crate::retry`] turns it into the next state.
 
 pub(crate) mod http;
+pub mod relay;
 
 use std::time::Duration;
 
@@ -49,8 +50,13 @@ pub(crate) struct Claimed {
     pub event_id: String,
     pub event_created_at: DateTime<Utc>,
     pub headers: Option<String>,
-    /// `None` when the payload is large: fetch it with `sql::FETCH_PAYLOAD`.
-    pub body: Option<String>,
+    /// The bytes to send; `None` when they are large: fetch them with `sql::FETCH_PAYLOAD`
+    /// (a JSON payload) or `sql::FETCH_REQUEST_BODY` (a relayed inbound request).
+    pub body: Option<bytes::Bytes>,
+    /// The event relays a stored inbound request (`outbox.events.request_id`).
+    pub request_id: Option<i64>,
+    /// That request's content type and headers; `None` also when the request is gone.
+    pub relayed: Option<relay::StoredRequest>,
 }
 
 impl Claimed {

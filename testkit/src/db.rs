@@ -456,19 +456,45 @@ impl Cluster {
     /// connection breaks. An error for a server given by URL: we do not restart other people's
     /// servers. If this future is dropped midway, the cluster is stopped and gone.
     pub async fn restart(&mut self, how: Restart) -> anyhow::Result<()> {
+        // pg_ctl blocks for as long as the stop and the start take.
+        self.blocking(&format!("restarting ({how:?})"), move |pg| {
+            pg.restart(how == Restart::Immediate)
+        })
+        .await
+    }
+
+    /// Stops the throwaway server and leaves it stopped (data and port kept) until
+    /// [`resume`](Cluster::resume): an outage that lasts. An error for a server given by URL.
+    pub async fn halt(&mut self, how: Restart) -> anyhow::Result<()> {
+        self.blocking("halting", move |pg| pg.halt(how == Restart::Immediate))
+            .await
+    }
+
+    /// Starts a [`halt`](Cluster::halt)ed throwaway server again on the same port and data.
+    pub async fn resume(&mut self) -> anyhow::Result<()> {
+        self.blocking("resuming", |pg| pg.resume()).await
+    }
+
+    /// Runs a blocking `pg_ctl` step on the throwaway server, off the async runtime.
+    async fn blocking(
+        &mut self,
+        what: &str,
+        step: impl FnOnce(&mut EmbeddedPostgres) -> Result<(), outboxd::embedded_pg::EmbeddedPgError>
+        + Send
+        + 'static,
+    ) -> anyhow::Result<()> {
         let mut pg = self
             .pg
             .take()
-            .context("not a throwaway cluster: a server given by URL is never restarted")?;
-        // pg_ctl blocks for as long as the stop and the start take.
+            .context("not a throwaway cluster: a server given by URL is never stopped")?;
         let (pg, result) = tokio::task::spawn_blocking(move || {
-            let result = pg.restart(how == Restart::Immediate);
+            let result = step(&mut pg);
             (pg, result)
         })
         .await
-        .context("restarting PostgreSQL panicked")?;
+        .with_context(|| format!("{what} PostgreSQL panicked"))?;
         self.pg = Some(pg);
-        result.with_context(|| format!("restarting PostgreSQL ({how:?})"))
+        result.with_context(|| format!("{what} PostgreSQL"))
     }
 
     /// Stops the throwaway server (`-m fast`) and deletes its directory; nothing for a server

@@ -283,6 +283,12 @@ impl Sidecar {
         self.listen
     }
 
+    /// The inbound listener's address (`OUTBOXD_INBOUND_LISTEN`, logged before `outboxd
+    /// started`), once [`wait_started`](Sidecar::wait_started) returned; `None` when it is off.
+    pub fn inbound_addr(&self) -> Option<SocketAddr> {
+        logged_addr(&self.log(), "inbound listener started", "inbound")
+    }
+
     /// Polls `GET http://<listen>/readyz` until it answers 200; an error with the last answer
     /// and the log's end if the process exits first or `timeout` passes.
     pub async fn wait_ready(
@@ -407,16 +413,22 @@ fn http_client() -> reqwest::Client {
 
 /// The `listen` field of the `outboxd started` line, in the text or the JSON log format.
 fn started_listen_addr(log: &str) -> Option<SocketAddr> {
-    let line = strip_ansi(log.lines().find(|l| l.contains("outboxd started"))?);
+    logged_addr(log, "outboxd started", "listen")
+}
+
+/// The address in field `field` of the first log line containing `message`, in the text or
+/// the JSON log format.
+fn logged_addr(log: &str, message: &str, field: &str) -> Option<SocketAddr> {
+    let line = strip_ansi(log.lines().find(|l| l.contains(message))?);
     if line.trim_start().starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-        let listen = v
+        let value = v
             .get("fields")
-            .and_then(|f| f.get("listen"))
-            .or_else(|| v.get("listen"))?;
-        return listen.as_str()?.parse().ok();
+            .and_then(|f| f.get(field))
+            .or_else(|| v.get(field))?;
+        return value.as_str()?.parse().ok();
     }
-    let (_, rest) = line.split_once("listen=")?;
+    let (_, rest) = line.split_once(&format!("{field}="))?;
     rest.split_whitespace()
         .next()?
         .trim_matches('"')

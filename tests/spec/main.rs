@@ -3,6 +3,7 @@
 
 mod admin;
 mod engine;
+mod inbound;
 mod metrics;
 mod support;
 
