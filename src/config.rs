@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::db::Pooler;
 use crate::delivery::http::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT,
 };
@@ -133,6 +134,21 @@ pub struct RunArgs {
     /// Name of this replica in leases and attempts (must be unique); default: hostname-pid-random.
     #[arg(long, env = "OUTBOXD_REPLICA_ID")]
     pub replica_id: Option<String>,
+
+    /// What sits between outboxd and PostgreSQL: none (a direct connection), session or
+    /// transaction (a pooler such as PgBouncer in that pool mode). README "Poolers".
+    #[arg(long, env = "OUTBOXD_POOLER", default_value = "none")]
+    pub pooler: String,
+
+    /// A direct connection (not through a transaction-mode pooler) used only to LISTEN for
+    /// wake-ups; without it, OUTBOXD_POOLER=transaction polls every OUTBOXD_POLL_INTERVAL.
+    #[arg(long, env = "OUTBOXD_LISTEN_DATABASE_URL", hide_env_values = true)]
+    pub listen_database_url: Option<String>,
+
+    /// How long `run` waits for PostgreSQL to answer at start-up before giving up; default:
+    /// forever (the HTTP listener is up meanwhile: /healthz 200, /readyz 503).
+    #[arg(long, env = "OUTBOXD_STARTUP_TIMEOUT")]
+    pub startup_timeout: Option<humantime::Duration>,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -148,6 +164,11 @@ impl std::fmt::Debug for RunArgs {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("allow_networks", &self.allow_networks)
+            .field("pooler", &self.pooler)
+            .field(
+                "listen_database_url",
+                &self.listen_database_url.as_deref().map(redact_url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -189,6 +210,10 @@ pub struct Config {
     pub retention_interval: Duration,
     pub migrate: bool,
     pub replica_id: String,
+    pub pooler: Pooler,
+    pub listen_database_url: Option<String>,
+    /// `None`: wait for PostgreSQL forever.
+    pub startup_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Config {
@@ -205,6 +230,12 @@ impl std::fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("concurrency", &self.concurrency)
             .field("replica_id", &self.replica_id)
+            .field("pooler", &self.pooler)
+            .field(
+                "listen_database_url",
+                &self.listen_database_url.as_deref().map(redact_url),
+            )
+            .field("startup_timeout", &self.startup_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -297,6 +328,15 @@ impl RunArgs {
         }
         let replica_id = self.replica_id.unwrap_or_else(default_replica_id);
         crate::db::parse_url(&database_url).map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+        let pooler: Pooler = self
+            .pooler
+            .parse()
+            .map_err(|e: String| invalid("OUTBOXD_POOLER", e))?;
+        let listen_database_url = self.listen_database_url.filter(|u| !u.is_empty());
+        if let Some(url) = &listen_database_url {
+            crate::db::parse_url(url)
+                .map_err(|e| invalid("OUTBOXD_LISTEN_DATABASE_URL", e.to_string()))?;
+        }
         Ok(Config {
             database_url,
             listen: self.listen,
@@ -325,6 +365,9 @@ impl RunArgs {
             retention_interval: self.retention_interval.into(),
             migrate: self.migrate,
             replica_id,
+            pooler,
+            listen_database_url,
+            startup_timeout: self.startup_timeout.map(Into::into),
         })
     }
 }

@@ -48,6 +48,7 @@ pub(crate) mod maintenance;
 pub(crate) mod metrics;
 pub(crate) mod pacing;
 pub(crate) mod pattern;
+pub(crate) mod readiness;
 pub(crate) mod record;
 pub(crate) mod replica;
 pub(crate) mod retry;
@@ -64,6 +65,6 @@ mod layers;
 mod test_support;
 
 pub use config::{Config, ConfigError, RunArgs};
-pub use db::{DbError, check_schema, connect, latest_migration, migrate};
+pub use db::{Connector, DbError, Pooler, check_schema, connect, latest_migration, migrate};
 pub use engine::{Engine, EngineError};
 pub use retry::RetryPolicy;

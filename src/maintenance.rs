@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
+use crate::db::Conn;
 use crate::replica::Replica;
 use crate::sql;
 
@@ -44,7 +45,7 @@ pub(crate) async fn rescue_leases(
 }
 
 async fn rescue_once(replica: &Replica) -> Result<usize, crate::db::DbError> {
-    let client = replica.pool.get().await?;
+    let client = replica.db().await?;
     let mut total = 0;
     loop {
         let n = client
@@ -79,7 +80,7 @@ pub(crate) async fn stats(replica: Arc<Replica>, interval: Duration, shutdown: C
 }
 
 async fn stats_once(replica: &Replica) -> Result<(), crate::db::DbError> {
-    let client = replica.pool.get().await?;
+    let client = replica.db().await?;
     let row = client.query_one(sql::STATS, &[]).await?;
     metrics::gauge!("outboxd_outbox_lag_seconds").set(row.get::<_, f64>(0));
     metrics::gauge!("outboxd_deliveries_pending").set(row.get::<_, i64>(1) as f64);
@@ -104,7 +105,7 @@ const RETENTION_WINDOW: i64 = 5000;
 /// Runs one retention statement in its own short transaction under the retention try-lock;
 /// `None` when another replica holds the lock.
 async fn locked_batch(
-    client: &mut deadpool_postgres::Object,
+    client: &mut Conn,
     query: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<tokio_postgres::Row>, crate::db::DbError> {
@@ -159,7 +160,7 @@ pub(crate) async fn retention_pass(
     replica: &Replica,
     shutdown: &CancellationToken,
 ) -> Result<RetentionStats, crate::db::DbError> {
-    let mut client = replica.pool.get().await?;
+    let mut client = replica.db().await?;
     let mut stats = RetentionStats::default();
     let succeeded_secs = replica.config.retention_succeeded.as_secs_f64();
     let dead_secs = replica.config.retention_dead.as_secs_f64();

@@ -47,6 +47,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use outboxd::embedded_pg::{self, EmbeddedPostgres};
 
+pub mod pgbouncer;
+pub mod tls;
+
 /// The Standard Webhooks test-vector secret; the default for [`Receiver`]s.
 pub const TEST_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

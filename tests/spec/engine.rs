@@ -1468,15 +1468,20 @@ async fn misconfiguration_fails_fast_with_a_clear_message_and_exit_code() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("OUTBOXD_RETRY_SCHEDULE"), "{err}");
 
-    // Nothing listens on this port: a runtime failure, with the address in the message.
+    // Nothing listens on this port: a runtime failure, with the address in the message,
+    // once OUTBOXD_STARTUP_TIMEOUT has passed (by default `run` waits for the database).
     let port = free_port();
-    let (code, err) = run(vec![(
-        "DATABASE_URL",
-        format!("postgres://postgres:secretpw@127.0.0.1:{port}/x?connect_timeout=2"),
-    )])
+    let (code, err) = run(vec![
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres:secretpw@127.0.0.1:{port}/x?connect_timeout=2"),
+        ),
+        ("OUTBOXD_STARTUP_TIMEOUT", "1s".into()),
+    ])
     .await;
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(err.contains("OUTBOXD_STARTUP_TIMEOUT"), "{err}");
     assert!(!err.contains("secretpw"), "the password leaked: {err}");
 
     // A database that was never migrated: says what to do.
@@ -1586,7 +1591,14 @@ async fn a_database_that_never_answers_fails_start_up_and_sigterm_still_exits_ze
     let (port, task) = silent_server().await;
     let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=2");
     let t0 = Instant::now();
-    let mut s = Sidecar::run(OUTBOXD, &url, &[("OUTBOXD_LISTEN", "127.0.0.1:0")]);
+    let mut s = Sidecar::run(
+        OUTBOXD,
+        &url,
+        &[
+            ("OUTBOXD_LISTEN", "127.0.0.1:0"),
+            ("OUTBOXD_STARTUP_TIMEOUT", "1s"),
+        ],
+    );
     let status = s
         .wait_exit(Duration::from_secs(15))
         .await
