@@ -209,7 +209,7 @@ async fn start_up(replica: &Replica, connector: &Connector) -> Result<(), Engine
     Ok(())
 }
 
-/// Connects, retrying with backoff (200 ms doubling to 10 s) until PostgreSQL answers or
+/// Connects, retrying with backoff (200 ms doubling to 5 s) until PostgreSQL answers or
 /// `OUTBOXD_STARTUP_TIMEOUT` has passed. Every failure is logged and shown by `/readyz`.
 async fn wait_for_database(
     replica: &Replica,
@@ -238,7 +238,7 @@ async fn wait_for_database(
             .readiness
             .starting(format!("waiting for PostgreSQL: {e}"));
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -31,6 +31,13 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(hint) = db.hint() {
         let _ = write!(out, "; hint: {hint}");
     }
+    if db.message().starts_with("unsupported startup parameter") {
+        // PgBouncer's answer to the `options` a direct connection sends.
+        out.push_str(
+            "; hint: is this a pooler such as PgBouncer? set OUTBOXD_POOLER=transaction or \
+             session (README \"Poolers\")",
+        );
+    }
     let object = match (db.schema(), db.table(), db.column(), db.constraint()) {
         (_, _, _, Some(c)) => Some(format!("constraint {c}")),
         (Some(s), Some(t), Some(c), None) => Some(format!("column {s}.{t}.{c}")),

@@ -23,7 +23,7 @@ async fn start(db: &TestDb, extra: &[&str]) -> Engine {
         .expect("engine starts")
 }
 
-async fn add_endpoint(
+pub(crate) async fn add_endpoint(
     c: &tokio_postgres::Client,
     url: &str,
     types: &[&str],
@@ -39,7 +39,7 @@ async fn add_endpoint(
     .get(0)
 }
 
-async fn publish(
+pub(crate) async fn publish(
     c: &tokio_postgres::Client,
     event_type: &str,
     resource_key: Option<&str>,
@@ -55,12 +55,12 @@ async fn publish(
     .get(0)
 }
 
-async fn scalar_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
+pub(crate) async fn scalar_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
 /// Polls until every event is routed and every delivery finished (succeeded or dead).
-async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Duration) {
+pub(crate) async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Duration) {
     let t0 = Instant::now();
     while t0.elapsed() < deadline {
         if scalar_i64(
@@ -102,14 +102,14 @@ async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Duration) {
     .await;
 }
 
-fn body_json(r: &ReceivedRequest) -> Value {
+pub(crate) fn body_json(r: &ReceivedRequest) -> Value {
     serde_json::from_slice(&r.body).expect("JSON body")
 }
 
 /// Per-resource order check over what a receiver saw: a request for (resource, seq) must
 /// only arrive after every smaller seq of that resource was answered 2xx. Returns the
 /// number of violations.
-fn order_violations(requests: &[ReceivedRequest]) -> usize {
+pub(crate) fn order_violations(requests: &[ReceivedRequest]) -> usize {
     let mut done: HashMap<String, std::collections::BTreeSet<i64>> = HashMap::new();
     let mut violations = 0;
     for r in requests {
