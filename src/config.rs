@@ -447,6 +447,36 @@ mod tests {
         assert!(err.to_string().starts_with("OUTBOXD_LEASE"), "{err}");
         let err = args(&[]).into_config("mysql://x".into()).unwrap_err();
         assert!(err.to_string().starts_with("DATABASE_URL"), "{err}");
+        let err = args(&["--pooler", "pgbouncer"])
+            .into_config(URL.into())
+            .unwrap_err();
+        assert!(err.to_string().starts_with("OUTBOXD_POOLER"), "{err}");
+        let err = args(&["--listen-database-url", "postgres://db/x?sslmode=maybe"])
+            .into_config(URL.into())
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("OUTBOXD_LISTEN_DATABASE_URL"),
+            "{err}"
+        );
+        let err = args(&[])
+            .into_config(format!("{URL}?sslmode=verify-full"))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("DATABASE_URL") && err.to_string().contains("sslrootcert"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn poolers_and_start_up_waiting_have_documented_defaults() {
+        let c = args(&[]).into_config(URL.into()).unwrap();
+        assert_eq!(c.pooler, Pooler::None);
+        assert_eq!(c.startup_timeout, None, "waits for PostgreSQL forever");
+        let c = args(&["--pooler", "transaction", "--startup-timeout", "2m"])
+            .into_config(URL.into())
+            .unwrap();
+        assert_eq!(c.pooler, Pooler::Transaction);
+        assert_eq!(c.startup_timeout, Some(Duration::from_secs(120)));
     }
 
     #[test]

@@ -343,6 +343,41 @@ async fn through_pgbouncer_in_session_mode_migrate_run_and_deliver_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_transaction_pooler_a_direct_listen_connection_brings_wake_ups_back() {
+    let db = fresh_db().await;
+    let bouncer =
+        tokio::task::block_in_place(|| PgBouncer::start(&db.url, PoolMode::Transaction, &[]));
+    let c = db.client().await;
+    let rx = Receiver::ok(TEST_SECRET).await;
+    add_endpoint(&c, &rx.url(), &["*"], None).await;
+    let port = free_port();
+    let mut env = replica_env(port);
+    env.extend([
+        ("OUTBOXD_POOLER", "transaction".into()),
+        ("OUTBOXD_LISTEN_DATABASE_URL", db.url.clone()),
+        // Polling alone would take up to this long.
+        ("OUTBOXD_POLL_INTERVAL", "30s".into()),
+    ]);
+    let mut s = run(&bouncer.through(&db.url), &env);
+    wait_ready(&mut s, port, Duration::from_secs(30)).await;
+    assert!(
+        !s.log().contains("LISTEN/NOTIFY does not pass"),
+        "{}",
+        s.log()
+    );
+    let t0 = Instant::now();
+    c.batch_execute("SELECT outbox.publish('woken', '{}'::jsonb)")
+        .await
+        .unwrap();
+    assert!(
+        rx.wait_for_count(1, Duration::from_secs(10)).await,
+        "{}",
+        s.log()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_concurrent_migrates_on_a_direct_connection() {
     let db = fresh_db().await;
     let url = bare_db(&db).await;
