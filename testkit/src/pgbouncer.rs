@@ -70,6 +70,7 @@ impl PgBouncer {
              max_client_conn = 1000\n\
              default_pool_size = 60\n\
              server_lifetime = 3600\n\
+             server_login_retry = 1\n\
              logfile = {log}\n\
              pidfile = {pid}\n",
             auth_file = dir.path().join("users.txt").display(),
