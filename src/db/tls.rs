@@ -59,21 +59,25 @@ impl Tls {
             None => None,
             Some(source) => Some(Arc::new(root_store(source)?)),
         };
-        let verifier: Arc<dyn ServerCertVerifier> = match (params.mode, roots) {
-            (SslMode::VerifyFull, Some(roots)) => web_pki(roots, &provider)?,
-            (SslMode::VerifyCa | SslMode::Require, Some(roots)) => Arc::new(AnyName {
-                inner: web_pki(roots, &provider)?,
-            }),
-            (SslMode::VerifyFull | SslMode::VerifyCa, None) => {
+        let chain = match &roots {
+            Some(roots) => Some(
+                WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()
+                    .map_err(|e| format!("sslrootcert: {e}"))?,
+            ),
+            None if matches!(params.mode, SslMode::VerifyCa | SslMode::VerifyFull) => {
                 return Err(format!(
                     "sslmode={} needs sslrootcert",
                     params.mode.as_str()
                 ));
             }
-            (SslMode::Disable | SslMode::Prefer | SslMode::Require, _) => {
-                Arc::new(Unverified(provider.clone()))
-            }
+            None => None,
         };
+        let verifier = Arc::new(Verifier {
+            chain,
+            host_name: params.mode == SslMode::VerifyFull,
+            provider: provider.clone(),
+        });
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS set-up: {e}"))?
@@ -160,74 +164,18 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-fn web_pki(
-    roots: Arc<RootCertStore>,
-    provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn ServerCertVerifier>, String> {
-    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-        .build()
-        .map_err(|e| format!("sslrootcert: {e}"))?;
-    Ok(verifier)
-}
-
-/// `prefer`, and `require` without a root certificate: encrypted, nothing about the server's
-/// identity checked (libpq does the same). The handshake's signatures are still verified.
+/// What `sslmode` checks of the server's certificate. The handshake's signatures are always
+/// verified; the certificate itself is checked against the root certificates only when
+/// there are some (`prefer`, and `require` without `sslrootcert`, check nothing, as libpq
+/// does), and must name the host only for `verify-full`.
 #[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Verifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    host_name: bool,
+    provider: Arc<CryptoProvider>,
 }
 
-/// `verify-ca` (and `require` with a root certificate): the chain is checked, the host name
-/// is not.
-#[derive(Debug)]
-struct AnyName {
-    inner: Arc<dyn ServerCertVerifier>,
-}
-
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -236,16 +184,13 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.host_name => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -256,7 +201,8 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -265,11 +211,14 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

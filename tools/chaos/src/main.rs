@@ -303,9 +303,7 @@ async fn start_postgres(
 /// Returns the connection (kept for the run) and the resources' ids.
 async fn prepare_database(db_url: &str) -> anyhow::Result<(tokio_postgres::Client, Vec<String>)> {
     let mut admin = outboxd::connect(db_url).await?;
-    outboxd::migrate(&mut admin)
-        .await
-        .context("migrating")?;
+    outboxd::migrate(&mut admin).await.context("migrating")?;
     admin
         .batch_execute("CREATE TABLE resources (id text PRIMARY KEY, seq int NOT NULL DEFAULT 0);")
         .await?;
