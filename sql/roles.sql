@@ -1,5 +1,5 @@
--- outboxd's database roles (README "Database roles"). Run it as a superuser, or a role with
--- CREATEROLE that may grant CREATE on this database, connected to outboxd's database:
+-- outboxd's database roles (README "Database roles"). Run it as a superuser (or a role with
+-- CREATEROLE that may grant CREATE on this database), connected to outboxd's database:
 --
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f sql/roles.sql
 --
@@ -32,9 +32,14 @@ BEGIN
     END LOOP;
     -- `outboxd migrate` creates the `outbox` schema as outboxd_owner.
     EXECUTE format('GRANT CREATE ON DATABASE %I TO outboxd_owner', current_database());
-    -- Migrated already: the privileges on what is there.
-    IF to_regprocedure('outbox.grant_roles()') IS NOT NULL THEN
+    -- Migrated already: the privileges on what is there (as a superuser or the schema's
+    -- owner; otherwise the next `outboxd migrate` grants them).
+    IF to_regprocedure('outbox.grant_roles()') IS NULL THEN
+        NULL;
+    ELSIF has_function_privilege('outbox.grant_roles()', 'EXECUTE') THEN
         PERFORM outbox.grant_roles();
+    ELSE
+        RAISE NOTICE 'not the owner of the outbox schema: run outboxd migrate to grant the roles their privileges';
     END IF;
 END
 $$;

@@ -44,8 +44,8 @@ pub enum EngineError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
-    #[error("{last} (still failing after OUTBOXD_STARTUP_TIMEOUT={}, giving up)", humantime::format_duration(*.waited))]
-    StartupTimeout { waited: Duration, last: DbError },
+    #[error("{last} (still failing after OUTBOXD_STARTUP_TIMEOUT={}; giving up)", humantime::format_duration(*.limit))]
+    StartupTimeout { limit: Duration, last: DbError },
     #[error(
         "the database role {role:?} lacks privileges outboxd run needs: {missing}. Grant it \
          outboxd_runtime (sql/roles.sql; README \"Database roles\"), or these privileges"
@@ -217,8 +217,8 @@ async fn wait_for_database(
 ) -> Result<tokio_postgres::Client, EngineError> {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(200);
+    replica.readiness.starting("connecting to PostgreSQL");
     loop {
-        replica.readiness.starting("connecting to PostgreSQL");
         let e = match connector.connect().await {
             Ok(client) => return Ok(client),
             Err(e) => e,
@@ -227,7 +227,7 @@ async fn wait_for_database(
         if let Some(limit) = replica.config.startup_timeout
             && waited + backoff > limit
         {
-            return Err(EngineError::StartupTimeout { waited, last: e });
+            return Err(EngineError::StartupTimeout { limit, last: e });
         }
         tracing::warn!(
             error = %e,

@@ -15,7 +15,11 @@ BEGIN
         owner := 'outboxd_owner';
     END IF;
     IF owner IS NOT NULL AND owner <> current_user AND pg_has_role(current_user, owner, 'MEMBER') THEN
-        PERFORM set_config('role', owner, true);
+        BEGIN
+            PERFORM set_config('role', owner, true);
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;  -- a member without the SET option (PostgreSQL 16+): stay as itself
+        END;
     END IF;
 
     -- 2. refinery's history lives in the schema (no CREATE on `public` needed).
