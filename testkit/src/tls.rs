@@ -35,20 +35,8 @@ impl Certs {
         let d = dir.path();
         openssl(
             d,
+            &format!("req -x509 {NEW_KEY} -keyout ca.key -out ca.pem -days 2"),
             &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
                 "-subj",
                 "/CN=outboxd test CA",
                 "-addext",
@@ -141,52 +129,34 @@ fn sign(dir: &Path, name: &str, cn: &str, extensions: &str) {
     );
     openssl(
         dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
+        &format!("req {NEW_KEY} -keyout {key} -out {csr}"),
+        &["-subj", &format!("/CN={cn}")],
     );
     openssl(
         dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
+        &format!(
+            "x509 -req -in {csr} -CA ca.pem -CAkey ca.key -CAcreateserial -out {pem} -days 2 \
+             -extfile {ext}"
+        ),
+        &[],
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// openssl's arguments for a new, unencrypted P-256 key.
+const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+
+/// `openssl <words> <args>` in `dir`: `words` split at whitespace, `args` (which may hold
+/// spaces) as they are.
+fn openssl(dir: &Path, words: &str, args: &[&str]) {
     let out = Command::new("openssl")
+        .args(words.split_whitespace())
         .args(args)
         .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("running openssl (apt-get install openssl): {e}"));
     assert!(
         out.status.success(),
-        "openssl {}: {}",
+        "openssl {words} {}: {}",
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
