@@ -241,3 +241,77 @@ SELECT r.id, r.source, r.received_at, r.method, r.path, r.query, r.headers, r.co
        r.idempotency_key, r.event_type, r.resource_key, r.tenant_id, r.peer,
        (SELECT count(*) FROM outbox.events e WHERE e.request_id = r.id) AS events
   FROM outbox.inbound_requests r;
+
+-- ---------------------------------------------------------------------------------------------
+-- Roles (sql/roles.sql, migration V4): V8's outbox.grant_roles() plus the objects above. The
+-- reader never sees secrets, raw headers, query strings or bodies (no outbox.inbound_log).
+-- sql/engine/missing_privileges.sql lists the same for `outboxd run`.
+-- ---------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION outbox.grant_roles() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_runtime') THEN
+        -- `outboxd run`: the engine and the admin API.
+        GRANT USAGE ON SCHEMA outbox TO outboxd_runtime;
+        GRANT SELECT ON outbox.schema_history TO outboxd_runtime;
+        -- INSERT: inbound requests are relayed as events (the listener, replays).
+        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.events TO outboxd_runtime;
+        GRANT SELECT, INSERT, UPDATE, DELETE
+           ON outbox.endpoints, outbox.subscriptions, outbox.deliveries, outbox.lanes
+           TO outboxd_runtime;
+        -- Changing endpoints or subscriptions bumps the configuration version (trigger).
+        GRANT SELECT, UPDATE ON outbox.config_version TO outboxd_runtime;
+        GRANT SELECT, INSERT, DELETE ON outbox.attempts TO outboxd_runtime;
+        -- The stats lease (sql/engine/stats_lease.sql, stats_release.sql).
+        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.leaders TO outboxd_runtime;
+        GRANT EXECUTE ON FUNCTION outbox.new_secret(), outbox.rotate_secret(bigint, text),
+              outbox.finish_secret_rotation(bigint), outbox.retry_dead(bigint, bigint)
+           TO outboxd_runtime;
+        -- Inbound webhooks (V11): sources (/v1/sources), stored requests (the listener
+        -- stores, the worker reads bodies, retention deletes; UPDATE for its row locks),
+        -- their ids, replay, and event ids of the events that relay them.
+        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.sources TO outboxd_runtime;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.inbound_requests TO outboxd_runtime;
+        GRANT USAGE ON SEQUENCE outbox.inbound_requests_id_seq TO outboxd_runtime;
+        GRANT EXECUTE ON FUNCTION outbox.new_event_id(),
+              outbox.replay_source(text, timestamptz, timestamptz)
+           TO outboxd_runtime;
+    END IF;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_publisher') THEN
+        -- The application: INSERT, or outbox.publish(). `id` and `event_id` only, so that
+        -- INSERT … RETURNING and outbox.publish() can return them; never the payloads.
+        GRANT USAGE ON SCHEMA outbox TO outboxd_publisher;
+        GRANT INSERT ON outbox.events TO outboxd_publisher;
+        GRANT SELECT (id, event_id) ON outbox.events TO outboxd_publisher;
+        GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text, jsonb, text),
+              outbox.new_event_id(), outbox.router_busy()
+           TO outboxd_publisher;
+    END IF;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_reader') THEN
+        -- DBAs and dashboards: the views and the cookbook's read queries, never payloads,
+        -- event or endpoint headers, or secrets.
+        GRANT USAGE ON SCHEMA outbox TO outboxd_reader;
+        GRANT SELECT ON outbox.lag, outbox.endpoint_health, outbox.recent_failures,
+              outbox.dead_deliveries, outbox.deliveries, outbox.attempts, outbox.subscriptions,
+              outbox.lanes, outbox.schema_history, outbox.leaders
+           TO outboxd_reader;
+        GRANT SELECT (id, event_id, event_type, resource_key, tenant_id, created_at, routed_at,
+                      request_id)
+           ON outbox.events TO outboxd_reader;
+        -- Inbound (V11): sources without their secrets, stored requests without their
+        -- headers, query string or body (any of them may carry a provider's credentials).
+        GRANT SELECT (id, name, verify, signature_header, tolerance_seconds, ordering_key,
+                      idempotency_key, event_type, tenant_id, max_body_bytes, rate_limit,
+                      get_challenge, enabled, description, created_at, updated_at)
+           ON outbox.sources TO outboxd_reader;
+        GRANT SELECT (id, source, received_at, method, path, content_type, idempotency_key,
+                      event_type, resource_key, tenant_id, peer)
+           ON outbox.inbound_requests TO outboxd_reader;
+        GRANT SELECT (id, url, tenant_id, all_tenants, enabled, max_in_flight, rate_limit,
+                      description, disabled_reason, created_at, updated_at)
+           ON outbox.endpoints TO outboxd_reader;
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION outbox.grant_roles() FROM PUBLIC;

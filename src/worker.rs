@@ -212,15 +212,13 @@ fn lease_allows_request(
 /// A body the claim did not return inline: the event's payload, or the stored inbound
 /// request's body.
 async fn fetch_body(replica: &Replica, c: &Claimed) -> Result<Option<Bytes>, DbError> {
-    let client = replica.pool.get().await?;
+    let client = replica.db().await?;
     let row = match c.request_id {
-        None => {
-            let stmt = client.prepare_cached(sql::FETCH_PAYLOAD).await?;
-            client.query_opt(&stmt, &[&c.event_pk]).await?
-        }
+        None => client.query_opt(sql::FETCH_PAYLOAD, &[&c.event_pk]).await?,
         Some(request_id) => {
-            let stmt = client.prepare_cached(sql::FETCH_REQUEST_BODY).await?;
-            client.query_opt(&stmt, &[&request_id]).await?
+            client
+                .query_opt(sql::FETCH_REQUEST_BODY, &[&request_id])
+                .await?
         }
     };
     Ok(match (row, c.request_id) {

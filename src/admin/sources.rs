@@ -25,6 +25,7 @@ use super::error::{ApiError, sql_state};
 use super::extract::{ApiQuery, JsonBody, Patch, not_null, present, shorten};
 use super::validate;
 use super::views::{Page, PageStart, col, ts};
+use crate::db::Tx;
 use crate::inbound::keys::KeyExpr;
 use crate::inbound::verify::{Scheme, Verifier};
 use crate::sql::admin as q;
@@ -150,7 +151,7 @@ impl Settable {
     /// Parameters $2.. of `source_insert.sql` / `source_update.sql`, after $1 the name.
     async fn write(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: &Tx<'_>,
         query: &str,
         name: &str,
     ) -> Result<Option<Row>, tokio_postgres::Error> {

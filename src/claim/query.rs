@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use crate::db::Conn;
 use crate::delivery::Claimed;
 use crate::delivery::relay::StoredRequest;
 use crate::sql;
@@ -26,15 +27,14 @@ pub(crate) struct ClaimRequest {
 
 /// Leases up to `req.limit` due deliveries for `lease`.
 pub(crate) async fn claim(
-    client: &impl deadpool_postgres::GenericClient,
+    client: &Conn,
     req: &ClaimRequest,
     lease: std::time::Duration,
     replica_id: &str,
 ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
-    let stmt = client.prepare_cached(sql::CLAIM).await?;
     let rows = client
         .query(
-            &stmt,
+            sql::CLAIM,
             &[
                 &req.busy_endpoints,
                 &req.busy_counts,

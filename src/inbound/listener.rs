@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use super::Inbound;
 use super::request::{Incoming, NotAdmitted, admit};
 use super::writer::{Job, Stored, WriteError};
+use crate::metrics::names;
 
 /// Headers per request at most (hyper answers 431 beyond).
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -80,7 +81,7 @@ pub(crate) async fn serve(
             }
         };
         let Ok(permit) = inbound.connections.clone().try_acquire_owned() else {
-            metrics::counter!("outboxd_inbound_requests_total", "source" => NO_SOURCE, "result" => "overloaded")
+            metrics::counter!(names::INBOUND_REQUESTS, "source" => NO_SOURCE, "result" => "overloaded")
                 .increment(1);
             tokio::spawn(refuse_connection(stream));
             continue;
@@ -218,7 +219,7 @@ async fn handle(inbound: &Inbound, peer: SocketAddr, req: Request<HyperBody>) ->
     let (source, answer) = match route(inbound, peer, req).await {
         Ok((source, answer)) | Err((source, answer)) => (source, answer),
     };
-    metrics::counter!("outboxd_inbound_requests_total", "source" => source, "result" => answer.result)
+    metrics::counter!(names::INBOUND_REQUESTS, "source" => source, "result" => answer.result)
         .increment(1);
     answer.into_response()
 }

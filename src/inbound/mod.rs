@@ -40,7 +40,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::InboundConfig;
-use crate::db::DbError;
+use crate::db::{Conn, Connector, DbError, Pooler};
 use crate::replica::Replica;
 use limit::Limiter;
 use source::Sources;
@@ -48,12 +48,25 @@ use source::Sources;
 /// How often the sources are reloaded without a notification.
 const SOURCES_RELOAD: Duration = Duration::from_secs(30);
 
+/// The inbound listener's own connection pool.
+#[derive(Clone)]
+pub(crate) struct Db {
+    pool: deadpool_postgres::Pool,
+    pooler: Pooler,
+}
+
+impl Db {
+    pub(crate) async fn get(&self) -> Result<Conn, DbError> {
+        crate::db::get(&self.pool, self.pooler).await
+    }
+}
+
 /// What the listener's connections share.
 pub(crate) struct Inbound {
     pub(crate) sources: Sources,
     /// Its own connections (writers, source look-ups), so inbound load never waits for the
     /// engine's pool, and a slow relay never holds up acknowledgements.
-    pub(crate) pool: deadpool_postgres::Pool,
+    pub(crate) pool: Db,
     /// Accepted requests waiting for a writer.
     pub(crate) queue: mpsc::Sender<writer::Job>,
     /// Open connections.
@@ -76,10 +89,11 @@ impl Inbound {
 pub(crate) async fn run(
     listener: tokio::net::TcpListener,
     replica: Arc<Replica>,
+    connector: Connector,
     shutdown: CancellationToken,
 ) {
     let config = replica.config.inbound.clone();
-    let inbound = match start(&replica, &config) {
+    let inbound = match start(&connector, &config) {
         Ok(i) => i,
         Err(e) => {
             tracing::error!(error = %e, "inbound listener cannot start");
@@ -119,10 +133,13 @@ pub(crate) async fn run(
 }
 
 fn start(
-    replica: &Replica,
+    connector: &Connector,
     config: &InboundConfig,
 ) -> Result<(Arc<Inbound>, mpsc::Receiver<writer::Job>), DbError> {
-    let pool = crate::db::pool(&replica.config.database_url, config.writers + 1)?;
+    let pool = Db {
+        pool: connector.pool(config.writers + 1)?,
+        pooler: connector.pooler(),
+    };
     // One request in flight per connection (HTTP/1.1): the queue never refuses one that
     // has a connection; the bounds are the connection and buffered-bytes limits.
     let (tx, rx) = mpsc::channel(config.max_connections.max(1));

@@ -108,7 +108,7 @@ impl Sources {
     pub(crate) async fn get(
         &self,
         name: &str,
-        pool: &deadpool_postgres::Pool,
+        db: &super::Db,
     ) -> Result<Option<Entry>, crate::db::DbError> {
         if let Some(e) = self.cached(name) {
             return Ok(Some(e));
@@ -121,9 +121,12 @@ impl Sources {
                 return Ok(None);
             }
         }
-        let client = pool.get().await?;
-        let stmt = client.prepare_cached(sql::inbound::SOURCE_ONE).await?;
-        match client.query_opt(&stmt, &[&name]).await? {
+        match db
+            .get()
+            .await?
+            .query_opt(sql::inbound::SOURCE_ONE, &[&name])
+            .await?
+        {
             Some(row) => {
                 let (name, entry) = compile(&row);
                 let mut guard = self.by_name.write().unwrap_or_else(|p| p.into_inner());
@@ -143,13 +146,8 @@ impl Sources {
     }
 
     /// Replaces the copy with every row of `outbox.sources`; returns how many.
-    pub(crate) async fn reload(
-        &self,
-        pool: &deadpool_postgres::Pool,
-    ) -> Result<usize, crate::db::DbError> {
-        let client = pool.get().await?;
-        let stmt = client.prepare_cached(sql::inbound::SOURCE_ALL).await?;
-        let rows = client.query(&stmt, &[]).await?;
+    pub(crate) async fn reload(&self, db: &super::Db) -> Result<usize, crate::db::DbError> {
+        let rows = db.get().await?.query(sql::inbound::SOURCE_ALL, &[]).await?;
         let map: HashMap<String, Entry> = rows.iter().map(compile).collect();
         let n = map.len();
         *self.by_name.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::request::Accepted;
+use crate::metrics::names;
 use crate::sql;
 
 /// Requests in one batch at most.
@@ -65,7 +66,7 @@ pub(crate) struct Job {
 }
 
 /// Runs one writer until the queue is closed and empty.
-pub(crate) async fn writer(pool: deadpool_postgres::Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+pub(crate) async fn writer(pool: super::Db, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     loop {
         let batch = {
             let mut rx = queue.lock().await;
@@ -89,8 +90,8 @@ pub(crate) async fn writer(pool: deadpool_postgres::Pool, queue: Arc<Mutex<mpsc:
         let result = tokio::time::timeout(WRITE_TIMEOUT, store(&pool, &batch))
             .await
             .unwrap_or(Err(WriteError::Timeout(WRITE_TIMEOUT)));
-        metrics::histogram!("outboxd_inbound_commit_seconds").record(t0.elapsed().as_secs_f64());
-        metrics::histogram!("outboxd_inbound_batch_size").record(batch.len() as f64);
+        metrics::histogram!(names::INBOUND_COMMIT).record(t0.elapsed().as_secs_f64());
+        metrics::histogram!(names::INBOUND_BATCH_SIZE).record(batch.len() as f64);
         match result {
             Ok(outcomes) => {
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
@@ -98,7 +99,7 @@ pub(crate) async fn writer(pool: deadpool_postgres::Pool, queue: Arc<Mutex<mpsc:
                 }
             }
             Err(e) => {
-                metrics::counter!("outboxd_db_errors_total", "task" => "inbound").increment(1);
+                crate::metrics::db_error("inbound");
                 tracing::warn!(error = %e, requests = batch.len(), "inbound: could not store a batch; answered 503");
                 for job in batch {
                     let _ = job.done.send(Err(e.clone()));
@@ -109,11 +110,10 @@ pub(crate) async fn writer(pool: deadpool_postgres::Pool, queue: Arc<Mutex<mpsc:
 }
 
 /// Stores a batch in one statement; the outcome of each request, in batch order.
-async fn store(pool: &deadpool_postgres::Pool, batch: &[Job]) -> Result<Vec<Stored>, WriteError> {
+async fn store(pool: &super::Db, batch: &[Job]) -> Result<Vec<Stored>, WriteError> {
     let unavailable = |e: &dyn std::fmt::Display| WriteError::Unavailable(e.to_string());
     let client = pool.get().await.map_err(|e| unavailable(&e))?;
     let rows = async {
-        let stmt = client.prepare_cached(sql::inbound::ACCEPT).await?;
         let reqs: Vec<&Accepted> = batch.iter().map(|j| &j.req).collect();
         let col = |f: fn(&Accepted) -> Option<&str>| -> Vec<Option<&str>> {
             reqs.iter().map(|r| f(r)).collect()
@@ -132,7 +132,7 @@ async fn store(pool: &deadpool_postgres::Pool, batch: &[Job]) -> Result<Vec<Stor
         let peer = col(|r| r.peer.as_deref());
         client
             .query(
-                &stmt,
+                sql::inbound::ACCEPT,
                 &[
                     &source,
                     &method,
@@ -155,7 +155,7 @@ async fn store(pool: &deadpool_postgres::Pool, batch: &[Job]) -> Result<Vec<Stor
         Ok(rows) => rows,
         Err(e) => {
             // The connection may be broken (or mid-statement): never hand it out again.
-            let _ = deadpool_postgres::Object::take(client);
+            client.discard();
             return Err(unavailable(&e));
         }
     };

@@ -30,6 +30,7 @@
 //! | `outboxd_db_pool_max_connections` | gauge | | every replica |
 //! | `outboxd_db_pool_waiting_tasks` | gauge | | every replica |
 //! | `outboxd_leases_rescued_total` | counter | | every replica |
+//! | `outboxd_outcomes_after_lease_total` | counter | | every replica |
 //! | `outboxd_db_errors_total` | counter | `task` | every replica |
 //! | `outboxd_retention_deleted_total` | counter | `table` | every replica |
 //! | `outboxd_stats_leader` | gauge | | every replica: 1 on the stats exporter |
@@ -66,6 +67,7 @@ pub mod names {
     pub const POOL_MAX: &str = "outboxd_db_pool_max_connections";
     pub const POOL_WAITING: &str = "outboxd_db_pool_waiting_tasks";
     pub const LEASES_RESCUED: &str = "outboxd_leases_rescued_total";
+    pub const OUTCOMES_AFTER_LEASE: &str = "outboxd_outcomes_after_lease_total";
     pub const DB_ERRORS: &str = "outboxd_db_errors_total";
     pub const RETENTION_DELETED: &str = "outboxd_retention_deleted_total";
     pub const STATS_LEADER: &str = "outboxd_stats_leader";
@@ -77,6 +79,9 @@ pub mod names {
     pub const OLDEST_PENDING_AGE: &str = "outboxd_oldest_pending_delivery_age_seconds";
     pub const ENDPOINT_PENDING: &str = "outboxd_endpoint_deliveries_pending";
     pub const ENDPOINT_DEAD: &str = "outboxd_endpoint_deliveries_dead";
+    pub const INBOUND_REQUESTS: &str = "outboxd_inbound_requests_total";
+    pub const INBOUND_COMMIT: &str = "outboxd_inbound_commit_seconds";
+    pub const INBOUND_BATCH_SIZE: &str = "outboxd_inbound_batch_size";
 
     /// Every family above.
     #[cfg(test)]
@@ -97,6 +102,7 @@ pub mod names {
         POOL_MAX,
         POOL_WAITING,
         LEASES_RESCUED,
+        OUTCOMES_AFTER_LEASE,
         DB_ERRORS,
         RETENTION_DELETED,
         STATS_LEADER,
@@ -108,6 +114,9 @@ pub mod names {
         OLDEST_PENDING_AGE,
         ENDPOINT_PENDING,
         ENDPOINT_DEAD,
+        INBOUND_REQUESTS,
+        INBOUND_COMMIT,
+        INBOUND_BATCH_SIZE,
     ];
 }
 
@@ -121,10 +130,11 @@ pub const DB_ERROR_TASKS: &[&str] = &[
     "stats",
     "catalog",
     "listen",
+    "inbound",
 ];
 
 /// The tables retention deletes from (`outboxd_retention_deleted_total{table}`).
-pub const RETENTION_TABLES: &[&str] = &["deliveries", "attempts", "events"];
+pub const RETENTION_TABLES: &[&str] = &["deliveries", "attempts", "events", "inbound_requests"];
 
 /// Counts a database error of `task` (one of [`DB_ERROR_TASKS`]).
 pub fn db_error(task: &'static str) {
@@ -170,7 +180,7 @@ fn describe_and_register(error_kinds: &[&'static str]) {
     );
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // (name, help, label, its known values: every one is registered at 0)
-    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 6] = [
+    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 7] = [
         (
             names::EVENTS_ROUTED,
             "Events routed (fanned out to their endpoints) by this replica.",
@@ -196,6 +206,12 @@ fn describe_and_register(error_kinds: &[&'static str]) {
             &[],
         ),
         (
+            names::OUTCOMES_AFTER_LEASE,
+            "Outcomes written after their lease ran out (another replica may have sent the delivery again).",
+            "",
+            &[],
+        ),
+        (
             names::DB_ERRORS,
             "Database errors by task (each is retried).",
             "task",
@@ -208,6 +224,20 @@ fn describe_and_register(error_kinds: &[&'static str]) {
             RETENTION_TABLES,
         ),
     ];
+    // Its labels are source names (configured at run time) and results: nothing to
+    // register at 0 before the first request.
+    describe_counter!(
+        names::INBOUND_REQUESTS,
+        "Requests to the inbound listener by source and result (stored, duplicate, unauthorized, too_large, ...)."
+    );
+    metrics::describe_histogram!(
+        names::INBOUND_COMMIT,
+        "Time to store one batch of accepted inbound requests (the group commit)."
+    );
+    metrics::describe_histogram!(
+        names::INBOUND_BATCH_SIZE,
+        "Inbound requests stored per commit."
+    );
     for (name, help, label, values) in counters {
         describe_counter!(name, help);
         if values.is_empty() {

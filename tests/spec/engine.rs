@@ -24,7 +24,7 @@ async fn start(db: &TestDb, extra: &[&str]) -> Engine {
         .expect("engine starts")
 }
 
-async fn add_endpoint(
+pub(crate) async fn add_endpoint(
     c: &tokio_postgres::Client,
     url: &str,
     types: &[&str],
@@ -40,12 +40,12 @@ async fn add_endpoint(
     .get(0)
 }
 
-async fn scalar_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
+pub(crate) async fn scalar_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
 /// Polls until every event is routed and every delivery finished (succeeded or dead).
-async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Duration) {
+pub(crate) async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Duration) {
     let t0 = Instant::now();
     while t0.elapsed() < deadline {
         if scalar_i64(
@@ -76,14 +76,14 @@ async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Duration) {
     );
 }
 
-fn body_json(r: &ReceivedRequest) -> Value {
+pub(crate) fn body_json(r: &ReceivedRequest) -> Value {
     serde_json::from_slice(&r.body).expect("JSON body")
 }
 
 /// Per-resource order check over what a receiver saw: a request for (resource, seq) must
 /// only arrive after every smaller seq of that resource was answered 2xx. Returns the
 /// number of violations.
-fn order_violations(requests: &[ReceivedRequest]) -> usize {
+pub(crate) fn order_violations(requests: &[ReceivedRequest]) -> usize {
     let mut done: HashMap<String, std::collections::BTreeSet<i64>> = HashMap::new();
     let mut violations = 0;
     for r in requests {
@@ -1413,15 +1413,20 @@ async fn misconfiguration_fails_fast_with_a_clear_message_and_exit_code() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("OUTBOXD_RETRY_SCHEDULE"), "{err}");
 
-    // Nothing listens on this port: a runtime failure, with the address in the message.
+    // Nothing listens on this port: a runtime failure, with the address in the message,
+    // once OUTBOXD_STARTUP_TIMEOUT has passed (by default `run` waits for the database).
     let port = free_port();
-    let (code, err) = run(vec![(
-        "DATABASE_URL",
-        format!("postgres://postgres:secretpw@127.0.0.1:{port}/x?connect_timeout=2"),
-    )])
+    let (code, err) = run(vec![
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres:secretpw@127.0.0.1:{port}/x?connect_timeout=2"),
+        ),
+        ("OUTBOXD_STARTUP_TIMEOUT", "1s".into()),
+    ])
     .await;
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(err.contains("OUTBOXD_STARTUP_TIMEOUT"), "{err}");
     assert!(!err.contains("secretpw"), "the password leaked: {err}");
 
     // A database that was never migrated: says what to do.
@@ -1538,7 +1543,14 @@ async fn a_database_that_never_answers_fails_start_up_and_sigterm_still_exits_ze
     let (port, mut accepted, task) = silent_server().await;
     let url = format!("postgres://postgres@127.0.0.1:{port}/x?connect_timeout=2");
     let t0 = Instant::now();
-    let mut s = Sidecar::run(OUTBOXD, &url, &[("OUTBOXD_LISTEN", "127.0.0.1:0")]);
+    let mut s = Sidecar::run(
+        OUTBOXD,
+        &url,
+        &[
+            ("OUTBOXD_LISTEN", "127.0.0.1:0"),
+            ("OUTBOXD_STARTUP_TIMEOUT", "1s"),
+        ],
+    );
     let status = s
         .wait_exit(Duration::from_secs(15))
         .await
