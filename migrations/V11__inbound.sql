@@ -166,8 +166,9 @@ BEGIN
         RAISE EXCEPTION 'a % source needs a secret', verify
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF verify = 'standard-webhooks' AND secret !~ '^whsec_[A-Za-z0-9+/=]+$' THEN
-        RAISE EXCEPTION 'a standard-webhooks secret looks like whsec_<base64>'
+    IF verify = 'standard-webhooks' AND (secret !~ '^whsec_[A-Za-z0-9+/=]+$'
+        OR length(decode(substr(secret, 7), 'base64')) NOT BETWEEN 24 AND 64) THEN
+        RAISE EXCEPTION 'a standard-webhooks secret is whsec_ and the base64 of 24 to 64 bytes'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOREACH k IN ARRAY keys LOOP

@@ -93,7 +93,7 @@ impl Source {
 }
 
 /// The settable columns of a source, as `source_insert.sql` and `source_update.sql` write them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Settable {
     verify: String,
     secrets: Vec<String>,
@@ -137,6 +137,13 @@ impl Settable {
                 secrets_field,
                 format!("at most {MAX_SECRETS} secrets are active at once"),
             ));
+        }
+        // The Standard Webhooks specification's secrets: whsec_ and 24 to 64 bytes, as for
+        // endpoints. Other schemes take the provider's secret as it is.
+        if scheme == Scheme::StandardWebhooks {
+            for secret in &self.secrets {
+                validate::secret(secrets_field, secret)?;
+            }
         }
         Verifier::new(
             scheme,
@@ -520,7 +527,12 @@ pub async fn patch(
         .query_opt(q::SOURCE_LOCK, &[&name])
         .await?
         .ok_or_else(|| not_found(&name))?;
-    let new = req.apply(Settable::from_row(&current)?)?;
+    let old = Settable::from_row(&current)?;
+    let new = req.apply(old.clone())?;
+    if new == old {
+        // Nothing changes: nothing is written (no updated_at, no wake-up of the listeners).
+        return Ok(Json(Source::from_row(&current)?));
+    }
     let row = new
         .write(&tx, q::SOURCE_UPDATE, &name)
         .await?

@@ -517,6 +517,11 @@ async fn each_role_can_do_its_work_and_no_more_and_a_missing_grant_is_named() {
     let port = free_port();
     let mut env = replica_env(port);
     env.push(("OUTBOXD_LOG_FORMAT", "json".into()));
+    let inbound_port = free_port();
+    env.push((
+        "OUTBOXD_INBOUND_LISTEN",
+        format!("127.0.0.1:{inbound_port}"),
+    ));
     let runtime_url = user_url(&pg, "runtime", "app");
     let mut s = run(&runtime_url, &env);
     wait_ready(&mut s, port, Duration::from_secs(30)).await;
@@ -555,6 +560,31 @@ async fn each_role_can_do_its_work_and_no_more_and_a_missing_grant_is_named() {
     assert_eq!(sqlstate(&err), "42501", "{err:?}");
     assert!(rx.wait_for_count(2, Duration::from_secs(20)).await);
 
+    // Inbound webhooks as the runtime role: a source over the API, a request stored and
+    // relayed, a replay.
+    let created = http
+        .post(format!("http://127.0.0.1:{port}/v1/sources"))
+        .json(&serde_json::json!({"name": "hook", "verify": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let stored = http
+        .post(format!("http://127.0.0.1:{inbound_port}/in/hook"))
+        .body("a=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200, "{}", stored.text().await.unwrap());
+    let replayed = http
+        .post(format!("http://127.0.0.1:{port}/v1/sources/hook/replay"))
+        .json(&serde_json::json!({"since": "2000-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 200, "{}", replayed.text().await.unwrap());
+    assert!(rx.wait_for_count(4, Duration::from_secs(20)).await);
+
     // The reader: the cookbook's questions; no payloads, no secrets.
     let dba = connect_as(&pg, "dba", "app").await;
     for file in [
@@ -577,6 +607,11 @@ async fn each_role_can_do_its_work_and_no_more_and_a_missing_grant_is_named() {
     for forbidden in [
         "SELECT payload FROM outbox.events",
         "SELECT secrets FROM outbox.endpoints",
+        "SELECT secrets FROM outbox.sources",
+        "SELECT body FROM outbox.inbound_requests",
+        "SELECT headers FROM outbox.inbound_requests",
+        "SELECT query FROM outbox.inbound_requests",
+        "SELECT * FROM outbox.inbound_log",
     ] {
         let err = dba.query(forbidden, &[]).await.unwrap_err();
         assert_eq!(sqlstate(&err), "42501", "{forbidden}: {err:?}");
@@ -618,7 +653,7 @@ async fn each_role_can_do_its_work_and_no_more_and_a_missing_grant_is_named() {
     let c = connect_as(&pg, "postgres", "app").await;
     wait_all_finished(&c, Duration::from_secs(20)).await;
     assert!(rx.successes_by_id().values().all(|&n| n == 1), "sent twice");
-    assert_eq!(rx.successes_by_id().len(), 4);
+    assert_eq!(rx.successes_by_id().len(), 6);
     // The JSON log carried PostgreSQL's words.
     let log = s.log();
     assert!(

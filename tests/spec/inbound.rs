@@ -854,6 +854,11 @@ async fn sources_are_managed_over_rest_and_sql_with_the_same_rules() {
             json!({"name": "x", "verify": "standard-webhooks", "secret": "nope"}),
             "secret",
         ),
+        // Standard Webhooks secrets are 24 to 64 bytes (16 here).
+        (
+            json!({"name": "x", "verify": "standard-webhooks", "secret": "whsec_AAAAAAAAAAAAAAAAAAAAAA=="}),
+            "secret",
+        ),
         (
             json!({"name": "x", "verify": "none", "ordering_key": "data.id"}),
             "ordering_key",
@@ -880,6 +885,16 @@ async fn sources_are_managed_over_rest_and_sql_with_the_same_rules() {
         (Some(2), Some(false))
     );
     assert_eq!(s["idempotency_key"], Value::Null);
+    // A PATCH that changes nothing writes nothing.
+    let (status, same) = api(
+        &engine,
+        reqwest::Method::PATCH,
+        "/sources/stripe",
+        Some(json!({"enabled": false, "idempotency_key": null})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{same}");
+    assert_eq!(same["updated_at"], s["updated_at"], "not written");
     let (status, _) = api(
         &engine,
         reqwest::Method::PATCH,
@@ -913,6 +928,7 @@ async fn sources_are_managed_over_rest_and_sql_with_the_same_rules() {
         "SELECT outbox.add_source('x y', 'none')",
         "SELECT outbox.add_source('x', 'none', ordering_key => 'data')",
         "SELECT outbox.add_source('x', 'standard-webhooks', 'plain')",
+        "SELECT outbox.add_source('x', 'standard-webhooks', 'whsec_AAAAAAAAAAAAAAAAAAAAAA==')",
     ] {
         let e = c.execute(bad, &[]).await.expect_err(bad);
         assert_eq!(
