@@ -687,23 +687,44 @@ async fn slow_endpoint_does_not_slow_a_healthy_one() {
     )
     .await
     .unwrap();
-    // Let every replica's catalog see the new endpoint before timing.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Time only once the replica's catalog has the new endpoint (its series are in /metrics).
+    let label = format!("endpoint_id=\"{slow_ep}\"");
+    crate::metrics::scrape_until(
+        engine.listen_addr,
+        Duration::from_secs(10),
+        "the slow endpoint in the catalog",
+        |m| m.keys().any(|k| k.contains(&label)),
+    )
+    .await;
     let t1 = Instant::now();
     publish_n(N).await;
-    assert!(
-        healthy
-            .wait_for_count(2 * N as usize, Duration::from_secs(30))
-            .await
+    // Meanwhile the slow endpoint never has more than its max_in_flight leased at once (its
+    // requests time out after 1 s and are retried, so the receiver's count of unanswered
+    // requests grows with time; what outboxd holds at once does not).
+    let in_flight = format!(
+        "SELECT count(*) FROM outbox.deliveries WHERE endpoint_id = {slow_ep} AND state = 'delivering'"
     );
+    let mut most_in_flight = 0;
+    while healthy.count() < 2 * N as usize {
+        assert!(
+            t1.elapsed() < Duration::from_secs(30),
+            "healthy endpoint got {} of {}",
+            healthy.count(),
+            2 * N
+        );
+        most_in_flight = most_in_flight.max(scalar_i64(&c, &in_flight).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let with_slow = t1.elapsed();
-    let in_flight = slow.requests().iter().filter(|r| !r.completed()).count();
+    assert!(slow.count() >= 1, "the slow endpoint was never called");
     assert!(
-        in_flight <= 4,
-        "slow endpoint had {in_flight} requests in flight, limit 4"
+        most_in_flight <= 4,
+        "slow endpoint had {most_in_flight} deliveries in flight, limit 4"
     );
+    // Generous: the point is "not stuck behind the slow one's timeouts", and this machine is
+    // shared (runs vary ±50 % under load).
     assert!(
-        with_slow <= alone.mul_f64(1.5) + Duration::from_millis(300),
+        with_slow <= alone * 2 + Duration::from_millis(500),
         "healthy endpoint: {alone:?} alone, {with_slow:?} next to a hanging endpoint"
     );
     engine.stop().await;
