@@ -483,10 +483,9 @@ impl Cluster {
         + Send
         + 'static,
     ) -> anyhow::Result<()> {
-        let mut pg = self
-            .pg
-            .take()
-            .context("not a throwaway cluster: a server given by URL is never stopped")?;
+        let mut pg = self.pg.take().context(
+            "not a throwaway cluster: a server given by URL is never restarted or stopped",
+        )?;
         let (pg, result) = tokio::task::spawn_blocking(move || {
             let result = step(&mut pg);
             (pg, result)

@@ -160,7 +160,8 @@ fn documented_metrics() -> BTreeSet<String> {
         .collect()
 }
 
-/// The README's counters without `endpoint_id`, one `name{label="value"}` per documented label
+/// The README's counters without a label whose values come at run time (`endpoint_id`, an
+/// inbound `source`), one `name{label="value"}` per documented label
 /// value (`name` alone for unlabelled ones): what must be exported at 0 before any traffic.
 fn documented_counter_label_sets() -> Vec<String> {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
@@ -169,7 +170,10 @@ fn documented_counter_label_sets() -> Vec<String> {
         // | name | type | labels | meaning | exported by |
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         let (name, cells) = (cells[1].trim_matches('`'), &cells[1..]);
-        if cells[1] != "counter" || cells[2].contains("endpoint_id") {
+        if cells[1] != "counter"
+            || cells[2].contains("endpoint_id")
+            || cells[2].starts_with("`source`")
+        {
             continue;
         }
         match cells[2].split_once(" = ") {
@@ -196,7 +200,8 @@ fn repo() -> &'static Path {
 async fn every_documented_metric_is_exported_and_counters_start_at_zero() {
     let (db, c, _rx, ids) = endpoints(&["/ok"]).await;
     let ok = ids[0];
-    let (_s, addr) = sidecar(&db.url, &[]).await;
+    let inbound = format!("127.0.0.1:{}", free_port());
+    let (_s, addr) = sidecar(&db.url, &[("OUTBOXD_INBOUND_LISTEN", &inbound)]).await;
 
     // Before any traffic: every known label set of the counters is there, at 0.
     let m = scrape_until(addr, Duration::from_secs(10), "the first stats", |m| {
@@ -247,6 +252,31 @@ async fn every_documented_metric_is_exported_and_counters_start_at_zero() {
     )
     .unwrap();
     assert!(latency_sum > 0.0 && latency_sum < 60.0, "{latency_sum}");
+
+    // Inbound traffic: one request stored.
+    c.batch_execute("SELECT outbox.add_source('m', 'none')")
+        .await
+        .expect("add_source");
+    let status = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .post(format!("http://{inbound}/in/m"))
+        .body("x")
+        .send()
+        .await
+        .expect("POST /in/m")
+        .status();
+    assert_eq!(status, 200);
+    let m = scrape_until(addr, Duration::from_secs(10), "an inbound request", |m| {
+        m.iter().any(|(k, v)| {
+            k.starts_with("outboxd_inbound_requests_total{")
+                && k.contains("source=\"m\"")
+                && k.contains("result=\"stored\"")
+                && *v == 1.0
+        })
+    })
+    .await;
 
     let exported: BTreeSet<String> = documented_metrics()
         .into_iter()
