@@ -377,7 +377,9 @@ async fn every_scheme_accepts_its_providers_signature_and_refuses_others_with_40
          SELECT outbox.add_source('stripe', 'stripe', '{STRIPE_SECRET}');
          SELECT outbox.add_source('gh', 'github', $${GH_SECRET}$$);
          SELECT outbox.add_source('shop', 'hmac-sha256', 'shpss_secret');
-         SELECT outbox.add_source('tok', 'token', 'a-long-shared-token');"
+         SELECT outbox.add_source('tok', 'token', 'a-long-shared-token');
+         SELECT outbox.add_source('rot', 'github', 'old-secret');
+         UPDATE outbox.sources SET secrets = '{{new-secret,old-secret}}' WHERE name = 'rot';"
     ))
     .await
     .unwrap();
@@ -436,6 +438,21 @@ async fn every_scheme_accepts_its_providers_signature_and_refuses_others_with_40
     assert_eq!(counted(&engine, "gh", "unauthorized").await, 2.0);
     assert_eq!(counted(&engine, "stripe", "unauthorized").await, 1.0);
     assert_eq!(counted(&engine, "gh", "stored").await, 1.0);
+    // During a rotation either active secret verifies; another one does not.
+    for (key, want) in [
+        ("new-secret", StatusCode::OK),
+        ("old-secret", StatusCode::OK),
+        ("other-secret", StatusCode::UNAUTHORIZED),
+    ] {
+        let sig = format!(
+            "sha256={}",
+            hex::encode(hmac_sha256(key.as_bytes(), &[body]))
+        );
+        let a = p
+            .post("rot", &[("x-hub-signature-256", sig)], body.to_vec())
+            .await;
+        assert_eq!(a.status, want, "{key}: {a:?}");
+    }
     engine.stop().await;
 }
 
