@@ -219,6 +219,19 @@ async fn counted(engine: &Engine, source: &str, result: &str) -> f64 {
         .sum()
 }
 
+/// A fresh database with one source: `SELECT outbox.add_source(<args>)`, `$1` = `secret`.
+async fn with_source(args: &str, secret: Option<&str>) -> (TestDb, tokio_postgres::Client) {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let sql = format!("SELECT outbox.add_source({args})");
+    let result = match secret {
+        Some(secret) => c.execute(&sql, &[&secret]).await,
+        None => c.execute(&sql, &[]).await,
+    };
+    result.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    (db, c)
+}
+
 /// A receiver for relayed requests, subscribed to `inbound.*` (an internal endpoint).
 async fn worker(c: &tokio_postgres::Client, script: Script) -> Receiver {
     let rx = Receiver::start(TEST_SECRET, script).await;
@@ -233,14 +246,11 @@ async fn worker(c: &tokio_postgres::Client, script: Script) -> Receiver {
 
 #[tokio::test]
 async fn a_verified_request_is_stored_then_relayed_byte_for_byte_with_its_content_type() {
-    let db = fresh_db().await;
-    let c = db.client().await;
-    c.execute(
-        "SELECT outbox.add_source('gh', 'github', $1, event_type => 'header:X-GitHub-Event')",
-        &[&GH_SECRET],
+    let (db, c) = with_source(
+        "'gh', 'github', $1, event_type => 'header:X-GitHub-Event'",
+        Some(GH_SECRET),
     )
-    .await
-    .unwrap();
+    .await;
     let rx = worker(&c, always(Reply::ok())).await;
     let engine = start(&db, &[]).await;
     let provider = Provider::of(&engine);
@@ -314,11 +324,7 @@ async fn a_verified_request_is_stored_then_relayed_byte_for_byte_with_its_conten
 
 #[tokio::test]
 async fn any_bytes_and_any_content_type_are_relayed_exactly() {
-    let db = fresh_db().await;
-    let c = db.client().await;
-    c.execute("SELECT outbox.add_source('raw', 'none')", &[])
-        .await
-        .unwrap();
+    let (db, c) = with_source("'raw', 'none'", None).await;
     let rx = worker(&c, always(Reply::ok())).await;
     let engine = start(&db, &[]).await;
     let provider = Provider::of(&engine);
@@ -702,14 +708,7 @@ async fn a_sources_rate_limit_answers_429_with_retry_after_and_a_get_challenge_i
 
 #[tokio::test]
 async fn requests_of_one_ordering_key_reach_the_worker_in_order_one_at_a_time() {
-    let db = fresh_db().await;
-    let c = db.client().await;
-    c.execute(
-        "SELECT outbox.add_source('pay', 'none', ordering_key => '/customer')",
-        &[],
-    )
-    .await
-    .unwrap();
+    let (db, c) = with_source("'pay', 'none', ordering_key => '/customer'", None).await;
     // The worker fails every third request: retries must not let a later one overtake.
     let rx = worker(
         &c,
@@ -772,14 +771,7 @@ async fn api(
 
 #[tokio::test]
 async fn replay_relays_a_sources_stored_requests_again_in_order() {
-    let db = fresh_db().await;
-    let c = db.client().await;
-    c.execute(
-        "SELECT outbox.add_source('pay', 'none', ordering_key => '/k')",
-        &[],
-    )
-    .await
-    .unwrap();
+    let (db, c) = with_source("'pay', 'none', ordering_key => '/k'", None).await;
     let rx = worker(&c, always(Reply::ok())).await;
     let engine = start(&db, &[]).await;
     let p = Provider::of(&engine);
@@ -1161,14 +1153,7 @@ impl Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_inbound_load_loses_no_acknowledged_request() {
-    let db = fresh_db().await;
-    let c = db.client().await;
-    c.execute(
-        "SELECT outbox.add_source('gh', 'github', $1, ordering_key => '/k')",
-        &[&GH_SECRET],
-    )
-    .await
-    .unwrap();
+    let (db, c) = with_source("'gh', 'github', $1, ordering_key => '/k'", Some(GH_SECRET)).await;
     let rx = worker(&c, always(Reply::ok())).await;
     let env = [
         ("OUTBOXD_LISTEN", "127.0.0.1:0"),
