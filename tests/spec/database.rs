@@ -285,14 +285,24 @@ async fn migrate_run_and_deliver_through_pgbouncer(mode: PoolMode) {
     outboxd::check_schema(&c).await.expect("migrated");
     let rx = Receiver::ok(TEST_SECRET).await;
     add_endpoint(&c, &rx.url(), &["*"], None).await;
+    c.batch_execute("SELECT outbox.add_source('hook', 'none')")
+        .await
+        .unwrap();
     let mut replicas = Vec::new();
+    let mut inbound = Vec::new();
     for _ in 0..2 {
         let port = free_port();
         let mut env = replica_env(port);
         env.push(("OUTBOXD_POOLER", mode.as_str().into()));
+        let inbound_port = free_port();
+        env.push((
+            "OUTBOXD_INBOUND_LISTEN",
+            format!("127.0.0.1:{inbound_port}"),
+        ));
         let mut s = run(&url, &env);
         wait_ready(&mut s, port, Duration::from_secs(30)).await;
         replicas.push((s, port));
+        inbound.push(inbound_port);
     }
     // The application publishes through the pooler too (simple queries pass any mode).
     let app = outboxd::connect(&url).await.unwrap();
@@ -312,6 +322,24 @@ async fn migrate_run_and_deliver_through_pgbouncer(mode: PoolMode) {
     wait_all_finished(&c, Duration::from_secs(30)).await;
     assert_eq!(rx.successes_by_id().len(), 1000);
     assert_eq!(order_violations(&rx.requests()), 0);
+    // Inbound requests are stored (group commit) and relayed through the pooler too.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for i in 0..20 {
+        let port = inbound[i % inbound.len()];
+        let resp = http
+            .post(format!("http://127.0.0.1:{port}/in/hook"))
+            .body(format!("n={i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+    let relayed = rx
+        .wait_for(Duration::from_secs(30), |reqs| {
+            reqs.iter().filter(|r| r.is_2xx()).count() >= 1020
+        })
+        .await;
+    assert!(relayed, "{} of 1020 delivered", rx.count());
     for (s, port) in &mut replicas {
         assert_eq!(
             http_get(*port, "/readyz").await.map(|r| r.0),
