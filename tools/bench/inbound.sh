@@ -6,7 +6,11 @@
 # percentiles, the non-2xx count, and checks that every 2xx is stored.
 #
 #   cargo build --release --bin outboxd
-#   tools/bench/inbound.sh [target/release/outboxd] [seconds] [connections]
+#   tools/bench/inbound.sh [target/release/outboxd] [seconds] [connections] [rate]
+#
+# With `rate` (requests/s), each connection waits connections/rate seconds between its
+# requests (wrk's delay(): an approximate pace, minus the answers' own time), for the
+# acknowledgement latency at that load rather than at saturation.
 #
 # Needs wrk, initdb/pg_ctl/postgres, psql, openssl. Not part of `outboxd-bench` yet (its
 # figures and the burst and latency-at-rate bars are not measured by it).
@@ -14,6 +18,7 @@ set -euo pipefail
 OUTBOXD=${1:-target/release/outboxd}
 SECS=${2:-15}
 CONNS=${3:-64}
+RATE=${4:-}
 DIR=$(mktemp -d)
 # initdb refuses root: then PostgreSQL runs as the `postgres` OS user (as embedded_pg does).
 AS=()
@@ -46,7 +51,10 @@ wrk.body = '$BODY'
 wrk.headers["content-type"] = "application/json"
 wrk.headers["x-hub-signature-256"] = "sha256=$SIG"
 LUA
-echo "== accept: POST /in/gh, ${#BODY}-byte body, signature verified, $CONNS connections, ${SECS}s"
+if [[ -n "$RATE" ]]; then
+  echo "function delay() return $(( 1000 * CONNS / RATE )) end" >> "$DIR/post.lua"
+fi
+echo "== accept: POST /in/gh, ${#BODY}-byte body, signature verified, $CONNS connections, ${SECS}s${RATE:+, paced to about $RATE/s}"
 wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$DIR/post.lua" "http://127.0.0.1:$INBOUND/in/gh" | tee "$DIR/accept.txt"
 echo "== floor: the same requests to /in/unknown (404: no verification, no database)"
 wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$DIR/post.lua" "http://127.0.0.1:$INBOUND/in/unknown" | tee "$DIR/floor.txt"
