@@ -21,7 +21,9 @@
 //! Around it: [`replica`] (the state one replica's tasks share), [`engine`] (starts the
 //! tasks, stops them), [`wakeup`] (LISTEN/NOTIFY), [`config`], [`db`], [`sql`] (every named
 //! query), [`locks`] (every advisory lock), [`admin`] (`/healthz`, `/readyz`, `/metrics`, the
-//! REST API `/v1`), [`metrics`], [`embedded_pg`] (a throwaway PostgreSQL) and [`demo`].
+//! REST API `/v1`), [`eventlog`] (search, detail and actions on every webhook: the query
+//! layer behind `/v1` and the [`console`] at `/ui/`), [`metrics`], [`embedded_pg`] (a
+//! throwaway PostgreSQL) and [`demo`].
 //! `ARCHITECTURE.md` draws it; the `layers` test keeps imports pointing downwards only.
 //!
 //! # The library's API
@@ -30,19 +32,22 @@
 //! sidecar the same way. What it needs is exported here, and nothing else:
 //! [`Config`] (built from [`RunArgs`], the flags and `OUTBOXD_*` variables, validated into a
 //! [`ConfigError`] naming the variable), [`Engine`] (start, stop), [`migrate`] and
-//! [`check_schema`] over a [`connect`]ed client, [`embedded_pg`] and [`demo`]. Every other
-//! module is internal (`pub(crate)`).
+//! [`check_schema`] over a [`connect`]ed client, [`embedded_pg`] and [`demo`]; and two
+//! documents: [`console_link`] and [`openapi_document`]. Every other module is internal
+//! (`pub(crate)`).
 
 pub(crate) mod admin;
 pub(crate) mod catalog;
 pub(crate) mod circuit;
 pub(crate) mod claim;
 pub(crate) mod config;
+pub(crate) mod console;
 pub(crate) mod db;
 pub(crate) mod delivery;
 pub mod demo;
 pub mod embedded_pg;
 pub(crate) mod engine;
+pub(crate) mod eventlog;
 pub(crate) mod locks;
 pub(crate) mod maintenance;
 pub(crate) mod metrics;
@@ -67,3 +72,15 @@ pub use config::{Config, ConfigError, RunArgs};
 pub use db::{DbError, check_schema, connect, latest_migration, migrate};
 pub use engine::{Engine, EngineError};
 pub use retry::RetryPolicy;
+
+/// A one-time sign-in link to the console (`/ui/`) of an outboxd with this admin token,
+/// listening at `base_url` (e.g. `http://127.0.0.1:9090`); valid for 10 minutes. What
+/// `outboxd demo` and `outboxd console-link` print.
+pub fn console_link(admin_token: &str, base_url: &str) -> String {
+    console::session::login_link(admin_token, base_url, chrono::Utc::now().timestamp())
+}
+
+/// The OpenAPI 3.1 document of `/v1`, as served at `/v1/openapi.json`.
+pub fn openapi_document() -> String {
+    admin::openapi_document()
+}

@@ -1,0 +1,128 @@
+-- The event log (issue 10): what the console (/ui/) and the search API (GET /v1/events)
+-- read, and the functions their actions call.
+--
+-- Indexes. Each search answers newest first (by events.id) from an index in that order, so a
+-- page costs the same with 10 k or 10 M events behind it (docs/explain/ shows the plans on
+-- 10 M events / 25 M deliveries; BENCHMARKS.md what they cost publishing and delivery).
+-- On a large outbox, build them beforehand with sql/cookbook/event_log_indexes.sql
+-- (CREATE INDEX CONCURRENTLY, which never blocks publishers); this migration then finds
+-- them and only creates what is missing. Without that, each CREATE INDEX below holds off
+-- INSERTs into its table while it runs (about a minute per 10 M rows).
+
+-- Search by resource_key (exact). Keys are not limited in length; an index entry is, so the
+-- index holds the first 200 characters and the query re-checks the whole key.
+CREATE INDEX IF NOT EXISTS events_resource_key
+    ON outbox.events ((left(resource_key, 200)), id) WHERE resource_key IS NOT NULL;
+-- Search by event type (exact, or each type a pattern stands for: see event_types below).
+CREATE INDEX IF NOT EXISTS events_event_type ON outbox.events (event_type, id);
+-- Search by tenant, and every page of a tenant's portal (issue 11).
+CREATE INDEX IF NOT EXISTS events_tenant ON outbox.events (tenant_id, id)
+    WHERE tenant_id IS NOT NULL;
+
+-- What the event log calls a delivery's status: its state, with `pending` split in three.
+--   pending     waiting for its first attempt (or revived by an operator)
+--   held        waiting behind an earlier delivery of the same resource (its lane head)
+--   retrying    pending after at least one failed attempt
+--   delivering  in flight, leased by a replica
+--   succeeded, dead
+CREATE FUNCTION outbox.delivery_status(state text, held boolean, attempt_count integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+             WHEN state = 'pending' AND held THEN 'held'
+             WHEN state = 'pending' AND attempt_count > 0 THEN 'retrying'
+             ELSE state
+           END
+$$;
+
+-- An endpoint's deliveries, newest event first (the endpoint filter, the endpoint page).
+CREATE INDEX IF NOT EXISTS deliveries_endpoint_event
+    ON outbox.deliveries (endpoint_id, event_pk);
+-- An endpoint's unfinished and dead deliveries by status, newest event first (the status
+-- filter; health counts). Succeeded ones, the vast majority, are left out, so it stays the
+-- size of the backlog plus the dead.
+CREATE INDEX IF NOT EXISTS deliveries_endpoint_status
+    ON outbox.deliveries (endpoint_id, outbox.delivery_status(state, held, attempt_count), event_pk)
+    WHERE state <> 'succeeded';
+-- The head of each lane (the delivery a held one waits behind): one entry per busy lane.
+CREATE INDEX IF NOT EXISTS deliveries_lane_head
+    ON outbox.deliveries (endpoint_id, lane_key)
+    WHERE lane_key IS NOT NULL AND NOT held AND state IN ('pending', 'delivering');
+
+-- The event types seen, per tenant ('' for events without one), with counts: the type
+-- picker, GET /v1/event-types, and searches for a pattern such as `order.*` (which become
+-- one index scan per matching type). The router adds each batch's counts in its routing
+-- transaction (sql/engine/route_event_types.sql); one router runs at a time, so the rows are
+-- never contended. Counts are of events routed since this table exists (retention does not
+-- subtract), starting from the events already routed when it was created.
+CREATE TABLE outbox.event_types (
+    tenant_key text        NOT NULL,
+    event_type text        NOT NULL,
+    events     bigint      NOT NULL,
+    first_seen timestamptz NOT NULL,
+    last_seen  timestamptz NOT NULL,
+    PRIMARY KEY (tenant_key, event_type)
+);
+CREATE INDEX event_types_event_type ON outbox.event_types (event_type);
+
+INSERT INTO outbox.event_types (tenant_key, event_type, events, first_seen, last_seen)
+SELECT coalesce(tenant_id, ''), event_type, count(*), min(created_at), max(created_at)
+  FROM outbox.events
+ WHERE routed_at IS NOT NULL
+ GROUP BY 1, 2;
+
+-- Put finished deliveries back in their lanes: `dead` ones (retry) or `succeeded` ones
+-- (resend; same event, so the same webhook-id). The steps of outbox.retry_dead, for any set
+-- of deliveries of any endpoints: lock their lanes in the engine's order, make them pending
+-- (held when ordered), count them into their lanes, and let the oldest one of a lane that had
+-- nothing else in flight lead it. A requeued delivery therefore goes after the work its lane
+-- holds now, and before anything routed later. Returns how many were requeued.
+CREATE FUNCTION outbox.requeue(delivery_ids bigint[], from_state text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    n bigint;
+    idle_endpoints bigint[];
+    idle_keys text[];
+BEGIN
+    IF from_state NOT IN ('dead', 'succeeded') THEN
+        RAISE EXCEPTION 'from_state must be dead or succeeded, got %', from_state
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM 1 FROM outbox.lanes l
+      WHERE (l.endpoint_id, l.lane_key) IN (
+              SELECT d.endpoint_id, d.lane_key FROM outbox.deliveries d
+               WHERE d.id = ANY(requeue.delivery_ids) AND d.state = requeue.from_state
+                 AND d.lane_key IS NOT NULL)
+      ORDER BY l.endpoint_id, l.lane_key
+        FOR UPDATE;
+    WITH revived AS (
+        UPDATE outbox.deliveries d
+           SET state = 'pending', held = d.lane_key IS NOT NULL, attempt_count = 0,
+               next_attempt_at = now(), completed_at = NULL, updated_at = now()
+         WHERE d.id = ANY(requeue.delivery_ids) AND d.state = requeue.from_state
+        RETURNING d.endpoint_id, d.lane_key
+    ), per_lane AS (
+        SELECT r.endpoint_id, r.lane_key, count(*)::int AS n FROM revived r
+         WHERE r.lane_key IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2
+    ), bumped AS (
+        INSERT INTO outbox.lanes AS l (endpoint_id, lane_key, pending)
+        SELECT p.endpoint_id, p.lane_key, p.n FROM per_lane p
+        ON CONFLICT (endpoint_id, lane_key)
+        DO UPDATE SET pending = l.pending + excluded.pending, updated_at = now()
+        RETURNING l.endpoint_id, l.lane_key, l.pending
+    )
+    SELECT (SELECT count(*) FROM revived),
+           (SELECT array_agg(b.endpoint_id ORDER BY b.endpoint_id, b.lane_key)
+              FROM bumped b JOIN per_lane p USING (endpoint_id, lane_key) WHERE b.pending = p.n),
+           (SELECT array_agg(b.lane_key ORDER BY b.endpoint_id, b.lane_key)
+              FROM bumped b JOIN per_lane p USING (endpoint_id, lane_key) WHERE b.pending = p.n)
+      INTO n, idle_endpoints, idle_keys;
+    UPDATE outbox.deliveries d SET held = false, next_attempt_at = now(), updated_at = now()
+     WHERE d.id IN (SELECT (SELECT h.id FROM outbox.deliveries h
+                             WHERE h.endpoint_id = k.endpoint_id AND h.lane_key = k.lane_key
+                               AND h.held ORDER BY h.id LIMIT 1)
+                      FROM unnest(coalesce(idle_endpoints, '{}'), coalesce(idle_keys, '{}'))
+                           AS k(endpoint_id, lane_key));
+    RETURN n;
+END
+$$;
