@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 
@@ -31,13 +32,14 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// An endpoint as shown by the API: everything but its secrets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Endpoint {
     pub id: i64,
     pub url: String,
     pub tenant_id: Option<String>,
     pub all_tenants: bool,
     pub secret_count: i32,
+    #[schema(value_type = Object)]
     pub headers: Value,
     pub enabled: bool,
     pub max_in_flight: i32,
@@ -68,7 +70,7 @@ impl Endpoint {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Subscription {
     pub id: i64,
     pub endpoint_id: i64,
@@ -91,7 +93,7 @@ impl Subscription {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Delivery {
     pub id: i64,
     /// The event's `event_id` (the `webhook-id`); null if the event row is already gone.
@@ -132,13 +134,14 @@ impl Delivery {
 }
 
 /// An event without its payload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Event {
     pub id: i64,
     pub event_id: String,
     pub event_type: String,
     pub resource_key: Option<String>,
     pub tenant_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub headers: Option<Value>,
     pub created_at: String,
     pub routed_at: Option<String>,
@@ -162,7 +165,7 @@ impl Event {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Attempt {
     pub id: i64,
     pub delivery_id: i64,
@@ -204,7 +207,7 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
 /// One page of a list: `next_cursor` is null on the last page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,
