@@ -324,7 +324,7 @@ fn deliveries(e: &EventDetail, a: &Authed, back: &str) -> Markup {
                         span { "to endpoint " a href=(format!("/ui/endpoints/{}", d.endpoint_id)) { "#" (d.endpoint_id) } }
                         span.mono.wrap { (text(cut(&d.endpoint_url, 200).0)) }
                         (layout::status(d.status))
-                        span.muted { (d.attempt_count) " attempts" }
+                        span.muted { (d.attempt_count) @if d.attempt_count == 1 { " attempt" } @else { " attempts" } }
                         @if matches!(d.status, Status::Pending | Status::Retrying) {
                             span.muted { "next attempt " (ago(d.next_attempt_at, now)) }
                         }

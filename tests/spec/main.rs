@@ -2,7 +2,11 @@
 //! PostgreSQL and real HTTP receivers from [`testkit`].
 
 mod admin;
+mod browser;
+mod console;
+mod console_support;
 mod engine;
+mod event_log;
 mod support;
 
 /// The `outboxd` binary Cargo built for this test binary.
