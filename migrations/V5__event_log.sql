@@ -35,15 +35,21 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
            END
 $$;
 
--- An endpoint's deliveries, newest event first (the endpoint filter, the endpoint page).
-CREATE INDEX IF NOT EXISTS deliveries_endpoint_event
-    ON outbox.deliveries (endpoint_id, event_pk);
--- An endpoint's unfinished and dead deliveries by status, newest event first (the status
--- filter; health counts). Succeeded ones, the vast majority, are left out, so it stays the
--- size of the backlog plus the dead.
-CREATE INDEX IF NOT EXISTS deliveries_endpoint_status
-    ON outbox.deliveries (endpoint_id, outbox.delivery_status(state, held, attempt_count), event_pk)
+-- Deliveries by status, newest event first: the status filter (a backwards scan of one
+-- status's range). Succeeded ones have an index of their own: succeeded is most deliveries,
+-- so the planner's statistics promise one in the first few newest deliveries and it would
+-- walk deliveries_event_pk through the whole backlog (which sits exactly there) instead;
+-- that partial index holds nothing else and wins. The other statuses' index holds only
+-- unfinished and dead deliveries: the backlog's size, not the table's.
+CREATE INDEX IF NOT EXISTS deliveries_status
+    ON outbox.deliveries (outbox.delivery_status(state, held, attempt_count), event_pk)
     WHERE state <> 'succeeded';
+CREATE INDEX IF NOT EXISTS deliveries_succeeded
+    ON outbox.deliveries (event_pk) WHERE state = 'succeeded';
+-- An endpoint's deliveries by status, newest event first: the endpoint filter (with a status,
+-- one range; without, the six ranges merged), the endpoint page's counts.
+CREATE INDEX IF NOT EXISTS deliveries_endpoint_status
+    ON outbox.deliveries (endpoint_id, outbox.delivery_status(state, held, attempt_count), event_pk);
 -- The head of each lane (the delivery a held one waits behind): one entry per busy lane.
 CREATE INDEX IF NOT EXISTS deliveries_lane_head
     ON outbox.deliveries (endpoint_id, lane_key)

@@ -6,7 +6,6 @@ SELECT d.id
   JOIN outbox.endpoints e ON e.id = d.endpoint_id
   JOIN outbox.events ev ON ev.id = d.event_pk
  WHERE d.endpoint_id = $1::bigint
-   AND d.state <> 'succeeded'
    AND outbox.delivery_status(d.state, d.held, d.attempt_count) = 'dead'
    AND ($2::timestamptz IS NULL OR ev.created_at >= $2::timestamptz)
    AND ($3::timestamptz IS NULL OR ev.created_at < $3::timestamptz)

@@ -6,25 +6,30 @@ SELECT e.id, e.url, e.tenant_id, e.all_tenants, e.enabled, e.disabled_reason, e.
        e.max_in_flight,
        (SELECT count(*) FROM (
             SELECT 1 FROM outbox.deliveries d
-             WHERE d.endpoint_id = e.id AND d.state <> 'succeeded'
+             WHERE d.endpoint_id = e.id
                AND outbox.delivery_status(d.state, d.held, d.attempt_count) = 'delivering'
              LIMIT $5) x) AS in_flight,
        (SELECT count(*) FROM (
             SELECT 1 FROM outbox.deliveries d
-             WHERE d.endpoint_id = e.id AND d.state <> 'succeeded'
+             WHERE d.endpoint_id = e.id
                AND outbox.delivery_status(d.state, d.held, d.attempt_count)
                    IN ('pending', 'held', 'retrying')
              LIMIT $5) x) AS pending,
        (SELECT count(*) FROM (
             SELECT 1 FROM outbox.deliveries d
-             WHERE d.endpoint_id = e.id AND d.state <> 'succeeded'
+             WHERE d.endpoint_id = e.id
                AND outbox.delivery_status(d.state, d.held, d.attempt_count) = 'dead'
              LIMIT $5) x) AS dead,
        (SELECT ev.created_at FROM outbox.events ev
-         WHERE ev.id = (SELECT min(d.event_pk) FROM outbox.deliveries d
-                         WHERE d.endpoint_id = e.id AND d.state <> 'succeeded'
-                           AND outbox.delivery_status(d.state, d.held, d.attempt_count)
-                               IN ('pending', 'held', 'retrying', 'delivering')))
+         WHERE ev.id = (SELECT min(p.event_pk)
+                          FROM unnest(ARRAY['pending', 'held', 'retrying', 'delivering']) AS s(status)
+                         CROSS JOIN LATERAL (
+                                SELECT d.event_pk FROM outbox.deliveries d
+                                 WHERE d.endpoint_id = e.id
+                                   AND outbox.delivery_status(d.state, d.held, d.attempt_count)
+                                       = s.status
+                                 ORDER BY d.event_pk
+                                 LIMIT 1) p))
            AS oldest_pending_at,
        h.attempts_last_hour, h.failures_last_hour, le.started_at AS last_error_at,
        le.error_kind AS last_error_kind, left(le.error_message, 500) AS last_error_message,

@@ -2,8 +2,8 @@
 //!
 //! Which index answers depends on the filters ([`Driver`]): an exact `event_id` or
 //! `resource_key` (the search box), then an endpoint, then a delivery status other than
-//! succeeded, then event types, and otherwise `outbox.events` itself (tenant, time range, or
-//! nothing). Every driver applies all the other filters too (`sql/eventlog/search_filter.sql`)
+//! succeeded, then event types, then succeeded, and otherwise `outbox.events` itself (tenant,
+//! time range, or nothing). Every driver applies all the other filters too (`sql/eventlog/search_filter.sql`)
 //! inside its index scan, before its LIMIT, so a page is always full when more rows match.
 //!
 //! The search box (`q`) takes an `event_id` or a `resource_key` (both are looked up, and the
@@ -89,6 +89,8 @@ impl Resolved {
             Driver::Status
         } else if self.types.is_some() {
             Driver::Types
+        } else if self.status.is_some() {
+            Driver::Status
         } else {
             Driver::Events
         }
@@ -363,12 +365,14 @@ mod tests {
             r.types = Some(vec!["a".into()]);
         });
         assert_eq!(r.driver(), Driver::Status);
-        // Succeeded is most deliveries: not selective, and not in the status index.
+        // Succeeded is most deliveries: a type narrows more.
         let r = resolved(|r| {
             r.status = Some(Status::Succeeded);
             r.types = Some(vec!["a".into()]);
         });
         assert_eq!(r.driver(), Driver::Types);
+        let r = resolved(|r| r.status = Some(Status::Succeeded));
+        assert_eq!(r.driver(), Driver::Status);
         let r = resolved(|r| r.tenant_id = Some("acme".into()));
         assert_eq!(r.driver(), Driver::Events);
     }
