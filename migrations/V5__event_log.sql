@@ -25,7 +25,7 @@ CREATE INDEX IF NOT EXISTS events_tenant ON outbox.events (tenant_id, id)
 --   retrying    pending after at least one failed attempt
 --   delivering  in flight, leased by a replica
 --   succeeded, dead
-CREATE FUNCTION outbox.delivery_status(state text, held boolean, attempt_count integer)
+CREATE OR REPLACE FUNCTION outbox.delivery_status(state text, held boolean, attempt_count integer)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE

@@ -32,9 +32,9 @@ impl From<eventlog::Error> for ApiError {
 
 /// One delivery with its latest attempts (newest first) and, when it is held, what it waits
 /// behind.
-#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries",
+#[utoipa::path(get, operation_id = "get_delivery", path = "/v1/deliveries/{id}", tag = "deliveries",
     params(("id" = i64, Path)),
-    responses((status = 200, body = Delivery), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Delivery), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn delivery(State(s): State<AppState>, Id(id): Id) -> Result<Json<Delivery>, ApiError> {
     let db = s.db().await?;
     Ok(Json(
@@ -46,10 +46,10 @@ pub async fn delivery(State(s): State<AppState>, Id(id): Id) -> Result<Json<Deli
 /// that lane is working on now, ahead of later events of the same resource still waiting. A
 /// pending or retrying one that leads its lane is made due now. A held one cannot jump its
 /// lane (409 names the delivery it waits behind); nor can one in flight or succeeded.
-#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
+#[utoipa::path(post, operation_id = "retry_delivery", path = "/v1/deliveries/{id}/retry", tag = "deliveries",
     params(("id" = i64, Path)),
     responses((status = 200, description = "the delivery afterwards", body = Delivery),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+              (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with its current state", body = ErrorBody)))]
 pub async fn retry(State(s): State<AppState>, Id(id): Id) -> Result<Json<Delivery>, ApiError> {
     let db = s.db().await?;
     let d = eventlog::actions::retry(&db, &s.replica, &Scope::Operator, id).await?;
@@ -58,10 +58,10 @@ pub async fn retry(State(s): State<AppState>, Id(id): Id) -> Result<Json<Deliver
 
 /// Resend a succeeded delivery: the same event with the same `webhook-id`, through its lane
 /// (right after the delivery the lane is working on now). 409 unless it succeeded.
-#[utoipa::path(post, path = "/v1/deliveries/{id}/resend", tag = "deliveries",
+#[utoipa::path(post, operation_id = "resend_delivery", path = "/v1/deliveries/{id}/resend", tag = "deliveries",
     params(("id" = i64, Path)),
     responses((status = 200, description = "the delivery afterwards", body = Delivery),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+              (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with its current state", body = ErrorBody)))]
 pub async fn resend(State(s): State<AppState>, Id(id): Id) -> Result<Json<Delivery>, ApiError> {
     let db = s.db().await?;
     let d = eventlog::actions::resend(&db, &s.replica, &Scope::Operator, id).await?;
@@ -84,10 +84,10 @@ pub struct RetryDead {
 
 /// Retry the dead deliveries of an endpoint: all of them, those of events created in
 /// `[since, until)`, or one (`delivery_id`). Each goes back into its lane, in event order.
-#[utoipa::path(post, path = "/v1/endpoints/{id}/retry-dead", tag = "endpoints",
+#[utoipa::path(post, operation_id = "retry_dead_deliveries", path = "/v1/endpoints/{id}/retry-dead", tag = "endpoints",
     params(("id" = i64, Path)), request_body(content = Option<RetryDead>),
-    responses((status = 200, body = Revived), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Revived), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody),
+              (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn retry_dead(
     State(s): State<AppState>,
     Id(id): Id,
@@ -135,10 +135,10 @@ pub struct ReplayRequest {
 /// through its resource's lane in outbox order. Events already on their way to it are
 /// skipped, so a replay cut short can be run again. Answers when everything is queued
 /// (roughly 50 000 events a second are looked at).
-#[utoipa::path(post, path = "/v1/endpoints/{id}/replay", tag = "endpoints",
+#[utoipa::path(post, operation_id = "replay_to_endpoint", path = "/v1/endpoints/{id}/replay", tag = "endpoints",
     params(("id" = i64, Path)), request_body = ReplayRequest,
-    responses((status = 200, body = Replayed), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Replayed), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody),
+              (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "Conflicts with its current state", body = ErrorBody)))]
 pub async fn replay(
     State(s): State<AppState>,
     Id(id): Id,
@@ -165,10 +165,10 @@ pub async fn replay(
 }
 
 /// Send a test event (type `outboxd.test`) to this endpoint only. 409 when it is disabled.
-#[utoipa::path(post, path = "/v1/endpoints/{id}/test", tag = "endpoints",
+#[utoipa::path(post, operation_id = "send_test_event", path = "/v1/endpoints/{id}/test", tag = "endpoints",
     params(("id" = i64, Path)),
-    responses((status = 202, body = TestEvent), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody)))]
+    responses((status = 202, description = "Accepted: queued", body = TestEvent), (status = 404, description = "No such resource", body = ErrorBody),
+              (status = 409, description = "Conflicts with its current state", body = ErrorBody)))]
 pub async fn test_event(
     State(s): State<AppState>,
     Id(id): Id,
@@ -180,9 +180,9 @@ pub async fn test_event(
 
 /// An endpoint's health: backlog, dead, the last hour's success rate and last error, and its
 /// circuit breaker as this replica sees it.
-#[utoipa::path(get, path = "/v1/endpoints/{id}/health", tag = "endpoints",
+#[utoipa::path(get, operation_id = "get_endpoint_health", path = "/v1/endpoints/{id}/health", tag = "endpoints",
     params(("id" = i64, Path)),
-    responses((status = 200, body = EndpointHealth), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EndpointHealth), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn health(
     State(s): State<AppState>,
     Id(id): Id,

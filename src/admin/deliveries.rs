@@ -32,8 +32,8 @@ pub struct ListQuery {
 
 /// List deliveries in id order (oldest first). For the newest first, searchable, see
 /// `GET /v1/events`.
-#[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries", params(ListQuery),
-    responses((status = 200, body = Page<Delivery>), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "list_deliveries", path = "/v1/deliveries", tag = "deliveries", params(ListQuery),
+    responses((status = 200, description = "OK", body = Page<Delivery>), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -79,9 +79,9 @@ pub struct EventDetail {
 }
 
 /// One event (without its payload), its deliveries and its latest 500 attempts.
-#[utoipa::path(get, path = "/v1/events/{event_id}", tag = "events",
+#[utoipa::path(get, operation_id = "get_event", path = "/v1/events/{event_id}", tag = "events",
     params(("event_id" = String, Path)),
-    responses((status = 200, body = EventDetail), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EventDetail), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn event(
     State(s): State<AppState>,
     event_id: Result<Path<String>, PathRejection>,

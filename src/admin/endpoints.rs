@@ -41,8 +41,8 @@ pub struct ListQuery {
 }
 
 /// List endpoints, in id order (never their secrets).
-#[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints", params(ListQuery),
-    responses((status = 200, body = Page<Endpoint>), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "list_endpoints", path = "/v1/endpoints", tag = "endpoints", params(ListQuery),
+    responses((status = 200, description = "OK", body = Page<Endpoint>), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -63,8 +63,8 @@ pub async fn list(
 }
 
 /// One endpoint; its secrets are never shown here, only `secret_count`.
-#[utoipa::path(get, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
-    responses((status = 200, body = Endpoint), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "get_endpoint", path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
+    responses((status = 200, description = "OK", body = Endpoint), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn get(State(s): State<AppState>, Id(id): Id) -> Result<Json<Endpoint>, ApiError> {
     let db = s.db().await?;
     let row = one(db.query_opt(q::ENDPOINT_GET, &[&id]).await?, id)?;
@@ -110,8 +110,8 @@ struct Created {
 }
 
 /// Create an endpoint (and, with `event_types`, one subscription). The secret is shown once.
-#[utoipa::path(post, path = "/v1/endpoints", tag = "endpoints", request_body = CreateEndpoint,
-    responses((status = 201, body = Created), (status = 400, body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "create_endpoint", path = "/v1/endpoints", tag = "endpoints", request_body = CreateEndpoint,
+    responses((status = 201, description = "Created", body = Created), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn create(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<CreateEndpoint>,
@@ -372,10 +372,10 @@ impl Changes {
 }
 
 /// Change any subset of an endpoint's fields (`null` clears the nullable ones).
-#[utoipa::path(patch, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
+#[utoipa::path(patch, operation_id = "update_endpoint", path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
     request_body = PatchEndpoint,
-    responses((status = 200, body = Endpoint), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Endpoint), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody),
+              (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn patch(
     State(s): State<AppState>,
     Id(id): Id,
@@ -409,8 +409,8 @@ pub async fn patch(
 }
 
 /// Delete an endpoint with its subscriptions, deliveries and lanes (its attempts stay).
-#[utoipa::path(delete, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, operation_id = "delete_endpoint", path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
+    responses((status = 204, description = "Done, no content"), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn delete(State(s): State<AppState>, Id(id): Id) -> Result<StatusCode, ApiError> {
     let mut db = s.db().await?;
     let tx = db.transaction().await?;
@@ -430,9 +430,9 @@ struct Secrets {
 }
 
 /// `GET /v1/endpoints/{id}/secret`: the explicit read of the active secrets.
-#[utoipa::path(get, path = "/v1/endpoints/{id}/secret", tag = "endpoints",
+#[utoipa::path(get, operation_id = "get_endpoint_secrets", path = "/v1/endpoints/{id}/secret", tag = "endpoints",
     params(("id" = i64, Path)),
-    responses((status = 200, body = Secrets), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Secrets), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn secrets(State(s): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
     let db = s.db().await?;
     let row = one(db.query_opt(q::ENDPOINT_SECRETS, &[&id]).await?, id)?;
@@ -463,10 +463,10 @@ struct Rotated {
 const MAX_SECRETS: usize = 10;
 
 /// Start a rotation: the new secret (generated when not given) signs alongside the old ones.
-#[utoipa::path(post, path = "/v1/endpoints/{id}/secret/rotate", tag = "endpoints",
+#[utoipa::path(post, operation_id = "rotate_endpoint_secret", path = "/v1/endpoints/{id}/secret/rotate", tag = "endpoints",
     params(("id" = i64, Path)), request_body(content = Option<Rotate>),
-    responses((status = 200, body = Rotated), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Rotated), (status = 404, description = "No such resource", body = ErrorBody),
+              (status = 409, description = "Conflicts with its current state", body = ErrorBody)))]
 pub async fn rotate(
     State(s): State<AppState>,
     Id(id): Id,
@@ -500,9 +500,9 @@ pub async fn rotate(
 }
 
 /// End a rotation: keep only the newest secret.
-#[utoipa::path(post, path = "/v1/endpoints/{id}/secret/finish-rotation", tag = "endpoints",
+#[utoipa::path(post, operation_id = "finish_endpoint_secret_rotation", path = "/v1/endpoints/{id}/secret/finish-rotation", tag = "endpoints",
     params(("id" = i64, Path)),
-    responses((status = 200, body = Endpoint), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Endpoint), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn finish_rotation(
     State(s): State<AppState>,
     Id(id): Id,

@@ -44,8 +44,8 @@ pub struct SearchQuery {
 
 /// Search events, newest first, with each one's deliveries (status, attempts, last error
 /// kind). Each search is answered from an index; see the README's "Console" section.
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(SearchQuery),
-    responses((status = 200, body = EventPage), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "search_events", path = "/v1/events", tag = "events", params(SearchQuery),
+    responses((status = 200, description = "OK", body = EventPage), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn search(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<SearchQuery>,
@@ -95,8 +95,8 @@ pub struct EventTypes {
 
 /// The event types seen, with how many events of each were routed (all tenants summed, or
 /// one tenant's).
-#[utoipa::path(get, path = "/v1/event-types", tag = "events", params(TypesQuery),
-    responses((status = 200, body = EventTypes), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "list_event_types", path = "/v1/event-types", tag = "events", params(TypesQuery),
+    responses((status = 200, description = "OK", body = EventTypes), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn event_types(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<TypesQuery>,
@@ -118,10 +118,10 @@ pub async fn event_types(
 }
 
 /// The payload of an event exactly as it is sent (`application/json`).
-#[utoipa::path(get, path = "/v1/events/{event_id}/payload", tag = "events",
+#[utoipa::path(get, operation_id = "get_event_payload", path = "/v1/events/{event_id}/payload", tag = "events",
     params(("event_id" = String, Path)),
-    responses((status = 200, content_type = "application/json", body = Object),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", content_type = "application/json", body = Object),
+              (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn payload(
     State(s): State<AppState>,
     event_id: Result<Path<String>, PathRejection>,

@@ -89,7 +89,7 @@ pub fn document_text() -> &'static str {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+#[utoipa::path(get, operation_id = "get_openapi_document", path = "/v1/openapi.json", tag = "meta",
     responses((status = 200, description = "The OpenAPI 3.1 document of /v1",
                content_type = "application/json", body = Object)))]
 pub async fn document() -> Response {

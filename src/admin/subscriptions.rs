@@ -36,8 +36,8 @@ pub struct ListQuery {
 }
 
 /// List subscriptions, in id order.
-#[utoipa::path(get, path = "/v1/subscriptions", tag = "subscriptions", params(ListQuery),
-    responses((status = 200, body = Page<Subscription>), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "list_subscriptions", path = "/v1/subscriptions", tag = "subscriptions", params(ListQuery),
+    responses((status = 200, description = "OK", body = Page<Subscription>), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -57,9 +57,9 @@ pub async fn list(
     Ok(Json(start.page(data, |x| x.id, KIND)))
 }
 
-#[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+#[utoipa::path(get, operation_id = "get_subscription", path = "/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = i64, Path)),
-    responses((status = 200, body = Subscription), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Subscription), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn get(State(s): State<AppState>, Id(id): Id) -> Result<Json<Subscription>, ApiError> {
     let db = s.db().await?;
     let row = one(db.query_opt(q::SUBSCRIPTION_GET, &[&id]).await?, id)?;
@@ -76,9 +76,9 @@ pub struct CreateSubscription {
 }
 
 /// Bind an endpoint to event-type patterns.
-#[utoipa::path(post, path = "/v1/subscriptions", tag = "subscriptions",
+#[utoipa::path(post, operation_id = "create_subscription", path = "/v1/subscriptions", tag = "subscriptions",
     request_body = CreateSubscription,
-    responses((status = 201, body = Subscription), (status = 400, body = ErrorBody)))]
+    responses((status = 201, description = "Created", body = Subscription), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn create(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<CreateSubscription>,
@@ -130,10 +130,10 @@ pub struct PatchSubscription {
 }
 
 /// Change a subscription's patterns or `active`.
-#[utoipa::path(patch, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+#[utoipa::path(patch, operation_id = "update_subscription", path = "/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = i64, Path)), request_body = PatchSubscription,
-    responses((status = 200, body = Subscription), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Subscription), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody),
+              (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn patch(
     State(s): State<AppState>,
     Id(id): Id,
@@ -169,9 +169,9 @@ pub async fn patch(
     Ok(Json(Subscription::from_row(&row)?))
 }
 
-#[utoipa::path(delete, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+#[utoipa::path(delete, operation_id = "delete_subscription", path = "/v1/subscriptions/{id}", tag = "subscriptions",
     params(("id" = i64, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Done, no content"), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn delete(State(s): State<AppState>, Id(id): Id) -> Result<StatusCode, ApiError> {
     let db = s.db().await?;
     one(db.query_opt(q::SUBSCRIPTION_DELETE, &[&id]).await?, id)?;

@@ -655,3 +655,51 @@ async fn the_openapi_document_is_served_and_everything_in_it_is_routed() {
     );
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn the_upgrade_script_builds_the_v5_indexes_concurrently_exactly_as_the_migration_does() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let defs = "SELECT c.relname::text, pg_get_indexdef(c.oid), i.indisvalid
+                  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 WHERE c.relname = ANY($1) ORDER BY 1";
+    let names: Vec<String> = [
+        "events_resource_key",
+        "events_event_type",
+        "events_tenant",
+        "deliveries_status",
+        "deliveries_succeeded",
+        "deliveries_endpoint_status",
+        "deliveries_lane_head",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let read = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, String, bool)> {
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let migrated = read(c.query(defs, &[&names]).await.unwrap());
+    assert_eq!(migrated.len(), names.len(), "{migrated:?}");
+    for n in &names {
+        c.batch_execute(&format!("DROP INDEX outbox.{n}"))
+            .await
+            .unwrap();
+    }
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sql/upgrade/V5_indexes_concurrently.sql"),
+    )
+    .unwrap();
+    // Statement by statement, outside any transaction, as psql runs it.
+    for statement in script.split(";\n").filter(|s| {
+        s.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+    }) {
+        c.simple_query(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    assert_eq!(read(c.query(defs, &[&names]).await.unwrap()), migrated);
+}
