@@ -250,15 +250,15 @@ impl Authed {
     }
 }
 
-/// Refuses a request a browser marks as coming from another site (`Sec-Fetch-Site`) or
-/// another origin (`Origin` not matching `Host`).
-fn check_csrf_origin(headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal of a request a browser marks as coming from another site (`Sec-Fetch-Site`)
+/// or another origin (`Origin` not matching `Host`); `None` when it may go on.
+fn check_csrf_origin(headers: &HeaderMap) -> Option<Response> {
     let forbidden = |why: &str| layout::error_page(StatusCode::FORBIDDEN, why);
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && site != "same-origin"
         && site != "none"
     {
-        return Err(forbidden(
+        return Some(forbidden(
             "This request came from another site, so it was refused.",
         ));
     }
@@ -269,27 +269,30 @@ fn check_csrf_origin(headers: &HeaderMap) -> Result<(), Response> {
             .unwrap_or("");
         let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
         if origin_host != host {
-            return Err(forbidden(
+            return Some(forbidden(
                 "This request came from another origin, so it was refused.",
             ));
         }
     }
-    Ok(())
+    None
 }
 
-/// Refuses a state-changing request that does not come from this console's own pages: a
-/// wrong or missing CSRF token, or a browser saying it comes from another site.
-fn check_csrf(c: &Console, a: &Authed, given: &str, headers: &HeaderMap) -> Result<(), Response> {
-    check_csrf_origin(headers)?;
+/// The refusal of a state-changing request that does not come from this console's own
+/// pages: a wrong or missing CSRF token, or a browser saying it comes from another site.
+/// `None` when it may go on.
+fn check_csrf(c: &Console, a: &Authed, given: &str, headers: &HeaderMap) -> Option<Response> {
+    if let Some(refused) = check_csrf_origin(headers) {
+        return Some(refused);
+    }
     let ok = c
         .inner
         .keys
         .as_ref()
         .is_some_and(|k| k.csrf_ok(&a.session, given));
     if ok {
-        Ok(())
+        None
     } else {
-        Err(layout::error_page(
+        Some(layout::error_page(
             StatusCode::FORBIDDEN,
             "This form has no valid CSRF token (it may be from an older session): go back, \
              reload and try again.",

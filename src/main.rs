@@ -168,7 +168,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 url.clone()
                     .unwrap_or_else(|| "postgres://postgres@127.0.0.1/postgres".into()),
             )?;
-            let stay = (!exit).then(|| async {
+            let stay = (!exit).then_some(async {
                 let Ok(mut term) = signal(SignalKind::terminate()) else {
                     return;
                 };

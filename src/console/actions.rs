@@ -183,57 +183,77 @@ pub struct BackQuery {
     back: String,
 }
 
-/// The confirmation: what will happen, the action's fields, confirm and cancel.
-fn confirmation(
-    title: &str,
-    ordering: &str,
-    post_to: &str,
-    csrf: &str,
-    back: &str,
+/// A confirmation: what will happen (to ordering, above all), the action's fields, confirm
+/// and cancel.
+struct Confirm<'a> {
+    /// The action's name (`data-action`), and the last segment of its URL.
+    action: &'a str,
+    /// The button's text.
+    label: &'a str,
+    /// The action's URL: GET shows the confirmation page, POST does it.
+    url: &'a str,
+    title: &'a str,
+    ordering: &'a str,
     fields: Markup,
-    confirm: &str,
-    in_dialog: bool,
-) -> Markup {
-    html! {
-        form method="post" action=(post_to) {
-            h2 { (title) }
-            p.ordering { (ordering) }
-            input type="hidden" name="csrf" value=(csrf);
-            input type="hidden" name="back" value=(back);
-            (fields)
-            div.buttons {
-                @if in_dialog {
-                    button type="submit" formmethod="dialog" formnovalidate value="cancel" { "Cancel" }
-                } @else {
-                    a href=(back) { "Cancel" }
+}
+
+impl Confirm<'_> {
+    /// The form that does the action (in the dialog, or on the confirmation page).
+    fn form(&self, csrf: &str, back: &str, in_dialog: bool) -> Markup {
+        html! {
+            form method="post" action=(self.url) {
+                h2 { (self.title) }
+                p.ordering { (self.ordering) }
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="back" value=(back);
+                (self.fields)
+                div.buttons {
+                    @if in_dialog {
+                        button type="submit" formmethod="dialog" formnovalidate value="cancel" { "Cancel" }
+                    } @else {
+                        a href=(back) { "Cancel" }
+                    }
+                    button type="submit" data-confirm { (self.label) }
                 }
-                button type="submit" data-confirm { (confirm) }
             }
+        }
+    }
+
+    /// The button (`data-action`) and its dialog; without script the button opens the
+    /// confirmation page.
+    fn button(&self, dialog_id: &str, csrf: &str, back: &str) -> Markup {
+        html! {
+            form method="get" action=(self.url) {
+                input type="hidden" name="back" value=(back);
+                button type="submit" data-action=(self.action) data-dialog=(dialog_id) { (self.label) }
+            }
+            dialog id=(dialog_id) { (self.form(csrf, back, true)) }
         }
     }
 }
 
-/// A button with its dialog: `data-action` names the action; without script the button
-/// opens the confirmation page.
-#[allow(clippy::too_many_arguments)]
-fn button_with_dialog(
-    action: &str,
-    label: &str,
-    page: &str,
-    dialog_id: &str,
-    title: &str,
-    ordering: &str,
-    csrf: &str,
-    back: &str,
-    fields: Markup,
-) -> Markup {
-    html! {
-        form method="get" action=(page) {
-            input type="hidden" name="back" value=(back);
-            button type="submit" data-action=(action) data-dialog=(dialog_id) { (label) }
+impl DeliveryAction {
+    fn confirm<'a>(self, url: &'a str, title: &'a str, status: Status) -> Confirm<'a> {
+        Confirm {
+            action: self.name(),
+            label: self.label(),
+            url,
+            title,
+            ordering: self.ordering(Some(status)),
+            fields: html! {},
         }
-        dialog id=(dialog_id) {
-            (confirmation(title, ordering, page, csrf, back, fields, label, true))
+    }
+}
+
+impl EndpointAction {
+    fn confirm<'a>(self, url: &'a str, title: &'a str) -> Confirm<'a> {
+        Confirm {
+            action: self.name(),
+            label: self.label(),
+            url,
+            title,
+            ordering: self.ordering(),
+            fields: self.fields(),
         }
     }
 }
@@ -245,33 +265,21 @@ pub fn delivery_button(
     csrf: &str,
     back: &str,
 ) -> Markup {
+    let url = format!("/ui/deliveries/{id}/{}", action.name());
     let title = format!("{} delivery {id}?", action.label());
-    button_with_dialog(
-        action.name(),
-        action.label(),
-        &format!("/ui/deliveries/{id}/{}", action.name()),
+    action.confirm(&url, &title, status).button(
         &format!("dialog-{}-{id}", action.name()),
-        &title,
-        action.ordering(Some(status)),
         csrf,
         back,
-        html! {},
     )
 }
 
 pub fn endpoint_button(action: EndpointAction, id: i64, csrf: &str, back: &str) -> Markup {
+    let url = format!("/ui/endpoints/{id}/{}", action.name());
     let title = format!("{} (endpoint {id})?", action.label());
-    button_with_dialog(
-        action.name(),
-        action.label(),
-        &format!("/ui/endpoints/{id}/{}", action.name()),
-        &format!("dialog-{}-{id}", action.name()),
-        &title,
-        action.ordering(),
-        csrf,
-        back,
-        action.fields(),
-    )
+    action
+        .confirm(&url, &title)
+        .button(&format!("dialog-{}-{id}", action.name()), csrf, back)
 }
 
 /// The notice a page shows after an action (fixed texts: nothing from the query string is
@@ -330,18 +338,15 @@ fn failed(e: eventlog::Error, back: &str) -> Response {
     layout::respond(status, layout::page("Not done", Tab::None, None, body))
 }
 
-fn parse_id(raw: &str) -> Result<i64, Response> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| layout::error_page(StatusCode::NOT_FOUND, "Not an id."))
+/// A positive id from a path segment.
+fn parse_id(raw: &str) -> Option<i64> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0)
 }
 
 /// `/ui/deliveries/{id}`: its event's page, at the delivery.
 pub async fn delivery(State(c): State<Console>, a: Authed, Path(raw): Path<String>) -> Response {
-    let id = match parse_id(&raw) {
-        Ok(id) => id,
-        Err(r) => return r,
+    let Some(id) = parse_id(&raw) else {
+        return layout::error_page(StatusCode::NOT_FOUND, "Not an id.");
     };
     let found = async {
         let db = c.db().await?;
@@ -376,7 +381,7 @@ pub async fn confirm_delivery(
     Path((raw, action)): Path<(String, String)>,
     Query(q): Query<BackQuery>,
 ) -> Response {
-    let (Ok(id), Some(action)) = (parse_id(&raw), DeliveryAction::parse(&action)) else {
+    let (Some(id), Some(action)) = (parse_id(&raw), DeliveryAction::parse(&action)) else {
         return layout::error_page(StatusCode::NOT_FOUND, "There is no such action.");
     };
     let found = async {
@@ -389,17 +394,11 @@ pub async fn confirm_delivery(
         Err(e) => return e.into_response(),
     };
     let back = back_or(&q.back, &event_href(&d.event_id));
+    let url = format!("/ui/deliveries/{id}/{}", action.name());
     let title = format!("{} delivery {id}?", action.label());
-    let form = confirmation(
-        &title,
-        action.ordering(Some(d.status)),
-        &format!("/ui/deliveries/{id}/{}", action.name()),
-        &a.csrf,
-        &back,
-        html! {},
-        action.label(),
-        false,
-    );
+    let form = action
+        .confirm(&url, &title, d.status)
+        .form(&a.csrf, &back, false);
     confirm_page(&a, &title, form)
 }
 
@@ -411,10 +410,10 @@ pub async fn run_delivery(
     Path((raw, action)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&c, &a, &f.csrf, &headers) {
+    if let Some(refused) = check_csrf(&c, &a, &f.csrf, &headers) {
         return refused;
     }
-    let (Ok(id), Some(action)) = (parse_id(&raw), DeliveryAction::parse(&action)) else {
+    let (Some(id), Some(action)) = (parse_id(&raw), DeliveryAction::parse(&action)) else {
         return layout::error_page(StatusCode::NOT_FOUND, "There is no such action.");
     };
     let outcome = async {
@@ -448,21 +447,13 @@ pub async fn confirm_endpoint(
     Path((raw, action)): Path<(String, String)>,
     Query(q): Query<BackQuery>,
 ) -> Response {
-    let (Ok(id), Some(action)) = (parse_id(&raw), EndpointAction::parse(&action)) else {
+    let (Some(id), Some(action)) = (parse_id(&raw), EndpointAction::parse(&action)) else {
         return layout::error_page(StatusCode::NOT_FOUND, "There is no such action.");
     };
     let back = back_or(&q.back, &format!("/ui/endpoints/{id}"));
+    let url = format!("/ui/endpoints/{id}/{}", action.name());
     let title = format!("{} (endpoint {id})?", action.label());
-    let form = confirmation(
-        &title,
-        action.ordering(),
-        &format!("/ui/endpoints/{id}/{}", action.name()),
-        &a.csrf,
-        &back,
-        action.fields(),
-        action.label(),
-        false,
-    );
+    let form = action.confirm(&url, &title).form(&a.csrf, &back, false);
     confirm_page(&a, &title, form)
 }
 
@@ -475,10 +466,10 @@ pub async fn run_endpoint(
     Path((raw, action)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(refused) = check_csrf(&c, &a, &f.csrf, &headers) {
+    if let Some(refused) = check_csrf(&c, &a, &f.csrf, &headers) {
         return refused;
     }
-    let (Ok(id), Some(action)) = (parse_id(&raw), EndpointAction::parse(&action)) else {
+    let (Some(id), Some(action)) = (parse_id(&raw), EndpointAction::parse(&action)) else {
         return layout::error_page(StatusCode::NOT_FOUND, "There is no such action.");
     };
     let back = back_or(&f.back, &format!("/ui/endpoints/{id}"));

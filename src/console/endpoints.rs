@@ -128,6 +128,15 @@ fn subscriptions(subs: &[Subscription]) -> Markup {
     }
 }
 
+/// Enable is offered only when disabled, disable only when enabled; the rest always.
+fn offered(action: EndpointAction, enabled: bool) -> bool {
+    match action {
+        EndpointAction::Enable => !enabled,
+        EndpointAction::Disable => enabled,
+        _ => true,
+    }
+}
+
 pub async fn detail(
     State(c): State<Console>,
     a: Authed,
@@ -173,7 +182,7 @@ pub async fn detail(
         }
         div.actions {
             @for action in EndpointAction::ALL {
-                @if !(action == EndpointAction::Enable && e.enabled) && !(action == EndpointAction::Disable && !e.enabled) {
+                @if offered(action, e.enabled) {
                     (actions::endpoint_button(action, id, &a.csrf, &back))
                 }
             }

@@ -225,9 +225,8 @@ pub struct DoneQuery {
     pub n: Option<i64>,
 }
 
-fn event_id(path: Result<Path<String>, PathRejection>) -> Result<String, Response> {
-    path.map(|Path(e)| e)
-        .map_err(|_| layout::error_page(StatusCode::NOT_FOUND, "Not an event_id."))
+fn event_id(path: Result<Path<String>, PathRejection>) -> Option<String> {
+    path.map(|Path(e)| e).ok()
 }
 
 /// The payload shown on the page at most (a larger one is cut; download it whole).
@@ -239,9 +238,8 @@ pub async fn detail(
     path: Result<Path<String>, PathRejection>,
     Query(done): Query<DoneQuery>,
 ) -> Response {
-    let id = match event_id(path) {
-        Ok(id) => id,
-        Err(r) => return r,
+    let Some(id) = event_id(path) else {
+        return layout::error_page(StatusCode::NOT_FOUND, "Not an event_id.");
     };
     let found = async {
         let db = c.db().await?;
@@ -377,9 +375,8 @@ pub async fn payload(
     a: Authed,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let id = match event_id(path) {
-        Ok(id) => id,
-        Err(r) => return r,
+    let Some(id) = event_id(path) else {
+        return layout::error_page(StatusCode::NOT_FOUND, "Not an event_id.");
     };
     let found = async {
         let db = c.db().await?;

@@ -126,7 +126,7 @@ pub async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(f.next.as_deref());
-    if let Err(refused) = check_csrf_origin(&headers) {
+    if let Some(refused) = check_csrf_origin(&headers) {
         return refused;
     }
     let (Some(keys), Some(expected)) = (&c.inner.keys, c.replica().config.admin_token.as_deref())
@@ -228,7 +228,7 @@ pub async fn logout(
         .zip(session_cookie(&headers))
         .and_then(|(k, v)| k.session(v, now()));
     if let (Some(keys), Some(s)) = (&c.inner.keys, &session)
-        && (check_csrf_origin(&headers).is_err() || !keys.csrf_ok(s, &f.csrf))
+        && (check_csrf_origin(&headers).is_some() || !keys.csrf_ok(s, &f.csrf))
     {
         return layout::error_page(
             StatusCode::FORBIDDEN,

@@ -271,7 +271,7 @@ pub(crate) async fn search(
         .map(EventSummary::from_row)
         .collect::<Result<Vec<_>, _>>()?;
     // Merged runs, and events with a matching delivery on two endpoints: newest first, once.
-    events.sort_by(|a, b| b.id.cmp(&a.id));
+    events.sort_by_key(|e| std::cmp::Reverse(e.id));
     events.dedup_by_key(|e| e.id);
     let more = full || events.len() as i64 > limit;
     events.truncate(limit as usize);

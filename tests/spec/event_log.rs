@@ -74,7 +74,7 @@ async fn search_finds_events_by_id_key_type_pattern_tenant_endpoint_status_and_t
     let t1 = chrono::Utc::now() + chrono::Duration::seconds(1);
 
     let page = api.search(&format!("q={paid}")).await;
-    assert_eq!(event_ids(&page), [paid.clone()], "by event_id");
+    assert_eq!(event_ids(&page), [paid.as_str()], "by event_id");
     let deliveries = page["data"][0]["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2, "{page}");
     let on_bad = deliveries
@@ -97,9 +97,9 @@ async fn search_finds_events_by_id_key_type_pattern_tenant_endpoint_status_and_t
         [other.clone(), shipped.clone(), paid.clone()]
     );
     let exact = api.search("event_type=invoice.paid").await;
-    assert_eq!(event_ids(&exact), [invoice.clone()]);
+    assert_eq!(event_ids(&exact), [invoice.as_str()]);
     let tenant = api.search("tenant_id=globex").await;
-    assert_eq!(event_ids(&tenant), [other.clone()]);
+    assert_eq!(event_ids(&tenant), [other.as_str()]);
     let endpoint = api.search(&format!("endpoint_id={ep_bad}")).await;
     assert_eq!(event_ids(&endpoint), [shipped.clone(), paid.clone()]);
     let dead = api.search("status=dead").await;
@@ -196,7 +196,7 @@ async fn a_held_delivery_says_what_it_waits_behind_and_cannot_jump_its_lane() {
     let held = api.search("status=held").await;
     assert_eq!(event_ids(&held), [third.clone(), second.clone()]);
     let retrying = api.search("status=retrying").await;
-    assert_eq!(event_ids(&retrying), [head.clone()]);
+    assert_eq!(event_ids(&retrying), [head.as_str()]);
 
     let third_d = delivery_of(&c, &third, ep).await;
     let (status, d) = api.get(&format!("/v1/deliveries/{third_d}")).await;
