@@ -132,3 +132,17 @@ BEGIN
     RETURN n;
 END
 $$;
+
+-- outbox.retry_dead (V1) becomes outbox.requeue of an endpoint's dead deliveries: one
+-- implementation of "back into the lane" for the DBAs' function, the admin API and the
+-- console.
+CREATE OR REPLACE FUNCTION outbox.retry_dead(endpoint_id bigint, delivery_id bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE AS $$
+    SELECT outbox.requeue(
+               ARRAY(SELECT d.id FROM outbox.deliveries d
+                      WHERE d.endpoint_id = retry_dead.endpoint_id AND d.state = 'dead'
+                        AND (retry_dead.delivery_id IS NULL OR d.id = retry_dead.delivery_id)
+                      ORDER BY d.id),
+               'dead')
+$$;

@@ -233,6 +233,14 @@ impl Confirm<'_> {
 }
 
 impl DeliveryAction {
+    fn url(self, id: i64) -> String {
+        format!("/ui/deliveries/{id}/{}", self.name())
+    }
+
+    fn title(self, id: i64) -> String {
+        format!("{} delivery {id}?", self.label())
+    }
+
     fn confirm<'a>(self, url: &'a str, title: &'a str, status: Status) -> Confirm<'a> {
         Confirm {
             action: self.name(),
@@ -246,6 +254,14 @@ impl DeliveryAction {
 }
 
 impl EndpointAction {
+    fn url(self, id: i64) -> String {
+        format!("/ui/endpoints/{id}/{}", self.name())
+    }
+
+    fn title(self, id: i64) -> String {
+        format!("{} (endpoint {id})?", self.label())
+    }
+
     fn confirm<'a>(self, url: &'a str, title: &'a str) -> Confirm<'a> {
         Confirm {
             action: self.name(),
@@ -265,8 +281,7 @@ pub fn delivery_button(
     csrf: &str,
     back: &str,
 ) -> Markup {
-    let url = format!("/ui/deliveries/{id}/{}", action.name());
-    let title = format!("{} delivery {id}?", action.label());
+    let (url, title) = (action.url(id), action.title(id));
     action.confirm(&url, &title, status).button(
         &format!("dialog-{}-{id}", action.name()),
         csrf,
@@ -275,8 +290,7 @@ pub fn delivery_button(
 }
 
 pub fn endpoint_button(action: EndpointAction, id: i64, csrf: &str, back: &str) -> Markup {
-    let url = format!("/ui/endpoints/{id}/{}", action.name());
-    let title = format!("{} (endpoint {id})?", action.label());
+    let (url, title) = (action.url(id), action.title(id));
     action
         .confirm(&url, &title)
         .button(&format!("dialog-{}-{id}", action.name()), csrf, back)
@@ -394,8 +408,7 @@ pub async fn confirm_delivery(
         Err(e) => return e.into_response(),
     };
     let back = back_or(&q.back, &event_href(&d.event_id));
-    let url = format!("/ui/deliveries/{id}/{}", action.name());
-    let title = format!("{} delivery {id}?", action.label());
+    let (url, title) = (action.url(id), action.title(id));
     let form = action
         .confirm(&url, &title, d.status)
         .form(&a.csrf, &back, false);
@@ -451,8 +464,7 @@ pub async fn confirm_endpoint(
         return layout::error_page(StatusCode::NOT_FOUND, "There is no such action.");
     };
     let back = back_or(&q.back, &format!("/ui/endpoints/{id}"));
-    let url = format!("/ui/endpoints/{id}/{}", action.name());
-    let title = format!("{} (endpoint {id})?", action.label());
+    let (url, title) = (action.url(id), action.title(id));
     let form = action.confirm(&url, &title).form(&a.csrf, &back, false);
     confirm_page(&a, &title, form)
 }

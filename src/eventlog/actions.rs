@@ -74,6 +74,52 @@ fn conflict_for(d: &Delivery, action: &str) -> Error {
     Error::Conflict(format!("cannot {action} delivery {}: {why}", d.id))
 }
 
+/// Puts one finished delivery (in `from_state`: dead or succeeded) back in its lane; false
+/// when it was no longer in that state.
+async fn requeue_one(
+    db: &tokio_postgres::Client,
+    scope: &Scope,
+    id: i64,
+    from_state: &str,
+) -> Result<bool, Error> {
+    let row = db
+        .query_one(
+            q::DELIVERIES_REQUEUE,
+            &[&vec![id], &from_state, &scope.tenant()],
+        )
+        .await?;
+    Ok(col::<i64>(&row, "requeued")? > 0)
+}
+
+/// Runs an action on one delivery after checking its status allows it, wakes the claimers
+/// and returns the delivery afterwards.
+async fn act_on_delivery(
+    db: &deadpool_postgres::Object,
+    replica: &Replica,
+    scope: &Scope,
+    id: i64,
+    action: &str,
+) -> Result<Delivery, Error> {
+    let d = detail::delivery(db, scope, id).await?;
+    let applied = match (action, d.status) {
+        ("retry", Status::Dead) => requeue_one(db, scope, id, "dead").await?,
+        ("retry", Status::Pending | Status::Retrying) => db
+            .query_opt(q::DELIVERY_RETRY_NOW, &[&id, &scope.tenant()])
+            .await?
+            .is_some(),
+        ("resend", Status::Succeeded) => requeue_one(db, scope, id, "succeeded").await?,
+        _ => return Err(conflict_for(&d, action)),
+    };
+    if !applied {
+        return Err(Error::Conflict(format!(
+            "delivery {id} changed meanwhile; look again"
+        )));
+    }
+    wake_claimers(db, replica).await?;
+    tracing::info!(delivery_id = id, action, "event log: delivery action");
+    detail::delivery(db, scope, id).await
+}
+
 /// Retry now: a dead delivery rejoins its lane; a pending or retrying lane head is due now.
 /// Returns the delivery afterwards.
 pub(crate) async fn retry(
@@ -82,33 +128,7 @@ pub(crate) async fn retry(
     scope: &Scope,
     id: i64,
 ) -> Result<Delivery, Error> {
-    let d = detail::delivery(db, scope, id).await?;
-    let applied = match d.status {
-        Status::Dead => {
-            let n: i64 = col(
-                &db.query_one(
-                    q::DELIVERIES_REQUEUE,
-                    &[&vec![id], &"dead", &scope.tenant()],
-                )
-                .await?,
-                "requeued",
-            )?;
-            n > 0
-        }
-        Status::Pending | Status::Retrying => db
-            .query_opt(q::DELIVERY_RETRY_NOW, &[&id, &scope.tenant()])
-            .await?
-            .is_some(),
-        _ => return Err(conflict_for(&d, "retry")),
-    };
-    if !applied {
-        return Err(Error::Conflict(format!(
-            "delivery {id} changed meanwhile; look again"
-        )));
-    }
-    wake_claimers(db, replica).await?;
-    tracing::info!(delivery_id = id, "event log: delivery retried");
-    detail::delivery(db, scope, id).await
+    act_on_delivery(db, replica, scope, id, "retry").await
 }
 
 /// Resend a succeeded delivery (same event, same `webhook-id`) through its lane.
@@ -118,26 +138,7 @@ pub(crate) async fn resend(
     scope: &Scope,
     id: i64,
 ) -> Result<Delivery, Error> {
-    let d = detail::delivery(db, scope, id).await?;
-    if d.status != Status::Succeeded {
-        return Err(conflict_for(&d, "resend"));
-    }
-    let n: i64 = col(
-        &db.query_one(
-            q::DELIVERIES_REQUEUE,
-            &[&vec![id], &"succeeded", &scope.tenant()],
-        )
-        .await?,
-        "requeued",
-    )?;
-    if n == 0 {
-        return Err(Error::Conflict(format!(
-            "delivery {id} changed meanwhile; look again"
-        )));
-    }
-    wake_claimers(db, replica).await?;
-    tracing::info!(delivery_id = id, "event log: delivery resent");
-    detail::delivery(db, scope, id).await
+    act_on_delivery(db, replica, scope, id, "resend").await
 }
 
 /// How many deliveries an action revived.

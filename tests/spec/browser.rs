@@ -138,6 +138,18 @@ async fn wait_for_attr(browser: &Client, selector: &str, attribute: &str, value:
     panic!("{selector} [{attribute}] is {last:?} after 20 s, not {value:?}");
 }
 
+/// Clicks the element `css` selects (panics naming it when there is none).
+async fn click(browser: &Client, css: &str) {
+    let element = browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    element
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
 async fn sign_in(browser: &Client, base: &str) {
     browser.goto(&format!("{base}/ui/events")).await.unwrap();
     let url = browser.current_url().await.unwrap();
@@ -153,13 +165,7 @@ async fn sign_in(browser: &Client, base: &str) {
         .send_keys(TOKEN)
         .await
         .unwrap();
-    browser
-        .find(Locator::Css("form[action='/ui/login'] button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "form[action='/ui/login'] button[type=submit]").await;
     wait_until(
         Duration::from_secs(10),
         "the event log after signing in",
@@ -242,13 +248,7 @@ async fn an_operator_retries_a_dead_delivery_and_replays_to_a_new_endpoint_in_a_
     // 2. Find the dead delivery by its event_id.
     let q = browser.find(Locator::Css("input[name=q]")).await.unwrap();
     q.send_keys(&dead_event).await.unwrap();
-    browser
-        .find(Locator::Css("form.search button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "form.search button[type=submit]").await;
     let row = format!("tr[data-event-id='{dead_event}']");
     wait_for_attr(
         &browser,
@@ -264,13 +264,7 @@ async fn an_operator_retries_a_dead_delivery_and_replays_to_a_new_endpoint_in_a_
     assert_eq!(rows.len(), 1, "the search found that one event");
 
     // 3. Open it and see the receiver's error.
-    browser
-        .find(Locator::Css(&format!("{row} td a")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, &format!("{row} td a")).await;
     let delivery = format!("[data-delivery-id='{dead}']");
     wait_for_attr(&browser, &delivery, "data-state", "dead").await;
     let text = browser
@@ -286,26 +280,14 @@ async fn an_operator_retries_a_dead_delivery_and_replays_to_a_new_endpoint_in_a_
 
     // 4. Press retry (and confirm in the dialog, which says what happens to ordering).
     ok.store(true, Ordering::SeqCst);
-    browser
-        .find(Locator::Css(&format!("{delivery} [data-action=retry]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, &format!("{delivery} [data-action=retry]")).await;
     let dialog = browser.find(Locator::Css("dialog[open]")).await.unwrap();
     let says = dialog.text().await.unwrap();
     assert!(
         says.contains("lane"),
         "the confirmation speaks of ordering: {says}"
     );
-    dialog
-        .find(Locator::Css("[data-confirm]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "dialog[open] [data-confirm]").await;
 
     // 5. See it succeed, without reloading by hand.
     wait_for_attr(&browser, &delivery, "data-state", "succeeded").await;
@@ -331,13 +313,7 @@ async fn an_operator_retries_a_dead_delivery_and_replays_to_a_new_endpoint_in_a_
         .goto(&format!("{base}/ui/endpoints/{new_ep}"))
         .await
         .unwrap();
-    browser
-        .find(Locator::Css("[data-action=replay]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "[data-action=replay]").await;
     let since = (chrono::Utc::now() - chrono::Duration::hours(3))
         .format("%Y-%m-%dT%H:%M:%S")
         .to_string();
@@ -348,21 +324,8 @@ async fn an_operator_retries_a_dead_delivery_and_replays_to_a_new_endpoint_in_a_
         )
         .await
         .unwrap();
-    let dialog = browser.find(Locator::Css("dialog[open]")).await.unwrap();
-    dialog
-        .find(Locator::Css("input[name=enable]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    dialog
-        .find(Locator::Css("[data-confirm]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "dialog[open] input[name=enable]").await;
+    click(&browser, "dialog[open] [data-confirm]").await;
     wait_until(Duration::from_secs(20), "the replay's notice", || async {
         match browser.find(Locator::Css(".notice")).await {
             Ok(n) => n

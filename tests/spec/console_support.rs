@@ -8,6 +8,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use testkit::*;
 
+pub use crate::support::{add_endpoint, scalar_i64};
+
 pub const TOKEN: &str = "console-admin-token-0123456789abcdef";
 
 /// An engine with the admin token, delivering to loopback; `extra` flags on top.
@@ -77,27 +79,6 @@ impl Api {
         assert_eq!(status, StatusCode::OK, "{query}: {body}");
         body
     }
-}
-
-/// `outbox.add_endpoint(url, types, tenant)` with the test secret; its id.
-pub async fn add_endpoint(
-    c: &tokio_postgres::Client,
-    url: &str,
-    types: &[&str],
-    tenant: Option<&str>,
-) -> i64 {
-    let types: Vec<String> = types.iter().map(|s| s.to_string()).collect();
-    c.query_one(
-        "SELECT outbox.add_endpoint($1, $2, $3, $4)",
-        &[&url, &types, &tenant, &TEST_SECRET],
-    )
-    .await
-    .expect("add_endpoint")
-    .get(0)
-}
-
-pub async fn scalar_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
 /// Waits until every event is routed and no delivery is pending or in flight.

@@ -193,12 +193,14 @@ async fn a_held_delivery_says_what_it_waits_behind_and_cannot_jump_its_lane() {
     })
     .await;
 
+    // All three routed (the head may be retrying before the third is).
+    delivery_of(&c, &second, ep).await;
+    let third_d = delivery_of(&c, &third, ep).await;
     let held = api.search("status=held").await;
     assert_eq!(event_ids(&held), [third.clone(), second.clone()]);
     let retrying = api.search("status=retrying").await;
     assert_eq!(event_ids(&retrying), [head.as_str()]);
 
-    let third_d = delivery_of(&c, &third, ep).await;
     let (status, d) = api.get(&format!("/v1/deliveries/{third_d}")).await;
     assert_eq!(status, StatusCode::OK, "{d}");
     assert_eq!(d["status"], "held");
