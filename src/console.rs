@@ -77,6 +77,10 @@ impl Console {
         &self.inner.replica
     }
 
+    fn replica_arc(&self) -> Arc<Replica> {
+        self.inner.replica.clone()
+    }
+
     async fn db(&self) -> Result<Conn, eventlog::Error> {
         Conn::acquire(&self.inner.replica.pool, &self.inner.db_permits).await
     }
@@ -331,6 +335,7 @@ impl IntoResponse for eventlog::Error {
             eventlog::Error::Pool(_) | eventlog::Error::Unavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            eventlog::Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         layout::error_page(status, &self.to_string())
     }

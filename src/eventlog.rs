@@ -75,6 +75,9 @@ pub(crate) enum Error {
     /// The share of the pool for operators' requests is closed (shutting down).
     #[error("the database is unavailable; try again")]
     Unavailable,
+    /// A bug (a task that panicked); logged where it happened.
+    #[error("internal error; see the outboxd log")]
+    Internal,
 }
 
 impl Error {

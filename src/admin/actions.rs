@@ -26,6 +26,7 @@ impl From<eventlog::Error> for ApiError {
             eventlog::Error::Db(e) => e.into(),
             eventlog::Error::Pool(e) => e.into(),
             eventlog::Error::Unavailable => ApiError::Unavailable,
+            eventlog::Error::Internal => ApiError::Internal,
         }
     }
 }
@@ -150,17 +151,9 @@ pub async fn replay(
         event_types: req.event_types,
         enable: req.enable,
     };
-    let mut db = s.db().await?;
-    let replica = s.replica.clone();
-    // Its own task: a client that gives up does not cut a replay off half-way through a
-    // window (each window is committed whole anyway).
-    let task = tokio::spawn(async move {
-        eventlog::replay::replay(&mut db, &replica, &Scope::Operator, id, &r).await
-    });
-    let done = task.await.map_err(|e| {
-        tracing::error!(error = %e, "admin API: replay task failed");
-        ApiError::Internal
-    })??;
+    let db = s.db().await?;
+    let done =
+        eventlog::replay::replay_detached(db, s.replica.clone(), Scope::Operator, id, r).await?;
     Ok(Json(done))
 }
 

@@ -488,18 +488,21 @@ pub async fn run_endpoint(
     let replica = c.replica();
     let scope = a.scope();
     let outcome: Result<Response, eventlog::Error> = async {
-        let mut db = c.db().await?;
+        // One connection (and one permit of the operators' share) at a time: the replay's
+        // task takes its own, so this one is let go first.
+        let mut db = Some(c.db().await?);
+        let mut conn = || db.take().ok_or(eventlog::Error::Unavailable);
         Ok(match action {
             EndpointAction::Enable | EndpointAction::Disable => {
                 let enable = action == EndpointAction::Enable;
                 let reason = Some(f.reason.trim()).filter(|r| !r.is_empty());
                 let reason = reason.unwrap_or("disabled in the console");
-                eventlog::actions::set_enabled(&db, replica, scope, id, enable, Some(reason))
+                eventlog::actions::set_enabled(&*conn()?, replica, scope, id, enable, Some(reason))
                     .await?;
                 return_to(&back, if enable { "enabled" } else { "disabled" }, None, "")
             }
             EndpointAction::Test => {
-                let t = eventlog::actions::test_event(&db, replica, scope, id).await?;
+                let t = eventlog::actions::test_event(&*conn()?, replica, scope, id).await?;
                 return_to(
                     &event_href(&t.event_id),
                     "tested",
@@ -510,7 +513,7 @@ pub async fn run_endpoint(
             EndpointAction::RetryDead => {
                 let since = parse_time("since", &f.since)?;
                 let until = parse_time("until", &f.until)?;
-                let r = eventlog::actions::retry_dead(&db, replica, scope, id, None, since, until)
+                let r = eventlog::actions::retry_dead(&*conn()?, replica, scope, id, None, since, until)
                     .await?;
                 return_to(&back, "revived", Some(r.revived), "")
             }
@@ -530,11 +533,18 @@ pub async fn run_endpoint(
                     event_types: (!types.is_empty()).then_some(types),
                     enable: f.enable.is_some(),
                 };
-                let done = eventlog::replay::replay(&mut db, replica, scope, id, &r).await?;
+                let done = eventlog::replay::replay_detached(
+                    conn()?,
+                    c.replica_arc(),
+                    scope.clone(),
+                    id,
+                    r,
+                )
+                .await?;
                 return_to(&back, "replayed", Some(done.queued), "")
             }
             EndpointAction::Rotate => {
-                let secret = eventlog::actions::rotate_secret(&mut db, scope, id).await?;
+                let secret = eventlog::actions::rotate_secret(&mut *conn()?, scope, id).await?;
                 let body = html! {
                     section.card {
                         h1 { "New secret for endpoint " (id) }

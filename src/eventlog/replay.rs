@@ -15,6 +15,8 @@
 //!
 //! [`Ordering::REPLAY`]: super::actions::Ordering::REPLAY
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -54,6 +56,24 @@ fn parse_patterns(field: &'static str, raw: &[String]) -> Result<Vec<Pattern>, E
     raw.iter()
         .map(|p| Pattern::parse(p).map_err(|e| Error::invalid(field, e.to_string())))
         .collect()
+}
+
+/// Runs a replay to the end in a task of its own, so that a caller who gives up (a closed
+/// browser tab, a client timeout) does not stop it half-way: it goes on to the end, and its
+/// outcome is logged.
+pub(crate) async fn replay_detached(
+    mut db: super::Conn,
+    replica: Arc<Replica>,
+    scope: Scope,
+    endpoint_id: i64,
+    r: Replay,
+) -> Result<Replayed, Error> {
+    let task =
+        tokio::spawn(async move { replay(&mut db, &replica, &scope, endpoint_id, &r).await });
+    task.await.map_err(|e| {
+        tracing::error!(error = %e, endpoint_id, "event log: the replay task failed");
+        Error::Internal
+    })?
 }
 
 /// Runs a replay to the end (each window committed on its own).

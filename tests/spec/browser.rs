@@ -165,7 +165,7 @@ async fn sign_in(browser: &Client, base: &str) {
         .send_keys(TOKEN)
         .await
         .unwrap();
-    click(&browser, "form[action='/ui/login'] button[type=submit]").await;
+    click(browser, "form[action='/ui/login'] button[type=submit]").await;
     wait_until(
         Duration::from_secs(10),
         "the event log after signing in",
