@@ -39,7 +39,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Scope {
     Operator,
-    #[allow(dead_code)] // the tenant portal (issue 11) opens sessions in this scope
     Tenant(String),
 }
 

@@ -181,6 +181,8 @@ pub(crate) mod eventlog {
     pub(crate) const REPLAY_START: &str = include_str!("../sql/eventlog/replay_start.sql");
     pub(crate) const SEARCH_TIME_BOUNDS: &str =
         include_str!("../sql/eventlog/search_time_bounds.sql");
+    pub(crate) const SEARCH_TYPE_COUNTS: &str =
+        include_str!("../sql/eventlog/search_type_counts.sql");
 
     /// Files that are parts of queries, not queries (prepared inside the ones using them).
     #[cfg(test)]
@@ -210,6 +212,7 @@ pub(crate) mod eventlog {
             ("search_events", SEARCH_EVENTS.as_str()),
             ("search_status", SEARCH_STATUS.as_str()),
             ("search_time_bounds", SEARCH_TIME_BOUNDS),
+            ("search_type_counts", SEARCH_TYPE_COUNTS),
             ("search_types", SEARCH_TYPES.as_str()),
         ]
     }

@@ -1,7 +1,6 @@
 -- Endpoints in scope ($3 tenant; null: all) with their health: one endpoint ($4), or a page in
--- id order (after $1, $2 rows). Counts come from deliveries_endpoint_status and stop at $5 (a
--- backlog of millions costs the same as one of $5); the last hour's attempts from
--- attempts_endpoint_started.
+-- id order (after $1, $2 rows). Counts stop at $5 (a backlog of millions costs the same as
+-- one of $5); the last hour's attempts come from attempts_endpoint_started.
 SELECT e.id, e.url, e.tenant_id, e.all_tenants, e.enabled, e.disabled_reason, e.description,
        e.max_in_flight,
        (SELECT count(*) FROM (
@@ -9,16 +8,20 @@ SELECT e.id, e.url, e.tenant_id, e.all_tenants, e.enabled, e.disabled_reason, e.
              WHERE d.endpoint_id = e.id
                AND outbox.delivery_status(d.state, d.held, d.attempt_count) = 'delivering'
              LIMIT $5) x) AS in_flight,
+       -- Pending: lane heads and unordered ones (deliveries_due), then held ones
+       -- (deliveries_held); dead: deliveries_dead. Partial indexes whose columns and
+       -- predicates hold all the query reads: index-only scans, no heap.
+       least((SELECT count(*) FROM (
+                  SELECT 1 FROM outbox.deliveries d
+                   WHERE d.endpoint_id = e.id AND d.state = 'pending' AND NOT d.held
+                   LIMIT $5) x)
+             + (SELECT count(*) FROM (
+                  SELECT 1 FROM outbox.deliveries d
+                   WHERE d.endpoint_id = e.id AND d.held
+                   LIMIT $5) x), $5) AS pending,
        (SELECT count(*) FROM (
             SELECT 1 FROM outbox.deliveries d
-             WHERE d.endpoint_id = e.id
-               AND outbox.delivery_status(d.state, d.held, d.attempt_count)
-                   IN ('pending', 'held', 'retrying')
-             LIMIT $5) x) AS pending,
-       (SELECT count(*) FROM (
-            SELECT 1 FROM outbox.deliveries d
-             WHERE d.endpoint_id = e.id
-               AND outbox.delivery_status(d.state, d.held, d.attempt_count) = 'dead'
+             WHERE d.endpoint_id = e.id AND d.state = 'dead'
              LIMIT $5) x) AS dead,
        (SELECT ev.created_at FROM outbox.events ev
          WHERE ev.id = (SELECT min(p.event_pk)

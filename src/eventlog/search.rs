@@ -2,8 +2,9 @@
 //!
 //! Which index answers depends on the filters ([`Driver`]): an exact `event_id` or
 //! `resource_key` (the search box), then an endpoint, then a delivery status other than
-//! succeeded, then event types, then succeeded, and otherwise `outbox.events` itself (tenant,
-//! time range, or nothing). Every driver applies all the other filters too (`sql/eventlog/search_filter.sql`)
+//! succeeded, then event types (unless a tenant asked for too has fewer events: counted in
+//! `outbox.event_types`), then succeeded (outside a tenant), and otherwise `outbox.events`
+//! itself (tenant, time range, or nothing). Every driver applies all the other filters too (`sql/eventlog/search_filter.sql`)
 //! inside its index scan, before its LIMIT, so a page is always full when more rows match.
 //!
 //! The search box (`q`) takes an `event_id` or a `resource_key` (both are looked up, and the
@@ -70,6 +71,11 @@ impl Driver {
 pub(crate) struct Resolved {
     pub exact: Option<String>,
     pub types: Option<Vec<String>>,
+    /// Types and a tenant are both asked for, and the tenant has fewer events than the types:
+    /// walk the tenant's index and check the types, not the other way round.
+    pub tenant_narrower: bool,
+    /// A tenant is asked for, or the scope is one tenant's.
+    pub in_tenant: bool,
     pub tenant_id: Option<String>,
     pub endpoint_id: Option<i64>,
     pub status: Option<Status>,
@@ -87,9 +93,11 @@ impl Resolved {
             Driver::Endpoint
         } else if self.status.is_some_and(|s| s != Status::Succeeded) {
             Driver::Status
-        } else if self.types.is_some() {
+        } else if self.types.is_some() && !self.tenant_narrower {
             Driver::Types
-        } else if self.status.is_some() {
+        } else if self.status.is_some() && !self.tenant_narrower && !self.in_tenant {
+            // Succeeded, alone: the newest succeeded deliveries. Within a tenant the
+            // tenant's events are walked instead (succeeded is nearly every one of them).
             Driver::Status
         } else {
             Driver::Events
@@ -181,9 +189,19 @@ pub(crate) async fn resolve(
             Some(matching)
         }
     };
+    // Types within a tenant (asked for, or the scope's): walk whichever has fewer events.
+    let tenant_narrower = match (&types, tenant_id.as_deref().or(scope.tenant())) {
+        (Some(t), Some(tenant)) if !t.is_empty() => {
+            let row = db.query_one(q::SEARCH_TYPE_COUNTS, &[t, &tenant]).await?;
+            col::<i64>(&row, "tenant")? < col::<i64>(&row, "typed")?
+        }
+        _ => false,
+    };
     Ok(Resolved {
         exact,
+        in_tenant: tenant_id.is_some() || scope.tenant().is_some(),
         types,
+        tenant_narrower,
         tenant_id,
         endpoint_id: search.endpoint_id,
         status: search.status,
@@ -248,7 +266,10 @@ pub(crate) async fn search(
     let mut full = false;
     for (event_id, key) in runs {
         let status = r.status.map(Status::as_str);
-        let params: [&(dyn ToSql + Sync); 12] = [
+        let driver = r.driver();
+        // The delivery filters are checked on each event unless the driver's index did.
+        let check_deliveries = matches!(driver, Driver::Events | Driver::Types);
+        let params: [&(dyn ToSql + Sync); 13] = [
             &before,
             &fetch,
             &scope.tenant(),
@@ -261,8 +282,9 @@ pub(crate) async fn search(
             &r.from,
             &r.to,
             &lowest,
+            &check_deliveries,
         ];
-        let got = db.query(r.driver().sql(), &params).await?;
+        let got = db.query(driver.sql(), &params).await?;
         full |= got.len() as i64 >= fetch;
         rows.extend(got);
     }
@@ -373,7 +395,20 @@ mod tests {
         assert_eq!(r.driver(), Driver::Types);
         let r = resolved(|r| r.status = Some(Status::Succeeded));
         assert_eq!(r.driver(), Driver::Status);
+        let r = resolved(|r| {
+            r.status = Some(Status::Succeeded);
+            r.tenant_id = Some("acme".into());
+            r.in_tenant = true;
+        });
+        assert_eq!(r.driver(), Driver::Events);
         let r = resolved(|r| r.tenant_id = Some("acme".into()));
+        assert_eq!(r.driver(), Driver::Events);
+        // A tenant with fewer events than the types: its own index.
+        let r = resolved(|r| {
+            r.types = Some(vec!["a".into()]);
+            r.tenant_id = Some("small".into());
+            r.tenant_narrower = true;
+        });
         assert_eq!(r.driver(), Driver::Events);
     }
 

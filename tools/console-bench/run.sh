@@ -4,7 +4,7 @@
 # query it ran (EXPLAIN ANALYZE, BUFFERS) written to docs/explain/console/.
 #
 #   cargo build --release --bin outboxd
-#   tools/console-bench/run.sh [--events N] [--requests N] [--rebuild] [--no-explain]
+#   tools/console-bench/run.sh [--events N] [--requests N] [--rebuild] [--no-explain] [--build-only]
 #
 # The dataset (tools/console-bench/dataset.sql) takes a while to build (about 25 minutes on 2
 # busy cores), so it is kept: a PostgreSQL 15 cluster in $OUTBOXD_CONSOLE_BENCH_DIR (default
@@ -19,12 +19,14 @@ EVENTS=10000000
 REQUESTS=40
 REBUILD=0
 EXPLAIN=1
+BUILD_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) EVENTS=$2; shift 2 ;;
     --requests) REQUESTS=$2; shift 2 ;;
     --rebuild) REBUILD=1; shift ;;
     --no-explain) EXPLAIN=0; shift ;;
+    --build-only) BUILD_ONLY=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -106,6 +108,8 @@ sql -tA -c "SELECT format('dataset: %s events, %s deliveries, %s attempts, %s en
                    (SELECT count(*) FROM outbox.events), (SELECT count(*) FROM outbox.deliveries),
                    (SELECT count(*) FROM outbox.attempts), (SELECT count(*) FROM outbox.endpoints),
                    pg_size_pretty(pg_database_size(current_database())))"
+
+[ "$BUILD_ONLY" = 1 ] && exit 0
 
 LISTEN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 start_outboxd() {
