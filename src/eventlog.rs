@@ -4,7 +4,7 @@
 //!
 //! * [`search`]: events newest first, by event_id, resource_key, type (exact or pattern),
 //!   tenant, endpoint, delivery status and time range, a keyset page at a time; each search
-//!   is driven by the index its filters allow (`migrations/V5__event_log.sql`).
+//!   is driven by the index its filters allow (`migrations/V9__event_log.sql`).
 //! * [`detail`]: one event (payload, extra headers), its deliveries with their attempts, and
 //!   where a held delivery stands in its lane.
 //! * [`actions`]: retry now, resend, retry the dead of a time range, a test event, enable or

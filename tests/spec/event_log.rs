@@ -691,7 +691,7 @@ async fn the_upgrade_script_builds_the_v5_indexes_concurrently_exactly_as_the_mi
     }
     let script = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("sql/upgrade/V5_indexes_concurrently.sql"),
+            .join("sql/upgrade/V9_indexes_concurrently.sql"),
     )
     .unwrap();
     // Statement by statement, outside any transaction, as psql runs it.

@@ -1,9 +1,9 @@
--- Before migrating a large outbox to V5 (the event log): build its indexes without blocking
+-- Before migrating a large outbox to V9 (the event log): build its indexes without blocking
 -- publishers. CREATE INDEX CONCURRENTLY takes longer than a plain build but lets INSERTs go
 -- on; the migration then finds the indexes and skips them (CREATE INDEX IF NOT EXISTS).
 -- Run it with psql, statement by statement (CONCURRENTLY cannot run in a transaction):
 --
---   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f sql/upgrade/V5_indexes_concurrently.sql
+--   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f sql/upgrade/V9_indexes_concurrently.sql
 --   outboxd migrate
 --
 -- On 10 M events / 25 M deliveries each took about a minute on two busy cores (BENCHMARKS.md,
