@@ -102,17 +102,19 @@ cc() { "$PY" "$HERE/tools/chartcheck.py" "$@"; }
 
 # ----------------------------------------------------------------------------------- yamllint
 step "yamllint (Chart.yaml, values.yaml, ci/, example chart)"
-if "$YL" -c "$HERE/.yamllint" "$CHART/Chart.yaml" "$CHART/values.yaml" "$CHART/ci" \
+if "$YL" -c "$HERE/.yamllint" "$CHART/Chart.yaml" "$CHART/values.yaml" "$CHART/ci" "$CHART/rules/alerts.yaml" \
   "$SHOP/Chart.yaml" "$SHOP/values.yaml"; then
   ok "yamllint"
 else
   fail "yamllint"
 fi
-if "$PY" -c 'import json,sys; json.load(open(sys.argv[1]))' "$CHART/values.schema.json"; then
-  ok "values.schema.json is valid JSON"
-else
-  fail "values.schema.json is not valid JSON"
-fi
+for f in "$CHART/values.schema.json" "$CHART"/dashboards/*.json; do
+  if "$PY" -c 'import json,sys; json.load(open(sys.argv[1]))' "$f"; then
+    ok "${f#$CHART/} is valid JSON"
+  else
+    fail "${f#$CHART/} is not valid JSON"
+  fi
+done
 
 # --------------------------------------------------------------------------------------- lint
 lint() { # name, then helm lint arguments
@@ -156,8 +158,9 @@ render() { # name, release, then helm template arguments
 for f in "$CHART"/ci/*.yaml; do
   render "$(basename "$f" .yaml)" rel "$CHART" -f "$f" --namespace outboxd-check
 done
-# As in the README: `helm template demo charts/examples/shop`.
+# As in the README: `helm template demo charts/examples/shop`; and with a native sidecar.
 render "examples-shop" demo "$WORK/shop"
+render "examples-shop-native" demo "$WORK/shop" --set outboxd.sidecar.native=true
 notes_failed=0
 for f in "$CHART"/ci/*.yaml; do
   if ! out="$("$HELM" install rel "$CHART" -f "$f" --dry-run=client 2>&1)" || ! grep -q '^NOTES:' <<<"$out"; then
@@ -177,8 +180,14 @@ for name in "${renders[@]}"; do
 done
 
 for v in "${KUBE_VERSIONS[@]}"; do
-  if out="$("$KV" --strict --quiet -k "$v" "${core_files[@]}" 2>&1)" && ! grep -q . <<<"$out"; then
-    ok "kubernetes-validate --strict -k $v: every core object of ${#core_files[@]} renderings"
+  files=("${core_files[@]}")
+  if [ "$v" = "${KUBE_VERSIONS[0]}" ]; then
+    # Native sidecars (restartPolicy on an init container) exist from Kubernetes 1.29 on.
+    files=()
+    for f in "${core_files[@]}"; do [[ "$f" == *native* ]] || files+=("$f"); done
+  fi
+  if out="$("$KV" --strict --quiet -k "$v" "${files[@]}" 2>&1)" && ! grep -q . <<<"$out"; then
+    ok "kubernetes-validate --strict -k $v: every core object of ${#files[@]} renderings"
   else
     fail "kubernetes-validate --strict -k $v"
     indent <<<"$out"
@@ -209,6 +218,43 @@ ok "yamllint of the rendered manifests (line length not checked)"
 for name in "${renders[@]}"; do
   cc assert "$WORK/$name.yaml" "$name" || failures=$((failures + 1))
 done
+
+# -------------------------------------------------------------------------------- alerts
+step "alerts: promtool check rules, promtool test rules (rendered PrometheusRule)"
+PROMTOOL="${PROMTOOL:-$(command -v promtool || true)}"
+if [ -z "$PROMTOOL" ]; then
+  if [ -n "${CI:-}" ]; then
+    fail "promtool not found (apt-get install prometheus)"
+  else
+    echo "  SKIPPED: no promtool (apt-get install prometheus)"
+  fi
+elif ! grep -q 'kind: PrometheusRule' "$WORK/monitoring-values.yaml" 2>/dev/null; then
+  fail "ci/monitoring-values.yaml renders no PrometheusRule"
+else
+  mkdir -p "$WORK/rules"
+  "$PY" -c 'import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "PrometheusRule"]
+yaml.safe_dump(docs[0]["spec"], open(sys.argv[2], "w"), sort_keys=False)' \
+    "$WORK/monitoring-values.yaml" "$WORK/rules/outboxd.rules.yaml"
+  cp "$CHART/rules/alerts_test.yaml" "$WORK/rules/"
+  if out="$("$PROMTOOL" check rules "$WORK/rules/outboxd.rules.yaml" 2>&1)"; then
+    ok "promtool check rules: $(grep -o '[0-9]* rules found' <<<"$out")"
+  else
+    fail "promtool check rules"
+    indent <<<"$out"
+  fi
+  if out="$(cd "$WORK/rules" && "$PROMTOOL" test rules alerts_test.yaml 2>&1)"; then
+    ok "promtool test rules: $(grep -c 'alertname:' "$CHART/rules/alerts_test.yaml") alert checks, every alert tested"
+  else
+    fail "promtool test rules"
+    indent <<<"$out"
+  fi
+  untested="$("$PY" -c 'import sys, yaml
+rules = [r["alert"] for g in yaml.safe_load(open(sys.argv[1]))["groups"] for r in g["rules"]]
+tested = {t["alertname"] for c in yaml.safe_load(open(sys.argv[2]))["tests"] for t in c.get("alert_rule_test", [])}
+print(" ".join(a for a in rules if a not in tested))' "$CHART/rules/alerts.yaml" "$CHART/rules/alerts_test.yaml")"
+  if [ -z "$untested" ]; then ok "every alert has a unit test"; else fail "alerts without a unit test: $untested"; fi
+fi
 
 # ------------------------------------------------------------------------- must-fail renderings
 step "renderings that must fail, with their message"

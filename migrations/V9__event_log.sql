@@ -146,3 +146,61 @@ LANGUAGE sql VOLATILE AS $$
                       ORDER BY d.id),
                'dead')
 $$;
+
+-- The roles' privileges (V4's outbox.grant_roles, as V8 left it) with this migration's
+-- objects: the runtime counts and reads outbox.event_types, inserts test events, and
+-- requeues; readers see the types and their counts (no payloads) and may call
+-- delivery_status. sql/engine/missing_privileges.sql lists the runtime's part too.
+CREATE OR REPLACE FUNCTION outbox.grant_roles() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_runtime') THEN
+        -- `outboxd run`: the engine and the admin API.
+        GRANT USAGE ON SCHEMA outbox TO outboxd_runtime;
+        GRANT SELECT ON outbox.schema_history TO outboxd_runtime;
+        -- INSERT: test events (sql/eventlog/endpoint_test_event.sql).
+        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.events TO outboxd_runtime;
+        GRANT SELECT, INSERT, UPDATE, DELETE
+           ON outbox.endpoints, outbox.subscriptions, outbox.deliveries, outbox.lanes
+           TO outboxd_runtime;
+        -- Changing endpoints or subscriptions bumps the configuration version (trigger).
+        GRANT SELECT, UPDATE ON outbox.config_version TO outboxd_runtime;
+        GRANT SELECT, INSERT, DELETE ON outbox.attempts TO outboxd_runtime;
+        -- The stats lease (sql/engine/stats_lease.sql, stats_release.sql).
+        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.leaders TO outboxd_runtime;
+        -- The event types seen (the router counts them; the event log reads them).
+        GRANT SELECT, INSERT, UPDATE ON outbox.event_types TO outboxd_runtime;
+        GRANT EXECUTE ON FUNCTION outbox.new_secret(), outbox.rotate_secret(bigint, text),
+              outbox.finish_secret_rotation(bigint), outbox.retry_dead(bigint, bigint),
+              outbox.requeue(bigint[], text), outbox.delivery_status(text, boolean, integer)
+           TO outboxd_runtime;
+    END IF;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_publisher') THEN
+        -- The application: INSERT, or outbox.publish(). `id` and `event_id` only, so that
+        -- INSERT … RETURNING and outbox.publish() can return them; never the payloads.
+        GRANT USAGE ON SCHEMA outbox TO outboxd_publisher;
+        GRANT INSERT ON outbox.events TO outboxd_publisher;
+        GRANT SELECT (id, event_id) ON outbox.events TO outboxd_publisher;
+        GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text, jsonb, text),
+              outbox.new_event_id(), outbox.router_busy()
+           TO outboxd_publisher;
+    END IF;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_reader') THEN
+        -- DBAs and dashboards: the views and the cookbook's read queries, never payloads,
+        -- event or endpoint headers, or secrets.
+        GRANT USAGE ON SCHEMA outbox TO outboxd_reader;
+        GRANT SELECT ON outbox.lag, outbox.endpoint_health, outbox.recent_failures,
+              outbox.dead_deliveries, outbox.deliveries, outbox.attempts, outbox.subscriptions,
+              outbox.lanes, outbox.schema_history, outbox.leaders, outbox.event_types
+           TO outboxd_reader;
+        GRANT EXECUTE ON FUNCTION outbox.delivery_status(text, boolean, integer)
+           TO outboxd_reader;
+        GRANT SELECT (id, event_id, event_type, resource_key, tenant_id, created_at, routed_at)
+           ON outbox.events TO outboxd_reader;
+        GRANT SELECT (id, url, tenant_id, all_tenants, enabled, max_in_flight, rate_limit,
+                      description, disabled_reason, created_at, updated_at)
+           ON outbox.endpoints TO outboxd_reader;
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION outbox.grant_roles() FROM PUBLIC;

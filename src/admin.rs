@@ -1,7 +1,8 @@
-//! The HTTP listener: `/healthz` (process alive), `/readyz` (database reachable, schema at
-//! this binary's version), `/metrics` (Prometheus text format), the REST admin API under
-//! `/v1` (SPEC §2, README "Admin API"; its OpenAPI document at `/v1/openapi.json`) and the
-//! console under `/ui/` ([`crate::console`]).
+//! The HTTP listener: `/healthz` (process alive), `/readyz` (start-up done, the loops
+//! succeeding: `crate::readiness`; database reachable, schema at this binary's version),
+//! `/metrics` (Prometheus text format), the REST admin API under `/v1` (SPEC §2, README
+//! "Admin API"; its OpenAPI document at `/v1/openapi.json`) and the console under `/ui/`
+//! ([`crate::console`]).
 //!
 //! `/v1` is guarded by `auth` (bearer token, or loopback-only without one), takes JSON
 //! bodies of at most `extract::MAX_BODY_BYTES` (64 KiB) with unknown fields refused, and answers
@@ -19,8 +20,8 @@ mod endpoints;
 mod error;
 mod events;
 mod extract;
+mod metrics;
 mod openapi;
-
 mod subscriptions;
 mod validate;
 mod views;
@@ -52,7 +53,12 @@ struct AppState {
 impl AppState {
     /// A pooled connection for one admin request (and its share of the pool).
     async fn db(&self) -> Result<Conn, ApiError> {
-        Ok(Conn::acquire(&self.replica.pool, &self.db_permits).await?)
+        Ok(Conn::acquire(
+            &self.replica.pool,
+            self.replica.config.pooler,
+            &self.db_permits,
+        )
+        .await?)
     }
 }
 
@@ -71,7 +77,7 @@ pub(crate) async fn serve(
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::metrics))
         .nest("/v1", v1(state.clone()))
         .with_state(state.clone())
         .merge(crate::console::router(state.replica, state.db_permits));
@@ -137,20 +143,25 @@ pub(crate) fn openapi_document() -> String {
 }
 
 async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
-    let check = async {
-        let client = s.replica.pool.get().await?;
-        crate::db::check_schema(&client).await
-    };
-    match tokio::time::timeout(std::time::Duration::from_secs(5), check).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
-        Err(_) => (
+    match readiness(&s).await {
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: database did not answer within 5s\n".into(),
+            format!("not ready: {why}\n"),
         ),
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> String {
-    s.prom.render()
+/// What `/readyz` checks (also `outboxd_ready` in `/metrics`): why not, when not ready.
+async fn readiness(s: &AppState) -> Result<(), String> {
+    s.replica.readiness.verdict(std::time::Instant::now())?;
+    let check = async {
+        let client = s.replica.db().await?;
+        crate::db::check_schema(client.client()).await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), check).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("database did not answer within 5s".into()),
+    }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::db::Queries;
 use crate::pattern::Pattern;
 use crate::signing::Secret;
 
@@ -25,6 +26,8 @@ pub struct Endpoint {
     pub max_in_flight: u32,
     /// Requests per second, when limited.
     pub rate_limit: Option<f64>,
+    /// Disabled endpoints get no new deliveries (and no series in `/metrics`).
+    pub enabled: bool,
 }
 
 /// The enabled endpoints of one audience (a tenant, or the all-tenants endpoints), indexed so
@@ -88,6 +91,18 @@ impl Catalog {
         self.endpoints.len()
     }
 
+    /// The ids of the enabled endpoints, ascending.
+    pub fn enabled_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .endpoints
+            .values()
+            .filter(|e| e.enabled)
+            .map(|e| e.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The enabled endpoints that must receive an event, each once, in ascending id order.
     pub fn route(&self, tenant_id: Option<&str>, event_type: &str, out: &mut Vec<i64>) {
         out.clear();
@@ -100,14 +115,16 @@ impl Catalog {
     }
 
     /// Loads the catalog. Runs in whatever transaction the caller holds.
-    pub async fn load(
-        client: &impl tokio_postgres::GenericClient,
-    ) -> Result<Catalog, tokio_postgres::Error> {
+    pub async fn load(client: &impl Queries) -> Result<Catalog, tokio_postgres::Error> {
         let version: i64 = client
+            .on()
             .query_one(crate::sql::CATALOG_VERSION, &[])
             .await?
             .get(0);
-        let rows = client.query(crate::sql::CATALOG_ENDPOINTS, &[]).await?;
+        let rows = client
+            .on()
+            .query(crate::sql::CATALOG_ENDPOINTS, &[])
+            .await?;
         let mut cat = Catalog {
             version,
             ..Catalog::default()
@@ -133,6 +150,7 @@ impl Catalog {
                 }
             };
             let max_in_flight: i32 = row.get("max_in_flight");
+            let enabled: bool = row.get("enabled");
             let endpoint = Arc::new(Endpoint {
                 id,
                 url: row.get("url"),
@@ -141,8 +159,8 @@ impl Catalog {
                 headers,
                 max_in_flight: max_in_flight.max(1) as u32,
                 rate_limit: row.get("rate_limit"),
+                enabled,
             });
-            let enabled: bool = row.get("enabled");
             let all_tenants: bool = row.get("all_tenants");
             let patterns: Vec<String> = row.get("patterns");
             if enabled && !patterns.is_empty() {

@@ -123,6 +123,11 @@ impl Breakers {
             .map(move |(&ep, b)| (ep, b.state(now)))
             .filter(|&(_, s)| s != CircuitState::Closed)
     }
+
+    /// Forgets the breakers of endpoints `keep` refuses (deleted or disabled ones).
+    pub fn retain(&mut self, keep: impl Fn(i64) -> bool) {
+        self.by_endpoint.retain(|&ep, _| keep(ep));
+    }
 }
 
 #[cfg(test)]

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::db::Pooler;
 use crate::delivery::http::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT,
 };
+use crate::metrics::endpoints::LabelPolicy;
 use crate::retry::{
     DEFAULT_JITTER, DEFAULT_MAX_AGE, DEFAULT_RETRY_AFTER_CAP, DEFAULT_SCHEDULE, RetryPolicy,
     parse_schedule,
@@ -146,6 +148,31 @@ pub struct RunArgs {
     /// e.g. https://ops.example.com; default: none (the console is never framed).
     #[arg(long, env = "OUTBOXD_CONSOLE_FRAME_ANCESTORS", default_value = "")]
     pub console_frame_ancestors: String,
+    /// Which endpoints get their own endpoint_id label in /metrics: all, none, or top:N (at most N; the rest are summed as endpoint_id="other").
+    #[arg(
+        long,
+        env = "OUTBOXD_METRICS_ENDPOINT_LABELS",
+        default_value = "top:100"
+    )]
+    pub metrics_endpoint_labels: String,
+
+    /// How often the replica holding the stats lease refreshes the database-wide gauges of /metrics.
+    #[arg(long, env = "OUTBOXD_STATS_INTERVAL", default_value = "10s")]
+    pub stats_interval: humantime::Duration,
+    /// What sits between outboxd and PostgreSQL: none (a direct connection), session or
+    /// transaction (a pooler such as PgBouncer in that pool mode). README "Poolers".
+    #[arg(long, env = "OUTBOXD_POOLER", default_value = "none")]
+    pub pooler: String,
+
+    /// A direct connection (not through a transaction-mode pooler) used only to LISTEN for
+    /// wake-ups; without it, OUTBOXD_POOLER=transaction polls every OUTBOXD_POLL_INTERVAL.
+    #[arg(long, env = "OUTBOXD_LISTEN_DATABASE_URL", hide_env_values = true)]
+    pub listen_database_url: Option<String>,
+
+    /// How long `run` waits for PostgreSQL to answer at start-up before giving up; default:
+    /// forever (the HTTP listener is up meanwhile: /healthz 200, /readyz 503).
+    #[arg(long, env = "OUTBOXD_STARTUP_TIMEOUT")]
+    pub startup_timeout: Option<humantime::Duration>,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -161,6 +188,11 @@ impl std::fmt::Debug for RunArgs {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("allow_networks", &self.allow_networks)
+            .field("pooler", &self.pooler)
+            .field(
+                "listen_database_url",
+                &self.listen_database_url.as_deref().map(redact_url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +238,12 @@ pub struct Config {
     pub console_session_ttl: Duration,
     /// CSP `frame-ancestors` sources; `None`: not frameable.
     pub console_frame_ancestors: Option<String>,
+    pub metrics_endpoint_labels: LabelPolicy,
+    pub stats_interval: Duration,
+    pub pooler: Pooler,
+    pub listen_database_url: Option<String>,
+    /// `None`: wait for PostgreSQL forever.
+    pub startup_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Config {
@@ -222,6 +260,12 @@ impl std::fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("concurrency", &self.concurrency)
             .field("replica_id", &self.replica_id)
+            .field("pooler", &self.pooler)
+            .field(
+                "listen_database_url",
+                &self.listen_database_url.as_deref().map(redact_url),
+            )
+            .field("startup_timeout", &self.startup_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -323,7 +367,24 @@ impl RunArgs {
             ));
         }
         let console_frame_ancestors = parse_frame_ancestors(&self.console_frame_ancestors)?;
+        let metrics_endpoint_labels = self
+            .metrics_endpoint_labels
+            .parse::<LabelPolicy>()
+            .map_err(|e| invalid("OUTBOXD_METRICS_ENDPOINT_LABELS", e))?;
+        let stats_interval: Duration = self.stats_interval.into();
+        if stats_interval < Duration::from_millis(100) {
+            return Err(invalid("OUTBOXD_STATS_INTERVAL", "must be at least 100ms"));
+        }
         crate::db::parse_url(&database_url).map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+        let pooler: Pooler = self
+            .pooler
+            .parse()
+            .map_err(|e: String| invalid("OUTBOXD_POOLER", e))?;
+        let listen_database_url = self.listen_database_url.filter(|u| !u.is_empty());
+        if let Some(url) = &listen_database_url {
+            crate::db::parse_url(url)
+                .map_err(|e| invalid("OUTBOXD_LISTEN_DATABASE_URL", e.to_string()))?;
+        }
         Ok(Config {
             database_url,
             listen: self.listen,
@@ -355,6 +416,11 @@ impl RunArgs {
             console: self.console,
             console_session_ttl,
             console_frame_ancestors,
+            metrics_endpoint_labels,
+            stats_interval,
+            pooler,
+            listen_database_url,
+            startup_timeout: self.startup_timeout.map(Into::into),
         })
     }
 }
@@ -436,6 +502,33 @@ mod tests {
     }
 
     #[test]
+    fn metrics_settings_are_checked() {
+        let c = args(&[]).into_config(URL.into()).unwrap();
+        assert_eq!(c.metrics_endpoint_labels, LabelPolicy::Top(100));
+        assert_eq!(c.stats_interval, Duration::from_secs(10));
+        let c = args(&["--metrics-endpoint-labels", "none"])
+            .into_config(URL.into())
+            .unwrap();
+        assert_eq!(c.metrics_endpoint_labels, LabelPolicy::None);
+        for (flag, value, name) in [
+            (
+                "--metrics-endpoint-labels",
+                "top:0",
+                "OUTBOXD_METRICS_ENDPOINT_LABELS",
+            ),
+            (
+                "--metrics-endpoint-labels",
+                "some",
+                "OUTBOXD_METRICS_ENDPOINT_LABELS",
+            ),
+            ("--stats-interval", "10ms", "OUTBOXD_STATS_INTERVAL"),
+        ] {
+            let err = args(&[flag, value]).into_config(URL.into()).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
     fn reports_bad_values_by_their_env_name() {
         let err = args(&["--retry-schedule", "5s,never"])
             .into_config(URL.into())
@@ -457,6 +550,36 @@ mod tests {
         assert!(err.to_string().starts_with("OUTBOXD_LEASE"), "{err}");
         let err = args(&[]).into_config("mysql://x".into()).unwrap_err();
         assert!(err.to_string().starts_with("DATABASE_URL"), "{err}");
+        let err = args(&["--pooler", "pgbouncer"])
+            .into_config(URL.into())
+            .unwrap_err();
+        assert!(err.to_string().starts_with("OUTBOXD_POOLER"), "{err}");
+        let err = args(&["--listen-database-url", "postgres://db/x?sslmode=maybe"])
+            .into_config(URL.into())
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("OUTBOXD_LISTEN_DATABASE_URL"),
+            "{err}"
+        );
+        let err = args(&[])
+            .into_config(format!("{URL}?sslmode=verify-full"))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("DATABASE_URL") && err.to_string().contains("sslrootcert"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn poolers_and_start_up_waiting_have_documented_defaults() {
+        let c = args(&[]).into_config(URL.into()).unwrap();
+        assert_eq!(c.pooler, Pooler::None);
+        assert_eq!(c.startup_timeout, None, "waits for PostgreSQL forever");
+        let c = args(&["--pooler", "transaction", "--startup-timeout", "2m"])
+            .into_config(URL.into())
+            .unwrap();
+        assert_eq!(c.pooler, Pooler::Transaction);
+        assert_eq!(c.startup_timeout, Some(Duration::from_secs(120)));
     }
 
     #[test]

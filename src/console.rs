@@ -82,7 +82,12 @@ impl Console {
     }
 
     async fn db(&self) -> Result<Conn, eventlog::Error> {
-        Conn::acquire(&self.inner.replica.pool, &self.inner.db_permits).await
+        Conn::acquire(
+            &self.inner.replica.pool,
+            self.inner.replica.config.pooler,
+            &self.inner.db_permits,
+        )
+        .await
     }
 
     fn session_ttl_secs(&self) -> i64 {

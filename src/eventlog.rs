@@ -101,13 +101,16 @@ fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
 /// permits that keep those requests to a share of the pool (routing and delivery keep the
 /// rest). Derefs to the pooled client.
 pub(crate) struct Conn {
-    client: deadpool_postgres::Object,
+    client: crate::db::Conn,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Conn {
+    /// Waits for a permit, then takes a connection that sends queries the way `pooler`
+    /// (`OUTBOXD_POOLER`) allows.
     pub async fn acquire(
         pool: &deadpool_postgres::Pool,
+        pooler: crate::db::Pooler,
         permits: &Arc<Semaphore>,
     ) -> Result<Conn, Error> {
         let permit = permits
@@ -116,14 +119,14 @@ impl Conn {
             .await
             .map_err(|_| Error::Unavailable)?;
         Ok(Conn {
-            client: pool.get().await?,
+            client: crate::db::Conn::new(pool.get().await?, pooler),
             _permit: permit,
         })
     }
 }
 
 impl Deref for Conn {
-    type Target = deadpool_postgres::Object;
+    type Target = crate::db::Conn;
     fn deref(&self) -> &Self::Target {
         &self.client
     }

@@ -1,7 +1,8 @@
 //! Maintenance services, each a small loop any replica may run (they coordinate through
-//! `SKIP LOCKED`, so running them everywhere is safe):
+//! `SKIP LOCKED`, a lock or a lease, so running them everywhere is safe):
 //! * **lease rescuer**: deliveries leased by a replica that died go back to `pending`;
-//! * **stats**: refreshes the backlog gauges for `/metrics`;
+//! * **stats**: the replica holding the stats lease (`outbox.leaders`) refreshes the
+//!   database-wide gauges of `/metrics`; the others leave them out;
 //! * **retention** (SPEC §5): deletes succeeded work after `retention_succeeded`, dead work
 //!   after `retention_dead`, then events left without deliveries, and idle lanes. Every batch
 //!   is its own short transaction under a try-lock (one replica at a time), walking an index
@@ -14,6 +15,9 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
+use crate::db::Conn;
+use crate::metrics::database::{Backlog, DatabaseStats};
+use crate::metrics::names;
 use crate::replica::Replica;
 use crate::sql;
 
@@ -27,12 +31,12 @@ pub(crate) async fn rescue_leases(
         match rescue_once(&replica).await {
             Ok(n) if n > 0 => {
                 tracing::warn!(rescued = n, "returned expired leases to pending");
-                metrics::counter!("outboxd_leases_rescued_total").increment(n as u64);
+                metrics::counter!(names::LEASES_RESCUED).increment(n as u64);
                 replica.work_ready.notify_one();
             }
             Ok(_) => {}
             Err(e) => {
-                metrics::counter!("outboxd_db_errors_total", "task" => "rescuer").increment(1);
+                crate::metrics::db_error("rescuer");
                 tracing::warn!(error = %e, "lease rescue failed; will retry");
             }
         }
@@ -44,7 +48,7 @@ pub(crate) async fn rescue_leases(
 }
 
 async fn rescue_once(replica: &Replica) -> Result<usize, crate::db::DbError> {
-    let client = replica.pool.get().await?;
+    let client = replica.db().await?;
     let mut total = 0;
     loop {
         let n = client
@@ -58,35 +62,72 @@ async fn rescue_once(replica: &Replica) -> Result<usize, crate::db::DbError> {
     }
 }
 
-/// Refreshes the gauges every `interval`.
-pub(crate) async fn stats(replica: Arc<Replica>, interval: Duration, shutdown: CancellationToken) {
+/// The stats service: every `stats_interval`, takes or renews the stats lease and, while this
+/// replica holds it, refreshes the database-wide gauges ([`crate::metrics::database`]). Only the
+/// holder exports them, so `sum()` over replicas is right; a failed refresh drops them (no
+/// frozen values). At shutdown the lease is given back so another replica takes over at once.
+pub(crate) async fn stats(replica: Arc<Replica>, shutdown: CancellationToken) {
+    let interval = replica.config.stats_interval;
     loop {
-        if let Err(e) = stats_once(&replica).await {
-            tracing::debug!(error = %e, "stats query failed");
+        match stats_once(&replica).await {
+            Ok(Some(figures)) => replica.stats().refreshed(
+                figures,
+                std::time::Instant::now(),
+                chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+            ),
+            Ok(None) => replica.stats().not_leader(),
+            Err(e) => {
+                replica.stats().failed();
+                crate::metrics::db_error("stats");
+                tracing::debug!(error = %e, "stats refresh failed");
+            }
         }
-        let status = replica.pool.status();
-        metrics::gauge!("outboxd_db_pool_connections", "state" => "max")
-            .set(status.max_size as f64);
-        metrics::gauge!("outboxd_db_pool_connections", "state" => "idle")
-            .set(status.available as f64);
-        metrics::gauge!("outboxd_db_pool_connections", "state" => "in_use")
-            .set(status.size.saturating_sub(status.available) as f64);
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(interval) => {}
+        }
+    }
+    if replica.stats().is_leader() {
+        let release = async {
+            let client = replica.db().await?;
+            client
+                .execute(sql::STATS_RELEASE, &[&replica.config.replica_id])
+                .await?;
+            Ok::<_, crate::db::DbError>(())
+        };
+        if let Err(e) = release.await {
+            tracing::debug!(error = %e, "could not give the stats lease back; it expires");
         }
     }
 }
 
-async fn stats_once(replica: &Replica) -> Result<(), crate::db::DbError> {
-    let client = replica.pool.get().await?;
+/// Takes or renews the lease (three intervals long) and, when held, reads the figures.
+async fn stats_once(replica: &Replica) -> Result<Option<DatabaseStats>, crate::db::DbError> {
+    let client = replica.db().await?;
+    let lease = (replica.config.stats_interval * 3).as_secs_f64();
+    let held = client
+        .query_opt(sql::STATS_LEASE, &[&replica.config.replica_id, &lease])
+        .await?;
+    if held.is_none() {
+        return Ok(None);
+    }
     let row = client.query_one(sql::STATS, &[]).await?;
-    metrics::gauge!("outboxd_outbox_lag_seconds").set(row.get::<_, f64>(0));
-    metrics::gauge!("outboxd_deliveries_pending").set(row.get::<_, i64>(1) as f64);
-    metrics::gauge!("outboxd_deliveries_delivering").set(row.get::<_, i64>(2) as f64);
-    metrics::gauge!("outboxd_deliveries_dead").set(row.get::<_, i64>(3) as f64);
-    metrics::gauge!("outboxd_oldest_pending_delivery_age_seconds").set(row.get::<_, f64>(4));
-    Ok(())
+    let by_endpoint = client
+        .query(sql::STATS_ENDPOINTS, &[])
+        .await?
+        .iter()
+        .map(|r| Backlog {
+            endpoint_id: r.get(0),
+            pending: r.get(1),
+            dead: r.get(2),
+        })
+        .collect();
+    Ok(Some(DatabaseStats {
+        outbox_lag_seconds: row.get(0),
+        delivering: row.get(1),
+        oldest_pending_age_seconds: row.get(2),
+        by_endpoint,
+    }))
 }
 
 /// Rows deleted by one retention pass.
@@ -104,7 +145,7 @@ const RETENTION_WINDOW: i64 = 5000;
 /// Runs one retention statement in its own short transaction under the retention try-lock;
 /// `None` when another replica holds the lock.
 async fn locked_batch(
-    client: &mut deadpool_postgres::Object,
+    client: &mut Conn,
     query: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<tokio_postgres::Row>, crate::db::DbError> {
@@ -137,16 +178,18 @@ pub(crate) async fn retention(replica: Arc<Replica>, shutdown: CancellationToken
                     lanes = s.lanes,
                     "retention deleted old work"
                 );
-                metrics::counter!("outboxd_retention_deleted_total", "table" => "deliveries")
-                    .increment(s.deliveries as u64);
-                metrics::counter!("outboxd_retention_deleted_total", "table" => "attempts")
-                    .increment(s.attempts as u64);
-                metrics::counter!("outboxd_retention_deleted_total", "table" => "events")
-                    .increment(s.events as u64);
+                for (table, n) in [
+                    ("deliveries", s.deliveries),
+                    ("attempts", s.attempts),
+                    ("events", s.events),
+                ] {
+                    metrics::counter!(names::RETENTION_DELETED, "table" => table)
+                        .increment(n as u64);
+                }
             }
             Ok(_) => {}
             Err(e) => {
-                metrics::counter!("outboxd_db_errors_total", "task" => "retention").increment(1);
+                crate::metrics::db_error("retention");
                 tracing::warn!(error = %e, "retention failed; will retry");
             }
         }
@@ -159,7 +202,7 @@ pub(crate) async fn retention_pass(
     replica: &Replica,
     shutdown: &CancellationToken,
 ) -> Result<RetentionStats, crate::db::DbError> {
-    let mut client = replica.pool.get().await?;
+    let mut client = replica.db().await?;
     let mut stats = RetentionStats::default();
     let succeeded_secs = replica.config.retention_succeeded.as_secs_f64();
     let dead_secs = replica.config.retention_dead.as_secs_f64();

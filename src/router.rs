@@ -16,13 +16,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CatalogHandle};
-use crate::db::DbError;
+use crate::db::{Conn, DbError, Tx};
+use crate::metrics::names;
+use crate::readiness::Task;
 use crate::replica::Replica;
 use crate::sql;
 
@@ -122,7 +124,7 @@ pub(crate) struct RouteStats {
 /// same transaction when its version changed, so routing never uses a stale configuration
 /// for longer than one batch.
 pub(crate) async fn route_once(
-    client: &mut deadpool_postgres::Object,
+    client: &mut Conn,
     catalog: &CatalogHandle,
     cursor: &mut String,
     batch: usize,
@@ -130,10 +132,7 @@ pub(crate) async fn route_once(
 ) -> Result<RouteStats, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let locked: bool = tx
-        .query_one(
-            &tx.prepare_cached(sql::ROUTE_LOCK).await?,
-            &[&crate::locks::ROUTER],
-        )
+        .query_one(sql::ROUTE_LOCK, &[&crate::locks::ROUTER])
         .await?
         .get(0);
     if !locked {
@@ -142,19 +141,13 @@ pub(crate) async fn route_once(
             ..RouteStats::default()
         });
     }
-    let version: i64 = tx
-        .query_one(&tx.prepare_cached(sql::CATALOG_VERSION).await?, &[])
-        .await?
-        .get(0);
+    let version: i64 = tx.query_one(sql::CATALOG_VERSION, &[]).await?.get(0);
     if version != catalog.get().version {
-        catalog.set(Catalog::load(&*tx).await?);
+        catalog.set(Catalog::load(&tx).await?);
     }
     let cat = catalog.get();
     let rows = tx
-        .query(
-            &tx.prepare_cached(sql::ROUTE_FETCH).await?,
-            &[&(batch as i64), &cursor.as_str()],
-        )
+        .query(sql::ROUTE_FETCH, &[&(batch as i64), &cursor.as_str()])
         .await?;
     if rows.is_empty() {
         tx.commit().await?;
@@ -172,10 +165,7 @@ pub(crate) async fn route_once(
         .collect();
     let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     let already: HashSet<String> = tx
-        .query(
-            &tx.prepare_cached(sql::ROUTE_ALREADY_ROUTED).await?,
-            &[&ids],
-        )
+        .query(sql::ROUTE_ALREADY_ROUTED, &[&ids])
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -188,14 +178,12 @@ pub(crate) async fn route_once(
         // The next batch starts its walk over the tenants after this one.
         *cursor = last.tenant_id.clone().unwrap_or_default();
     }
-    tx.execute(&tx.prepare_cached(sql::ROUTE_MARK).await?, &[&routed])
-        .await?;
+    tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
 
     let ready = insert_deliveries(&tx, &deliveries).await?;
     count_event_types(&tx, &events[..consumed]).await?;
     if ready > 0 {
-        tx.execute(&tx.prepare_cached(sql::NOTIFY_DELIVERIES).await?, &[])
-            .await?;
+        tx.execute(sql::NOTIFY_DELIVERIES, &[]).await?;
     }
     tx.commit().await?;
     Ok(RouteStats {
@@ -211,7 +199,7 @@ pub(crate) async fn route_once(
 /// new delivery of a lane that was idle. Returns how many are claimable now. Used by routing
 /// and by an operator's replay (`crate::eventlog`), so both keep lanes the same way.
 pub(crate) async fn insert_deliveries(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     deliveries: &[NewDelivery],
 ) -> Result<usize, tokio_postgres::Error> {
     let counts = lane_counts(deliveries);
@@ -226,13 +214,7 @@ pub(crate) async fn insert_deliveries(
                 acc.2.push(n);
                 acc
             });
-        for row in tx
-            .query(
-                &tx.prepare_cached(sql::ROUTE_LANES).await?,
-                &[&eps, &keys, &ns],
-            )
-            .await?
-        {
+        for row in tx.query(sql::ROUTE_LANES, &[&eps, &keys, &ns]).await? {
             let (e, k, pending): (i64, String, i32) = (row.get(0), row.get(1), row.get(2));
             let added = counts.get(&(e, k.as_str())).copied().unwrap_or(0);
             if pending - added == 0 {
@@ -262,11 +244,8 @@ pub(crate) async fn insert_deliveries(
         held.push(is_held);
     }
     if !deliveries.is_empty() {
-        tx.execute(
-            &tx.prepare_cached(sql::ROUTE_INSERT).await?,
-            &[&ev, &ep, &lk, &held],
-        )
-        .await?;
+        tx.execute(sql::ROUTE_INSERT, &[&ev, &ep, &lk, &held])
+            .await?;
     }
     Ok(ready)
 }
@@ -274,7 +253,7 @@ pub(crate) async fn insert_deliveries(
 /// Counts a routed batch into `outbox.event_types` (per tenant and type), in the routing
 /// transaction: the event log's type picker and pattern searches read it.
 async fn count_event_types(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     events: &[UnroutedEvent],
 ) -> Result<(), tokio_postgres::Error> {
     let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
@@ -291,11 +270,8 @@ async fn count_event_types(
         types.push(ty);
         ns.push(n);
     }
-    tx.execute(
-        &tx.prepare_cached(sql::ROUTE_EVENT_TYPES).await?,
-        &[&tenants, &types, &ns],
-    )
-    .await?;
+    tx.execute(sql::ROUTE_EVENT_TYPES, &[&tenants, &types, &ns])
+        .await?;
     Ok(())
 }
 
@@ -310,7 +286,7 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
     let mut recheck = 0u32;
     let mut tenant_cursor = String::new();
     while !shutdown.is_cancelled() {
-        let result = match replica.pool.get().await {
+        let result = match replica.db().await {
             Ok(mut client) => route_once(
                 &mut client,
                 &replica.catalog,
@@ -320,15 +296,15 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
             )
             .await
             .map_err(DbError::from),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         };
         let wait = match result {
             Ok(stats) => {
+                replica.readiness.ok(Task::Router, Instant::now());
                 backoff = Duration::from_millis(100);
                 if stats.events > 0 {
-                    metrics::counter!("outboxd_events_routed_total").increment(stats.events as u64);
-                    metrics::counter!("outboxd_deliveries_created_total")
-                        .increment(stats.deliveries as u64);
+                    metrics::counter!(names::EVENTS_ROUTED).increment(stats.events as u64);
+                    metrics::counter!(names::DELIVERIES_CREATED).increment(stats.deliveries as u64);
                 }
                 if stats.ready > 0 {
                     replica.work_ready.notify_one();
@@ -349,8 +325,9 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 }
             }
             Err(e) => {
-                metrics::counter!("outboxd_db_errors_total", "task" => "router").increment(1);
-                tracing::warn!(error = %e, "routing failed; retrying");
+                crate::metrics::db_error("router");
+                let why = replica.failed(Task::Router, &e).await;
+                tracing::warn!(error = %why, "routing failed; retrying");
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 Some(backoff)
             }

@@ -44,6 +44,11 @@ impl Secret {
         Ok(Secret { key })
     }
 
+    /// The key's length in bytes.
+    pub fn key_len(&self) -> usize {
+        self.key.len()
+    }
+
     /// `v1,<base64 signature>` of one message.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)

@@ -16,6 +16,8 @@ use crate::db::DbError;
 use crate::delivery::Claimed;
 use crate::delivery::http::WebhookRequest;
 use crate::delivery::{ErrorKind, Outcome};
+use crate::metrics::endpoints::{Attempt, Completion};
+use crate::metrics::names;
 use crate::record::Completed;
 use crate::replica::Replica;
 use crate::retry::Decision;
@@ -37,7 +39,17 @@ pub(crate) async fn deliver(replica: &Replica, mut c: Claimed) -> Completed {
         rand::rng().random(),
     );
     feed_breaker(replica, c.endpoint_id, &outcome);
-    count(c.endpoint_id, &outcome, &decision, elapsed);
+    let latency = (c.db_time() - c.event_created_at)
+        .to_std()
+        .unwrap_or_default();
+    count(
+        replica,
+        c.endpoint_id,
+        &outcome,
+        &decision,
+        elapsed,
+        latency,
+    );
     Completed {
         delivery_id: c.id,
         claim_count: c.claim_count,
@@ -53,7 +65,8 @@ pub(crate) async fn deliver(replica: &Replica, mut c: Claimed) -> Completed {
 }
 
 /// The endpoint's circuit breaker learns of every answer the endpoint is responsible for
-/// (not of failures that are the event's own, such as an oversized payload).
+/// (not of failures that are the event's own, such as an oversized payload). `/metrics` reads
+/// the breakers' states when it is scraped.
 fn feed_breaker(replica: &Replica, endpoint_id: i64, outcome: &Outcome) {
     if outcome.is_event_fault() {
         return;
@@ -64,33 +77,35 @@ fn feed_breaker(replica: &Replica, endpoint_id: i64, outcome: &Outcome) {
     if t.before != t.after {
         tracing::info!(endpoint_id, state = ?t.after, "circuit changed");
     }
-    metrics::gauge!("outboxd_endpoint_circuit_state", "endpoint_id" => endpoint_id.to_string())
-        .set(t.after as i32 as f64);
 }
 
-/// The attempt's metrics (README "Metrics").
-fn count(endpoint_id: i64, outcome: &Outcome, decision: &Decision, elapsed: Duration) {
-    let ep = endpoint_id.to_string();
-    let result = match outcome {
-        Outcome::Delivered { .. } => "success",
-        Outcome::Failed { kind, .. } => kind.as_str(),
+/// The attempt's metrics (README "Monitoring"): its endpoint's series, and the error kind.
+/// `latency` is the event's age at a successful answer.
+fn count(
+    replica: &Replica,
+    endpoint_id: i64,
+    outcome: &Outcome,
+    decision: &Decision,
+    elapsed: Duration,
+    latency: Duration,
+) {
+    if let Outcome::Failed { kind, .. } = outcome {
+        metrics::counter!(names::ATTEMPT_ERRORS, "kind" => kind.as_str()).increment(1);
+    }
+    let completion = match decision {
+        Decision::Succeeded => Some(Completion::Succeeded),
+        Decision::Retry { .. } => None,
+        Decision::Dead { .. } => Some(Completion::Dead),
     };
-    metrics::counter!("outboxd_attempts_total", "endpoint_id" => ep.clone(), "result" => result)
-        .increment(1);
-    let duration_outcome = if outcome.is_success() {
-        "success"
-    } else {
-        "failure"
-    };
-    metrics::histogram!("outboxd_attempt_duration_seconds", "outcome" => duration_outcome)
-        .record(elapsed.as_secs_f64());
-    let next = match decision {
-        Decision::Succeeded => "succeeded",
-        Decision::Retry { .. } => "retry",
-        Decision::Dead { .. } => "dead",
-    };
-    metrics::counter!("outboxd_deliveries_total", "endpoint_id" => ep, "outcome" => next)
-        .increment(1);
+    replica.endpoint_metrics().record(
+        endpoint_id,
+        &Attempt {
+            success: outcome.is_success(),
+            duration: elapsed.as_secs_f64(),
+            completion,
+            latency: matches!(decision, Decision::Succeeded).then(|| latency.as_secs_f64()),
+        },
+    );
 }
 
 fn failed(kind: ErrorKind, message: impl Into<String>) -> Outcome {
@@ -175,9 +190,11 @@ fn lease_allows_request(
 }
 
 async fn fetch_payload(replica: &Replica, event_pk: i64) -> Result<String, DbError> {
-    let client = replica.pool.get().await?;
-    let stmt = client.prepare_cached(sql::FETCH_PAYLOAD).await?;
-    Ok(client.query_one(&stmt, &[&event_pk]).await?.get(0))
+    let client = replica.db().await?;
+    Ok(client
+        .query_one(sql::FETCH_PAYLOAD, &[&event_pk])
+        .await?
+        .get(0))
 }
 
 #[cfg(test)]

@@ -103,7 +103,8 @@ def cmd_assert(rendered, name):
     for owner, spec, meta in pod_specs(docs):
         f.check(spec.get("automountServiceAccountToken") is False,
                 f"{owner['kind']} {owner['metadata']['name']}: no service account token")
-        for c in spec["containers"]:
+        native = [i for i in spec.get("initContainers", []) if i.get("restartPolicy") == "Always"]
+        for c in spec["containers"] + native:
             is_outboxd = c.get("args") in (["run"], ["migrate"])
             if not is_outboxd:
                 continue
@@ -154,11 +155,25 @@ def cmd_assert(rendered, name):
             f.check(ports.get("outboxd-http") == port, f"{where}: containerPort outboxd-http = {port}")
             lp = c.get("livenessProbe", {}).get("httpGet", {})
             f.check(lp == {"path": "/healthz", "port": "outboxd-http"}, f"{where}: liveness GET /healthz")
+            sp = c.get("startupProbe", {}).get("httpGet", {})
+            f.check(sp == {"path": "/healthz", "port": "outboxd-http"}, f"{where}: startup probe GET /healthz")
             if owner["kind"] == "Deployment" and owner["metadata"]["name"] == cms[0]["metadata"]["name"]:
                 rp = c.get("readinessProbe", {})
                 f.check(rp.get("httpGet") == {"path": "/readyz", "port": "outboxd-http"}, f"{where}: readiness GET /readyz")
                 f.check(rp.get("timeoutSeconds", 1) > 5, f"{where}: readiness timeout above /readyz's 5 s")
     f.check(outboxd_pods >= 1 or name.startswith("sidecar"), "an outboxd container is rendered")
+    if "native" in name:
+        f.check(any(i.get("args") == ["run"] and i.get("restartPolicy") == "Always"
+                    for _, spec, _ in pod_specs(docs) for i in spec.get("initContainers", [])),
+                "native sidecar: outboxd is an init container with restartPolicy Always")
+    tests = [p for p in by_kind.get("Pod", []) if p["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    for t in tests:
+        cmd = " ".join(t["spec"]["containers"][0].get("command", []))
+        f.check(cmd.endswith("/readyz"), "helm test Pod calls /readyz")
+        for svc in by_kind.get("Service", []):
+            f.check(not matches(svc["spec"]["selector"], t["metadata"]["labels"]), "Service does not select the test Pod")
+    f.check(bool(tests) == (bool(by_kind.get("Service")) and not name.startswith("examples")),
+            "a helm test Pod exactly when there is an outboxd Service")
 
     deployments = [d for d in by_kind.get("Deployment", []) if d["metadata"]["name"] == cms[0]["metadata"]["name"]]
     jobs = by_kind.get("Job", [])
@@ -218,7 +233,8 @@ def cmd_env(repo, chart):
     # Settings the demo reads to decide its own defaults are not settings of `outboxd run`.
     helpers = (chart / "templates" / "_helpers.tpl").read_text()
     block = re.search(r'define "outboxd.configEnvNames" -}}(.*?){{- end }}', helpers, re.S).group(1)
-    chart_vars = set(re.findall(r"OUTBOXD_[A-Z0-9_]+", block)) | {"OUTBOXD_ADMIN_TOKEN", "DATABASE_URL"}
+    chart_vars = set(re.findall(r"OUTBOXD_[A-Z0-9_]+", block)) | {"OUTBOXD_ADMIN_TOKEN", "DATABASE_URL",
+                                                                              "OUTBOXD_LISTEN_DATABASE_URL"}
     missing = sorted(code - chart_vars)
     unknown = sorted(chart_vars - code)
     rc = 0

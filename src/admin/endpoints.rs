@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Id, JsonBody, OptionalJsonBody, Patch, not_null, present};
 use super::validate::{self, DEFAULT_MAX_IN_FLIGHT};
-use super::views::{Endpoint, Page, PageStart, Subscription, col};
+use super::views::{Endpoint, MASK, Page, PageStart, Subscription, col, masked_url};
 use crate::sql::admin as q;
 
 const KIND: &str = "endpoints";
@@ -325,10 +325,13 @@ impl Changes {
         })
     }
 
-    /// The row after the change. Re-enabling clears `disabled_reason`.
+    /// The row after the change. Re-enabling clears `disabled_reason`. Masked values sent
+    /// back (a URL or header values as GET shows them) keep what is stored.
     fn apply(self, mut row: Settable) -> Result<Settable, ApiError> {
         let tenancy_changed = self.tenant_id.is_some() || self.all_tenants.is_some();
-        if let Some(u) = self.url {
+        if let Some(u) = self.url
+            && u != masked_url(&row.url)
+        {
             row.url = u;
         }
         if let Some(t) = self.tenant_id {
@@ -341,7 +344,7 @@ impl Changes {
             validate::all_tenants(row.all_tenants, row.tenant_id.as_deref())?;
         }
         if let Some(h) = self.headers {
-            row.headers = h;
+            row.headers = unmask_headers(h, &row.headers)?;
         }
         if let Some(n) = self.max_in_flight {
             row.max_in_flight = n;
@@ -371,6 +374,30 @@ impl Changes {
     }
 }
 
+/// New extra headers, where a value of [`MASK`] keeps the stored value of that header.
+fn unmask_headers(new: Value, stored: &Value) -> Result<Value, ApiError> {
+    let Value::Object(new) = new else {
+        return Ok(new);
+    };
+    new.into_iter()
+        .map(|(name, value)| {
+            if value != MASK {
+                return Ok((name, value));
+            }
+            match stored.get(&name) {
+                Some(v) => Ok((name, v.clone())),
+                None => Err(ApiError::field(
+                    "headers",
+                    format!(
+                        "{name:?} is {MASK:?} (a masked value) but the endpoint has no such header: send its value"
+                    ),
+                )),
+            }
+        })
+        .collect::<Result<Map<String, Value>, ApiError>>()
+        .map(Value::Object)
+}
+
 /// Change any subset of an endpoint's fields (`null` clears the nullable ones).
 #[utoipa::path(patch, operation_id = "update_endpoint", path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
     request_body = PatchEndpoint,
@@ -385,7 +412,13 @@ pub async fn patch(
     let mut db = s.db().await?;
     let tx = db.transaction().await?;
     let current = one(tx.query_opt(q::ENDPOINT_LOCK, &[&id]).await?, id)?;
-    let new = changes.apply(Settable::from_row(&current)?)?;
+    let before = Settable::from_row(&current)?;
+    let new = changes.apply(before.clone())?;
+    if new == before {
+        // Nothing changes: no write, no new updated_at, no catalog reload on every replica.
+        tx.commit().await?;
+        return Ok(Json(Endpoint::from_row(&current)?));
+    }
     let row = tx
         .query_one(
             q::ENDPOINT_UPDATE,
@@ -548,6 +581,34 @@ mod tests {
     #[test]
     fn empty_patch_changes_nothing() {
         assert_eq!(Changes::default().apply(row()).unwrap(), row());
+    }
+
+    #[test]
+    fn masked_values_sent_back_keep_what_is_stored() {
+        let stored = Settable {
+            url: "https://u:p@example.com/".into(),
+            headers: serde_json::json!({"authorization": "Bearer s3cret", "x-a": "1"}),
+            ..row()
+        };
+        let new = Changes {
+            url: Some(masked_url(&stored.url)),
+            headers: Some(serde_json::json!({"authorization": MASK, "x-a": "2"})),
+            ..Changes::default()
+        }
+        .apply(stored.clone())
+        .unwrap();
+        assert_eq!(new.url, stored.url);
+        assert_eq!(
+            new.headers,
+            serde_json::json!({"authorization": "Bearer s3cret", "x-a": "2"})
+        );
+        let err = Changes {
+            headers: Some(serde_json::json!({"x-new": MASK})),
+            ..Changes::default()
+        }
+        .apply(stored)
+        .unwrap_err();
+        assert!(err.to_string().starts_with("headers: "), "{err}");
     }
 
     #[test]

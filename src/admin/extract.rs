@@ -28,10 +28,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match read_json(req, state).await? {
             Some(v) => Ok(JsonBody(v)),
-            None => Err(ApiError::bad_request(
-                "invalid_json",
-                "the request body is empty; expected a JSON object",
-            )),
+            None => Err(ApiError::Invalid {
+                code: "invalid_json",
+                field: Some(BODY.to_owned()),
+                message: format!("{BODY}: is empty; expected a JSON object"),
+            }),
         }
     }
 }
@@ -83,35 +84,61 @@ fn is_json_content_type(v: &str) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-/// Parses a JSON document, refusing trailing data; data errors name the field at fault.
+/// The `field` of errors about the body as a whole (not JSON, not an object, empty).
+pub const BODY: &str = "body";
+
+/// Parses a JSON document, refusing trailing data. Every error names a field: the one at
+/// fault, or [`BODY`] when the body as a whole is wrong (not JSON, `[]`, `null`, a string).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let not_json = |e: &dyn std::fmt::Display| ApiError::Invalid {
+        code: "invalid_json",
+        field: Some(BODY.to_owned()),
+        message: format!("{BODY}: not valid JSON ({e})"),
+    };
+    // Serde would take an array for a struct (its fields in order): only objects are bodies.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(_) => ApiError::field(
+                BODY,
+                format!("must be a JSON object, got {}", json_kind(bytes)),
+            ),
+            Err(e) => not_json(&e),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_data() && path != "." && !path.is_empty() {
-            ApiError::field(path, inner)
-        } else if inner.is_data() {
-            let message = inner.to_string();
-            match named_field(&message) {
-                Some(field) => ApiError::Invalid {
-                    code: "invalid_field",
-                    field: Some(field.to_owned()),
-                    message,
-                },
-                None => ApiError::bad_request("invalid_field", message),
-            }
-        } else {
-            ApiError::bad_request(
-                "invalid_json",
-                format!("the body is not valid JSON: {inner}"),
-            )
+        if !inner.is_data() {
+            return not_json(&inner);
+        }
+        if path != "." && !path.is_empty() {
+            return ApiError::field(path, inner);
+        }
+        let message = inner.to_string();
+        match named_field(&message) {
+            Some(field) => ApiError::Invalid {
+                code: "invalid_field",
+                field: Some(field.to_owned()),
+                message,
+            },
+            None => ApiError::field(BODY, message),
         }
     })?;
-    de.end().map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-    })?;
+    de.end().map_err(|e| not_json(&e))?;
     Ok(value)
+}
+
+/// What kind of JSON value a body holds, for "must be an object, got …".
+fn json_kind(bytes: &[u8]) -> &'static str {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Null) => "null",
+        Ok(serde_json::Value::Array(_)) => "an array",
+        Ok(serde_json::Value::String(_)) => "a string",
+        Ok(serde_json::Value::Number(_)) => "a number",
+        Ok(serde_json::Value::Bool(_)) => "a boolean",
+        Ok(serde_json::Value::Object(_)) | Err(_) => "an object",
+    }
 }
 
 /// The field serde names in "unknown field `x`, …" and "missing field `x`".
@@ -228,10 +255,21 @@ mod tests {
         let (msg, field) = err(r#"{"n": 1, "bogus": 2}"#);
         assert!(msg.contains("unknown field `bogus`"), "{msg}");
         assert_eq!(field.as_deref(), Some("bogus"));
-        let (msg, _) = err(r#"{"n": 1"#);
+        let (msg, field) = err(r#"{"n": 1"#);
         assert!(msg.contains("not valid JSON"), "{msg}");
+        assert_eq!(field.as_deref(), Some("body"));
         let (msg, _) = err(r#"{"n": 1} {}"#);
         assert!(msg.contains("not valid JSON"), "{msg}");
+        for (body, kind) in [
+            ("[]", "an array"),
+            ("[1]", "an array"),
+            ("null", "null"),
+            ("\"x\"", "a string"),
+        ] {
+            let (msg, field) = err(body);
+            assert_eq!(field.as_deref(), Some("body"), "{body}");
+            assert_eq!(msg, format!("body: must be a JSON object, got {kind}"));
+        }
     }
 
     #[test]

@@ -153,14 +153,15 @@ pub async fn patch(
     let mut db = s.db().await?;
     let tx = db.transaction().await?;
     let current = one(tx.query_opt(q::SUBSCRIPTION_LOCK, &[&id]).await?, id)?;
-    let event_types = match event_types {
-        Some(t) => t,
-        None => col(&current, "event_types")?,
-    };
-    let active = match active {
-        Some(a) => a,
-        None => col(&current, "active")?,
-    };
+    let (old_types, old_active): (Vec<String>, bool) =
+        (col(&current, "event_types")?, col(&current, "active")?);
+    let event_types = event_types.unwrap_or_else(|| old_types.clone());
+    let active = active.unwrap_or(old_active);
+    if (&event_types, active) == (&old_types, old_active) {
+        // Nothing changes: no write, no new updated_at.
+        tx.commit().await?;
+        return Ok(Json(Subscription::from_row(&current)?));
+    }
     let row = tx
         .query_one(q::SUBSCRIPTION_UPDATE, &[&id, &event_types, &active])
         .await?;

@@ -61,7 +61,11 @@ pub fn tenant_id(field: &str, t: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A Standard Webhooks secret `whsec_<base64>` (the value is never echoed).
+/// Shortest and longest signing key accepted from the API, in bytes (Standard Webhooks asks
+/// for 24 to 64; outboxd generates 32).
+pub const SECRET_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+
+/// A Standard Webhooks secret `whsec_<base64>` of 24 to 64 bytes (the value is never echoed).
 pub fn secret(field: &str, s: &str) -> Result<(), ApiError> {
     let well_formed = s.strip_prefix("whsec_").is_some_and(|b64| {
         !b64.is_empty()
@@ -74,6 +78,17 @@ pub fn secret(field: &str, s: &str) -> Result<(), ApiError> {
         return Err(ApiError::field(
             field,
             "must be 'whsec_' followed by base64 (no spaces)",
+        ));
+    }
+    let bytes = Secret::parse(s).map(|k| k.key_len()).unwrap_or(0);
+    if !SECRET_BYTES.contains(&bytes) {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "the key must be {} to {} bytes (Standard Webhooks), got {bytes}; leave it out to have one generated",
+                SECRET_BYTES.start(),
+                SECRET_BYTES.end()
+            ),
         ));
     }
     Ok(())
@@ -234,6 +249,9 @@ mod tests {
             "whsec_!!!!",
             "whsec_",
             "whsec_ abcd",
+            // 1 and 23 bytes: too short for Standard Webhooks.
+            "whsec_AA==",
+            "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
         ] {
             let m = msg(secret("secret", bad));
             assert!(m.starts_with("secret: "), "{m}");

@@ -10,6 +10,7 @@ use tokio_postgres::types::FromSql;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
+pub use crate::mask::{MASK, masked_headers, masked_url};
 
 /// A column of a row the admin queries return; a mismatch is a bug, answered with a 500.
 pub fn col<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, ApiError> {
@@ -31,7 +32,8 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// An endpoint as shown by the API: everything but its secrets.
+/// An endpoint as shown by the API: everything but its secrets; header values and URL
+/// credentials masked ([`MASK`]).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Endpoint {
     pub id: i64,
@@ -54,11 +56,11 @@ impl Endpoint {
     pub fn from_row(row: &Row) -> Result<Endpoint, ApiError> {
         Ok(Endpoint {
             id: col(row, "id")?,
-            url: col(row, "url")?,
+            url: masked_url(&col::<String>(row, "url")?),
             tenant_id: col(row, "tenant_id")?,
             all_tenants: col(row, "all_tenants")?,
             secret_count: col(row, "secret_count")?,
-            headers: col(row, "headers")?,
+            headers: masked_headers(&col(row, "headers")?),
             enabled: col(row, "enabled")?,
             max_in_flight: col(row, "max_in_flight")?,
             rate_limit: col(row, "rate_limit")?,
@@ -290,6 +292,24 @@ mod tests {
             }
         );
         assert!(PageStart::parse("subscriptions", None, Some(&c)).is_err());
+    }
+
+    #[test]
+    fn header_values_and_url_credentials_are_masked() {
+        let h = masked_headers(&serde_json::json!({"authorization": "Bearer s3cret", "x-a": "1"}));
+        assert_eq!(h, serde_json::json!({"authorization": MASK, "x-a": MASK}));
+        assert_eq!(
+            masked_url("https://user:pa55@hooks.example.com/x?y=1"),
+            "https://********:********@hooks.example.com/x?y=1"
+        );
+        assert_eq!(
+            masked_url("https://token@hooks.example.com/"),
+            "https://********@hooks.example.com/"
+        );
+        assert_eq!(
+            masked_url("https://hooks.example.com/"),
+            "https://hooks.example.com/"
+        );
     }
 
     #[test]

@@ -86,6 +86,20 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind (the values of `outboxd_attempt_errors_total{kind}`).
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::Timeout,
+        ErrorKind::Connect,
+        ErrorKind::Dns,
+        ErrorKind::Tls,
+        ErrorKind::Status,
+        ErrorKind::BodyTooLarge,
+        ErrorKind::BlockedAddress,
+        ErrorKind::InvalidUrl,
+        ErrorKind::InvalidEvent,
+        ErrorKind::Request,
+    ];
+
     /// The value stored in `outbox.attempts.error_kind`.
     pub fn as_str(self) -> &'static str {
         match self {

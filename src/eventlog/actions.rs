@@ -52,7 +52,7 @@ impl Ordering {
 }
 
 /// Wakes the claimers: ours at once, the other replicas' through NOTIFY.
-async fn wake_claimers(db: &tokio_postgres::Client, replica: &Replica) -> Result<(), Error> {
+async fn wake_claimers(db: &crate::db::Conn, replica: &Replica) -> Result<(), Error> {
     db.execute(crate::sql::NOTIFY_DELIVERIES, &[]).await?;
     replica.work_ready.notify_one();
     Ok(())
@@ -77,7 +77,7 @@ fn conflict_for(d: &Delivery, action: &str) -> Error {
 /// Puts one finished delivery (in `from_state`: dead or succeeded) back in its lane; false
 /// when it was no longer in that state.
 async fn requeue_one(
-    db: &tokio_postgres::Client,
+    db: &crate::db::Conn,
     scope: &Scope,
     id: i64,
     from_state: &str,
@@ -94,7 +94,7 @@ async fn requeue_one(
 /// Runs an action on one delivery after checking its status allows it, wakes the claimers
 /// and returns the delivery afterwards.
 async fn act_on_delivery(
-    db: &deadpool_postgres::Object,
+    db: &crate::db::Conn,
     replica: &Replica,
     scope: &Scope,
     id: i64,
@@ -123,7 +123,7 @@ async fn act_on_delivery(
 /// Retry now: a dead delivery rejoins its lane; a pending or retrying lane head is due now.
 /// Returns the delivery afterwards.
 pub(crate) async fn retry(
-    db: &deadpool_postgres::Object,
+    db: &crate::db::Conn,
     replica: &Replica,
     scope: &Scope,
     id: i64,
@@ -133,7 +133,7 @@ pub(crate) async fn retry(
 
 /// Resend a succeeded delivery (same event, same `webhook-id`) through its lane.
 pub(crate) async fn resend(
-    db: &deadpool_postgres::Object,
+    db: &crate::db::Conn,
     replica: &Replica,
     scope: &Scope,
     id: i64,
@@ -150,7 +150,7 @@ pub(crate) struct Revived {
 /// Retry the dead deliveries of an endpoint: one (`delivery_id`), or all those whose event
 /// was created in `[since, until)` (either bound may be open).
 pub(crate) async fn retry_dead(
-    db: &deadpool_postgres::Object,
+    db: &crate::db::Conn,
     replica: &Replica,
     scope: &Scope,
     endpoint_id: i64,
@@ -213,7 +213,7 @@ pub(crate) struct TestEvent {
 
 /// Queue an `outboxd.test` event for one enabled endpoint only.
 pub(crate) async fn test_event(
-    db: &deadpool_postgres::Object,
+    db: &crate::db::Conn,
     replica: &Replica,
     scope: &Scope,
     endpoint_id: i64,
@@ -243,7 +243,7 @@ pub(crate) async fn test_event(
 
 /// Enable or disable an endpoint (`reason` is kept as its `disabled_reason`).
 pub(crate) async fn set_enabled(
-    db: &deadpool_postgres::Object,
+    db: &crate::db::Conn,
     replica: &Replica,
     scope: &Scope,
     endpoint_id: i64,
@@ -271,7 +271,7 @@ pub(crate) async fn set_enabled(
 /// Start a secret rotation with a generated secret; returns it (shown this once). The old
 /// secrets keep signing alongside until the rotation is finished.
 pub(crate) async fn rotate_secret(
-    db: &mut deadpool_postgres::Object,
+    db: &mut crate::db::Conn,
     scope: &Scope,
     endpoint_id: i64,
 ) -> Result<String, Error> {

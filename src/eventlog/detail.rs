@@ -1,7 +1,7 @@
 //! One event, or one delivery, in full: the payload (pretty-printed when small), the extra
 //! headers, every delivery with its attempts, and where a held delivery stands in its lane.
 
-use tokio_postgres::Client;
+use crate::db::Conn;
 
 use super::{Attempt, Delivery, Error, EventDetail, Scope, col};
 use crate::sql::eventlog as q;
@@ -19,11 +19,7 @@ fn no_event(event_id: &str) -> Error {
 }
 
 /// An event by its `event_id`, with its deliveries and their attempts.
-pub(crate) async fn event(
-    db: &Client,
-    scope: &Scope,
-    event_id: &str,
-) -> Result<EventDetail, Error> {
+pub(crate) async fn event(db: &Conn, scope: &Scope, event_id: &str) -> Result<EventDetail, Error> {
     let row = db
         .query_opt(
             q::EVENT_GET,
@@ -50,7 +46,7 @@ pub(crate) async fn event(
 }
 
 /// One delivery with its attempts.
-pub(crate) async fn delivery(db: &Client, scope: &Scope, id: i64) -> Result<Delivery, Error> {
+pub(crate) async fn delivery(db: &Conn, scope: &Scope, id: i64) -> Result<Delivery, Error> {
     deliveries(db, scope, None, Some(id))
         .await?
         .into_iter()
@@ -60,7 +56,7 @@ pub(crate) async fn delivery(db: &Client, scope: &Scope, id: i64) -> Result<Deli
 
 /// The deliveries of an event, or one delivery, with their latest attempts.
 async fn deliveries(
-    db: &Client,
+    db: &Conn,
     scope: &Scope,
     event_pk: Option<i64>,
     id: Option<i64>,
@@ -89,7 +85,7 @@ async fn deliveries(
 }
 
 /// The payload as sent (JSON text), for a download.
-pub(crate) async fn payload(db: &Client, scope: &Scope, event_id: &str) -> Result<String, Error> {
+pub(crate) async fn payload(db: &Conn, scope: &Scope, event_id: &str) -> Result<String, Error> {
     let row = db
         .query_opt(q::EVENT_PAYLOAD, &[&event_id, &scope.tenant()])
         .await?

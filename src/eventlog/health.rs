@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use serde::Serialize;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
+
+use crate::db::Conn;
 use utoipa::ToSchema;
 
 use super::{EndpointHealth, Error, EventType, Scope, col};
@@ -18,7 +20,7 @@ pub const COUNT_CAP: i64 = 10_000;
 
 /// The event types seen in scope, alphabetically, at most `limit`.
 pub(crate) async fn event_types(
-    db: &Client,
+    db: &Conn,
     scope: &Scope,
     limit: i64,
 ) -> Result<Vec<EventType>, Error> {
@@ -55,7 +57,7 @@ fn from_row(row: &Row, circuits: &HashMap<i64, CircuitState>) -> Result<Endpoint
     let failures: i64 = col(row, "failures_last_hour")?;
     Ok(EndpointHealth {
         id,
-        url: col(row, "url")?,
+        url: crate::mask::masked_url(&col::<String>(row, "url")?),
         tenant_id: col(row, "tenant_id")?,
         all_tenants: col(row, "all_tenants")?,
         enabled: col(row, "enabled")?,
@@ -81,7 +83,7 @@ fn from_row(row: &Row, circuits: &HashMap<i64, CircuitState>) -> Result<Endpoint
 /// A page of endpoints in id order (after `after`), with their health; the id to continue
 /// after when there are more.
 pub(crate) async fn endpoints(
-    db: &Client,
+    db: &Conn,
     replica: &Replica,
     scope: &Scope,
     after: i64,
@@ -112,7 +114,7 @@ pub(crate) async fn endpoints(
 
 /// One endpoint in scope with its health.
 pub(crate) async fn endpoint(
-    db: &Client,
+    db: &Conn,
     replica: &Replica,
     scope: &Scope,
     id: i64,
@@ -137,7 +139,7 @@ pub(crate) struct Subscription {
 
 /// The subscriptions of an endpoint in scope.
 pub(crate) async fn subscriptions(
-    db: &Client,
+    db: &Conn,
     scope: &Scope,
     endpoint_id: i64,
 ) -> Result<Vec<Subscription>, Error> {

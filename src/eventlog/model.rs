@@ -210,7 +210,7 @@ impl Delivery {
             event_pk: col(row, "event_pk")?,
             event_id: col(row, "event_id")?,
             endpoint_id: col(row, "endpoint_id")?,
-            endpoint_url: col(row, "endpoint_url")?,
+            endpoint_url: crate::mask::masked_url(&col::<String>(row, "endpoint_url")?),
             lane_key: col(row, "lane_key")?,
             status,
             attempt_count: col(row, "attempt_count")?,

@@ -78,7 +78,7 @@ pub(crate) async fn replay_detached(
 
 /// Runs a replay to the end (each window committed on its own).
 pub(crate) async fn replay(
-    db: &mut deadpool_postgres::Object,
+    db: &mut crate::db::Conn,
     replica: &Replica,
     scope: &Scope,
     endpoint_id: i64,

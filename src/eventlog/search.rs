@@ -11,10 +11,10 @@
 //! results merged), or `type:<pattern>` (`type:order.*`). A pattern stands for the types seen
 //! that match it (`outbox.event_types`), each scanned in its own index range.
 
+use crate::db::Conn;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::{DeliverySummary, Error, EventPage, EventSummary, Scope, Status, col};
@@ -144,11 +144,7 @@ fn type_filter(search: &Search) -> Result<(Option<String>, Option<Pattern>), Err
 }
 
 /// Checks the inputs and resolves a type pattern into the types seen in scope.
-pub(crate) async fn resolve(
-    db: &Client,
-    scope: &Scope,
-    search: &Search,
-) -> Result<Resolved, Error> {
+pub(crate) async fn resolve(db: &Conn, scope: &Scope, search: &Search) -> Result<Resolved, Error> {
     let (exact, pattern) = type_filter(search)?;
     if let Some(e) = &exact
         && e.len() > 10_000
@@ -213,7 +209,7 @@ pub(crate) async fn resolve(
 /// One page of events, newest first, with their deliveries. `cursor` comes from the previous
 /// page's `next_cursor`.
 pub(crate) async fn search(
-    db: &Client,
+    db: &Conn,
     scope: &Scope,
     search: &Search,
     cursor: Option<&str>,
@@ -311,7 +307,7 @@ pub(crate) async fn search(
 
 /// Fills in the deliveries of a page of events.
 async fn attach_deliveries(
-    db: &Client,
+    db: &Conn,
     scope: &Scope,
     events: &mut [EventSummary],
 ) -> Result<(), Error> {

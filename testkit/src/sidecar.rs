@@ -268,9 +268,10 @@ impl Sidecar {
     pub async fn wait_started(&mut self, timeout: Duration) -> Result<SocketAddr, String> {
         let log = self.log.clone();
         let addr = self
-            .poll_while_running(timeout, "started", async || {
-                started_listen_addr(&read_lossy(&log))
-                    .ok_or_else(|| "no `outboxd started` line yet".to_owned())
+            .poll_while_running(timeout, "started", || {
+                let found = started_listen_addr(&read_lossy(&log))
+                    .ok_or_else(|| "no `outboxd started` line yet".to_owned());
+                std::future::ready(found)
             })
             .await?;
         self.listen = Some(addr);
@@ -291,15 +292,18 @@ impl Sidecar {
     ) -> Result<(), String> {
         let http = http_client();
         let url = format!("http://{listen}/readyz");
-        self.poll_while_running(timeout, "ready", async || {
-            match http.get(&url).send().await {
-                Ok(resp) if resp.status().is_success() => Ok(()),
-                Ok(resp) => Err(format!(
-                    "{url}: {} {}",
-                    resp.status(),
-                    resp.text().await.unwrap_or_default()
-                )),
-                Err(e) => Err(format!("{url}: {e}")),
+        self.poll_while_running(timeout, "ready", || {
+            let (http, url) = (&http, &url);
+            async move {
+                match http.get(url).send().await {
+                    Ok(resp) if resp.status().is_success() => Ok(()),
+                    Ok(resp) => Err(format!(
+                        "{url}: {} {}",
+                        resp.status(),
+                        resp.text().await.unwrap_or_default()
+                    )),
+                    Err(e) => Err(format!("{url}: {e}")),
+                }
             }
         })
         .await
@@ -307,12 +311,18 @@ impl Sidecar {
 
     /// Polls `check` every 20 ms until it succeeds; its last complaint and the end of the log
     /// if the process exits first or `timeout` passes (`what` the process was waited to be).
-    async fn poll_while_running<T>(
+    /// (A closure returning a future rather than an async closure: its future is `Send` when
+    /// what it captures is, so callers can wait from a spawned task.)
+    async fn poll_while_running<T, F, Fut>(
         &mut self,
         timeout: Duration,
         what: &str,
-        mut check: impl AsyncFnMut() -> Result<T, String>,
-    ) -> Result<T, String> {
+        mut check: F,
+    ) -> Result<T, String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
         let end = Instant::now() + timeout;
         loop {
             let not_yet = match check().await {
@@ -516,5 +526,16 @@ mod tests {
         assert_eq!(m.get("outboxd_db_errors_total"), Some(&3.0));
         assert_eq!(m.get("outboxd_deliveries_dead{endpoint=\"1\"}"), Some(&2.5));
         assert_eq!(m.len(), 2);
+    }
+
+    /// Waiting for a sidecar works from a spawned task (the chaos soak's fault director
+    /// waits for restarted replicas in one).
+    #[test]
+    fn waiting_is_send() {
+        fn is_send<T: Send>(_: &T) {}
+        let mut s = Sidecar::spawn("/bin/true", "postgres://unused", &[], &[]);
+        let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
+        is_send(&s.wait_started(Duration::ZERO));
+        is_send(&s.wait_ready(addr, Duration::ZERO));
     }
 }

@@ -288,7 +288,11 @@ async fn endpoints_are_created_listed_in_pages_changed_and_deleted() {
     assert_eq!(status, StatusCode::OK, "{e}");
     assert_eq!(e["max_in_flight"], 4);
     assert_eq!(e["rate_limit"], 2.5);
-    assert_eq!(e["headers"], json!({"x-team": "pay"}));
+    assert_eq!(
+        e["headers"],
+        json!({"x-team": "********"}),
+        "values are write-only"
+    );
     assert_eq!(e["all_tenants"], true);
     assert_eq!(e["description"], "endpoint 1", "untouched fields stay");
     let (_, e) = api.patch(&path, json!({"rate_limit": null})).await;
@@ -322,7 +326,7 @@ async fn endpoints_are_created_listed_in_pages_changed_and_deleted() {
     let before = e["updated_at"].clone();
     let (status, e) = api.patch(&path, json!({})).await;
     assert_eq!(status, StatusCode::OK, "an empty PATCH is fine: {e}");
-    assert_ne!(e["updated_at"], before);
+    assert_eq!(e["updated_at"], before, "an empty PATCH changes nothing");
 
     // DELETE cascades the endpoint's subscriptions and deliveries.
     let (status, _) = api
@@ -509,6 +513,113 @@ async fn secrets_are_shown_only_when_created_rotated_or_read_explicitly() {
 }
 
 #[tokio::test]
+async fn header_values_and_url_credentials_are_write_only_and_short_secrets_are_refused() {
+    let db = fresh_db().await;
+    let (engine, api) = start(&db, &[]).await;
+    let c = db.client().await;
+
+    // Standard Webhooks secrets are 24 to 64 bytes: shorter ones are refused on create and
+    // rotate, without echoing them.
+    let short = "whsec_AA==";
+    let resp = api
+        .post(
+            "/v1/endpoints",
+            json!({"url": "https://hooks.example.com/a", "secret": short}),
+        )
+        .await;
+    let m = assert_invalid(resp, "secret");
+    assert!(m.contains("24 to 64 bytes") && m.contains("got 1"), "{m}");
+    let created = api
+        .create_endpoint(json!({
+            "url": "https://svc:pa55word@hooks.example.com/a?team=pay",
+            "headers": {"Authorization": "Bearer s3cret-token", "X-Team": "pay"},
+        }))
+        .await;
+    let path = format!("/v1/endpoints/{}", id(&created));
+    for secret in [short, "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="] {
+        let resp = api
+            .post(&format!("{path}/secret/rotate"), json!({"secret": secret}))
+            .await;
+        assert_invalid(resp, "secret");
+    }
+    let (_, v) = api.get(&format!("{path}/secret")).await;
+    assert_eq!(v["secrets"].as_array().unwrap().len(), 1, "nothing rotated");
+
+    // Header values and URL credentials are never shown: create, GET, list, PATCH.
+    let masked_url = "https://********:********@hooks.example.com/a?team=pay";
+    let masked_headers = json!({"authorization": "********", "x-team": "********"});
+    let (_, got) = api.get(&path).await;
+    let (_, list) = api.get("/v1/endpoints").await;
+    for shown in [&created, &got, &list["data"][0]] {
+        assert_eq!(shown["url"], masked_url, "{shown}");
+        assert_eq!(shown["headers"], masked_headers, "{shown}");
+    }
+    for text in [created.to_string(), list.to_string()] {
+        assert!(
+            !text.contains("s3cret-token") && !text.contains("pa55word"),
+            "{text}"
+        );
+    }
+    // What GET shows, sent back with one change, keeps the stored values.
+    let mut headers = got["headers"].clone();
+    headers["x-team"] = json!("billing");
+    let (status, e) = api
+        .patch(&path, json!({"url": got["url"], "headers": headers}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{e}");
+    assert_eq!(e["url"], masked_url);
+    let row = c
+        .query_one(
+            "SELECT url, headers::text FROM outbox.endpoints WHERE id = $1",
+            &[&id(&created)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        "https://svc:pa55word@hooks.example.com/a?team=pay"
+    );
+    let stored: Value = serde_json::from_str(&row.get::<_, String>(1)).unwrap();
+    assert_eq!(
+        stored,
+        json!({"authorization": "Bearer s3cret-token", "x-team": "billing"})
+    );
+    // A masked value for a header the endpoint does not have names the field.
+    let resp = api
+        .patch(&path, json!({"headers": {"x-new": "********"}}))
+        .await;
+    assert_invalid(resp, "headers");
+
+    // PATCH {} (and a PATCH that sets what is already there) writes nothing.
+    let version = scalar_i64(&c, "SELECT version FROM outbox.config_version").await;
+    let (_, before) = api.get(&path).await;
+    for body in [
+        json!({}),
+        json!({"enabled": true, "max_in_flight": before["max_in_flight"]}),
+    ] {
+        let (status, e) = api.patch(&path, body).await;
+        assert_eq!(status, StatusCode::OK, "{e}");
+        assert_eq!(e["updated_at"], before["updated_at"], "{e}");
+    }
+    assert_eq!(
+        scalar_i64(&c, "SELECT version FROM outbox.config_version").await,
+        version,
+        "no catalog reload on the replicas"
+    );
+    let (_, sub) = api
+        .post(
+            "/v1/subscriptions",
+            json!({"endpoint_id": id(&created), "event_types": ["a.*"]}),
+        )
+        .await;
+    let sub_path = format!("/v1/subscriptions/{}", id(&sub));
+    let (status, s) = api.patch(&sub_path, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["updated_at"], sub["updated_at"]);
+    engine.stop().await;
+}
+
+#[tokio::test]
 async fn invalid_input_is_refused_with_the_field_named() {
     let db = fresh_db().await;
     // No --allow-networks: loopback and private literals are refused.
@@ -628,10 +739,15 @@ async fn invalid_input_is_refused_with_the_field_named() {
         )
         .await;
     assert_error(resp, StatusCode::BAD_REQUEST, "invalid_json");
-    let resp = api
-        .raw(post.clone(), "/v1/endpoints", "application/json", "[1]")
-        .await;
-    assert_eq!(resp.0, StatusCode::BAD_REQUEST, "{}", resp.1);
+    for body in ["[1]", "[]", "null", "\"x\"", "7"] {
+        let (status, v) = api
+            .raw(post.clone(), "/v1/endpoints", "application/json", body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"]["field"], "body", "{body}: {v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.starts_with("body: must be a JSON object, got "), "{m}");
+    }
     let resp = api
         .raw(post.clone(), "/v1/endpoints", "application/json", "")
         .await;

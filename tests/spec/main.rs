@@ -5,8 +5,10 @@ mod admin;
 mod browser;
 mod console;
 mod console_support;
+mod database;
 mod engine;
 mod event_log;
+mod metrics;
 mod support;
 
 /// The `outboxd` binary Cargo built for this test binary.

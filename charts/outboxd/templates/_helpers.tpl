@@ -196,6 +196,10 @@ migrate: OUTBOXD_MIGRATE
 replicaId: OUTBOXD_REPLICA_ID
 logFormat: OUTBOXD_LOG_FORMAT
 log: OUTBOXD_LOG
+metricsEndpointLabels: OUTBOXD_METRICS_ENDPOINT_LABELS
+statsInterval: OUTBOXD_STATS_INTERVAL
+pooler: OUTBOXD_POOLER
+startupTimeout: OUTBOXD_STARTUP_TIMEOUT
 {{- end }}
 
 {{/* The ConfigMap's data: every non-empty config value, sorted by variable name. */}}
@@ -231,7 +235,7 @@ Included by every template that renders a pod or the shared objects.
 {{- if and (not .Values.adminToken.existingSecret) .Values.adminToken.value (lt (len (toString .Values.adminToken.value)) 16) }}
 {{- fail "adminToken.value must be at least 16 characters (outboxd refuses shorter tokens)" }}
 {{- end }}
-{{- range $key := list "maxAge" "retryAfterMax" "requestTimeout" "connectTimeout" "pollInterval" "lease" "circuitCooldown" "shutdownGrace" "retentionSucceeded" "retentionDead" "retentionInterval" }}
+{{- range $key := list "maxAge" "retryAfterMax" "requestTimeout" "connectTimeout" "pollInterval" "lease" "circuitCooldown" "shutdownGrace" "retentionSucceeded" "retentionDead" "retentionInterval" "statsInterval" }}
 {{- $v := get $.Values.config $key }}
 {{- if not (or (kindIs "invalid" $v) (eq (toString $v) "")) }}
 {{- $_ = include "outboxd.durationSeconds" (list (printf "config.%s" $key) $v) }}
@@ -246,6 +250,10 @@ Included by every template that renders a pod or the shared objects.
 {{- $jitter := include "outboxd.envString" .Values.config.retryJitter }}
 {{- if and $jitter (or (not (regexMatch "^[0-9]*\\.?[0-9]+$" $jitter)) (gt (float64 $jitter) 1.0)) }}
 {{- fail (printf "config.retryJitter = %q must be a number between 0 and 1" $jitter) }}
+{{- end }}
+{{- $labels := include "outboxd.envString" .Values.config.metricsEndpointLabels }}
+{{- if and $labels (not (regexMatch "^(all|none|top:[1-9][0-9]{0,5})$" $labels)) }}
+{{- fail (printf "config.metricsEndpointLabels = %q must be all, none or top:N" $labels) }}
 {{- end }}
 {{- if not (has (include "outboxd.envString" .Values.config.migrate) (list "" "true" "false")) }}
 {{- fail (printf "config.migrate = %q must be true or false" (toString .Values.config.migrate)) }}
@@ -325,6 +333,13 @@ The outboxd container as a YAML list item. Call with (dict "ctx" <chart scope> "
         secretKeyRef:
           name: {{ include "outboxd.databaseSecretName" . }}
           key: {{ include "outboxd.databaseSecretKey" . }}
+  {{- if and .Values.database.existingSecret .Values.database.listenUrlKey }}
+    - name: OUTBOXD_LISTEN_DATABASE_URL
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "outboxd.databaseSecretName" . }}
+          key: {{ .Values.database.listenUrlKey }}
+  {{- end }}
   {{- if include "outboxd.adminTokenSecretName" . }}
     - name: OUTBOXD_ADMIN_TOKEN
       valueFrom:
@@ -335,11 +350,22 @@ The outboxd container as a YAML list item. Call with (dict "ctx" <chart scope> "
   {{- with .Values.extraEnv }}
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with .Values.extraVolumeMounts }}
+  volumeMounts:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- if $reachable }}
   ports:
     - name: outboxd-http
       containerPort: {{ $port }}
       protocol: TCP
+  {{- if .Values.probes.startup.enabled }}
+  startupProbe:
+    httpGet:
+      path: /healthz
+      port: outboxd-http
+    {{- toYaml (omit .Values.probes.startup "enabled") | nindent 4 }}
+  {{- end }}
   {{- if .Values.probes.liveness.enabled }}
   livenessProbe:
     httpGet:
@@ -379,5 +405,24 @@ The container reads the ConfigMap and Secrets the subchart renders (install the 
 mode: sidecar).
 */}}
 {{- define "outboxd.sidecarContainer" -}}
+{{- if not .Values.sidecar.native }}
 {{- include "outboxd.container" (dict "ctx" . "sidecar" true) | trim }}
+{{- end }}
+{{- end }}
+
+{{/*
+PUBLIC. With sidecar.native (Kubernetes 1.29+): the outboxd container as a native sidecar, a
+list item under `initContainers:` with `restartPolicy: Always` (it starts before your
+application's containers and stops after them). Renders nothing unless sidecar.native:
+
+  {{- if .Values.outboxd.sidecar.native }}
+  initContainers:
+    {{- include "outboxd.sidecarInitContainer" .Subcharts.outboxd | nindent 4 }}
+  {{- end }}
+*/}}
+{{- define "outboxd.sidecarInitContainer" -}}
+{{- if .Values.sidecar.native }}
+{{- include "outboxd.container" (dict "ctx" . "sidecar" true) | trim }}
+  restartPolicy: Always
+{{- end }}
 {{- end }}

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::harness::{Cluster, Machine};
+use crate::machine::Machine;
+use crate::pg::BenchCluster;
 
 /// The scenario named on the command line; `all` and `smoke` stand for the whole list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -165,7 +166,7 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 pub struct Ctx {
     pub opts: Opts,
     /// Where every run's fresh database is created.
-    pub cluster: Cluster,
+    pub cluster: BenchCluster,
     /// The sidecar binary each run starts.
     pub outboxd: PathBuf,
     /// target/bench: JSON results, sidecar logs.
@@ -183,8 +184,8 @@ impl Ctx {
             testkit::outboxd_binary(opts.outboxd.as_deref()).map_err(anyhow::Error::msg)?;
         println!("outboxd binary: {about}");
         // After the sidecar binary is (re)built: its build time goes into the report.
-        let machine = Machine::read();
-        let cluster = Cluster::start(opts.fsync, opts.pg_stat_statements, opts.keep).await?;
+        let machine = Machine::read(&outboxd);
+        let cluster = BenchCluster::start(opts.fsync, opts.pg_stat_statements, opts.keep).await?;
         let ctx = Ctx {
             smoke: opts.scenario == Scenario::Smoke,
             opts,

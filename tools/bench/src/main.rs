@@ -2,7 +2,8 @@
 //! floor. See BENCHMARKS.md for the figures and how to read them.
 //!
 //! ```text
-//! cargo run --release --bin outboxd-bench -- <scenario> [options]
+//! cargo build --release --bin outboxd
+//! cargo run --release -p outboxd-bench -- --outboxd target/release/outboxd <scenario> [options]
 //!   steady     1. steady throughput (--events 1000000 --keys 10000 --endpoints 10)
 //!   floor      2. the machine's floor: minimal SQL per delivery, and the receiver's ceiling
 //!   growth     3. cost growth with pending rows (--max-rows) and endpoints (--max-endpoints)
@@ -13,10 +14,11 @@
 //!   smoke      every scenario at a tiny size (< 60 s); exits non-zero on a correctness failure
 //! ```
 //!
-//! PostgreSQL: `DATABASE_URL` when set (a fresh database per run is created there, and dropped
-//! afterwards), otherwise a throwaway local cluster ([`outboxd::embedded_pg`]). The sidecar is the
-//! `outboxd` binary named by `--outboxd PATH` or `OUTBOXD_BIN` (build it first), run as a child
-//! process (`outboxd run`).
+//! Everything it runs against comes from the test kit ([`testkit`]): PostgreSQL is
+//! `DATABASE_URL` when set (a fresh database per run is created there, and dropped afterwards),
+//! otherwise a throwaway local cluster; the sidecar is the `outboxd` binary named by
+//! `--outboxd PATH` or `OUTBOXD_BIN` (build it first), run as a child process (`outboxd run`);
+//! the webhook receiver is the test kit's, with the bench's script doing the counting.
 //!
 //! Modules, top to bottom; each imports only from rows below its own, so no import climbs back:
 //!
@@ -26,18 +28,24 @@
 //!   floor (db, http)          the machine's floor, measured (scenario 2 and steady use it)
 //!    run (stage, figures, endpoints, db)    the measured run the other five scenarios use
 //!     ctx                     Opts (the command line) and Ctx (cluster, binary, out dir)
-//!      harness  producers     PostgreSQL and the sidecar process; the publishing workload
-//!       receiver  report      the webhook receiver; figures, table and JSON
+//!      pg  sidecar  machine   the bench's side of PostgreSQL, the sidecar and the machine
+//!       producers             the publishing workload
+//!        receiver  report     the receiver's script (counting, arrival log); figures, table, JSON
 //! ```
+//!
+//! Below them all, from another crate: `testkit` (cluster and databases, receiver, sidecar
+//! process handle, `/proc` readers).
 
 mod ctx;
 mod floor;
-mod harness;
+mod machine;
+mod pg;
 mod producers;
 mod receiver;
 mod report;
 mod run;
 mod scenarios;
+mod sidecar;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -66,7 +74,7 @@ async fn main() -> ExitCode {
 /// Runs the selected scenario(s); `Ok(false)` when a correctness check failed.
 async fn run(opts: Opts) -> anyhow::Result<bool> {
     let scenario = opts.scenario;
-    let mut ctx = Ctx::start(opts).await?;
+    let ctx = Ctx::start(opts).await?;
     let t0 = Instant::now();
     let mut carried = Carried::default();
     let mut reports: Vec<ScenarioReport> = Vec::new();

@@ -1,33 +1,27 @@
-//! The in-process webhook receiver: an axum (hyper) HTTP/1.1 server on 127.0.0.1 with one path
-//! per endpoint (`/ep/<index>`). For every request it recomputes the Standard Webhooks v1
-//! signature with the endpoint's secret, parses the payload `{"n": event number, "k": resource
-//! key, "s": per-resource sequence, ...}`, counts duplicates (same event twice at the same
-//! endpoint), checks per-resource order (for each endpoint and key the sequence numbers must
-//! arrive increasing) and logs the first arrival of each event with its receive instant, so
-//! latency (receive − commit, both on this process's monotonic clock) and throughput windows
-//! are computed afterwards.
+//! The bench's side of the webhook receiver. The server is the test kit's
+//! ([`testkit::Receiver`]: hyper HTTP/1.1 on 127.0.0.1, Standard Webhooks signatures checked
+//! with each endpoint's own secret at its path `/ep/<index>`, recording off so memory stays
+//! bounded over millions of requests). What the bench adds is its script, [`RecvState`]: for
+//! every request it parses the payload `{"n": event number, "k": resource key, "s":
+//! per-resource sequence, ...}`, counts duplicates (same event twice at the same endpoint),
+//! checks per-resource order (for each endpoint and key the sequence numbers must arrive
+//! increasing), logs the first arrival of each event at a tracked endpoint with its receive
+//! instant on the producers' clock (so latency, receive − commit, and throughput windows are
+//! computed afterwards), and answers as the endpoint's [`Behaviour`] says.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use serde::Deserialize;
-use standardwebhooks::Webhook as Secret;
-use tokio_util::sync::CancellationToken;
+use testkit::{ReceivedRequest, Reply};
 
 /// How an endpoint answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
     /// 204 at once.
     Ok,
-    /// Sleeps this long (longer than the sidecar's request timeout), then 204.
+    /// Waits this long (longer than the sidecar's request timeout), then 204.
     Hang(Duration),
     /// 500 at once.
     Fail,
@@ -94,6 +88,7 @@ impl CommitLog {
     }
 }
 
+/// What one endpoint received.
 #[derive(Default, Debug)]
 pub struct Counters {
     pub requests: AtomicU64,
@@ -104,16 +99,20 @@ pub struct Counters {
     pub order_violations: AtomicU64,
 }
 
+/// One endpoint's bookkeeping.
 struct Slot {
     spec: EndpointSpec,
-    secret: Secret,
+    /// Bit n: event n arrived here.
     seen: Vec<AtomicU64>,
+    /// Per key: the highest sequence number that arrived here.
     last_seq: Vec<AtomicU32>,
     c: Counters,
 }
 
-/// Shared receiver state.
+/// The script's state: every endpoint's bookkeeping and the arrival log. Shared by the
+/// receiver's connection tasks (which call [`RecvState::answer`]) and the run that reads it.
 pub struct RecvState {
+    /// Time zero of the arrival log: the producers' [`CommitLog::base`].
     base: Instant,
     slots: Vec<Slot>,
     arrivals: Mutex<Vec<Arrival>>,
@@ -131,6 +130,28 @@ struct Payload {
 }
 
 impl RecvState {
+    fn new(specs: Vec<EndpointSpec>, max_events: usize, keys: usize, base: Instant) -> RecvState {
+        let slots = specs
+            .into_iter()
+            .map(|spec| Slot {
+                spec,
+                seen: (0..max_events.div_ceil(64))
+                    .map(|_| AtomicU64::new(0))
+                    .collect(),
+                last_seq: (0..keys).map(|_| AtomicU32::new(0)).collect(),
+                c: Counters::default(),
+            })
+            .collect();
+        RecvState {
+            base,
+            slots,
+            arrivals: Mutex::new(Vec::new()),
+            tracked_unique: AtomicU64::new(0),
+            unknown_paths: AtomicU64::new(0),
+            violations: Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn counters(&self, ep: usize) -> Option<&Counters> {
         self.slots.get(ep).map(|s| &s.c)
     }
@@ -185,53 +206,65 @@ impl RecvState {
         }
     }
 
-    fn handle(&self, ep: usize, headers: &HeaderMap, body: &[u8]) -> StatusCode {
-        let t_ns = self.now_ns();
-        let Some(slot) = self.slots.get(ep) else {
+    /// The script: counts the request and answers as its endpoint behaves (a hanging
+    /// endpoint answers whatever it answers only after its delay).
+    fn answer(&self, req: &ReceivedRequest) -> Reply {
+        // When the request had arrived (before the signature was checked), on our clock.
+        let t_ns = req.at.saturating_duration_since(self.base).as_nanos() as u64 + 1;
+        let ep = endpoint_index(&req.path);
+        let status = self.count(ep, &req.id, req.signature_ok, &req.body, t_ns);
+        let reply = Reply::status(status);
+        match ep.and_then(|i| self.slots.get(i)).map(|s| s.spec.behaviour) {
+            Some(Behaviour::Hang(d)) => reply.with_delay(d),
+            _ => reply,
+        }
+    }
+
+    /// Counts one request to endpoint `ep` (`None`: a path that is none of ours) that arrived
+    /// at `t_ns`, whose signature the receiver checked; returns the status to answer.
+    fn count(
+        &self,
+        ep: Option<usize>,
+        id: &str,
+        signature_ok: bool,
+        body: &[u8],
+        t_ns: u64,
+    ) -> u16 {
+        let Some((ep, slot)) = ep.and_then(|i| Some((i, self.slots.get(i)?))) else {
             self.unknown_paths.fetch_add(1, Ordering::Relaxed);
-            return StatusCode::NOT_FOUND;
+            return 404;
         };
         slot.c.requests.fetch_add(1, Ordering::Relaxed);
-        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let (id, ts, sig) = (
-            h("webhook-id"),
-            h("webhook-timestamp"),
-            h("webhook-signature"),
-        );
-        let expected = slot
-            .secret
-            .sign(id, ts.parse().unwrap_or(0), body)
-            .unwrap_or_default();
-        if id.is_empty() || !sig.split(' ').any(|c| c == expected) {
+        if id.is_empty() || !signature_ok {
             slot.c.bad_signatures.fetch_add(1, Ordering::Relaxed);
             self.record_violation(format!(
                 "bad signature at endpoint {} for webhook-id {id:?}",
                 slot.spec.name
             ));
-            return StatusCode::UNAUTHORIZED;
+            return 401;
         }
         let p: Payload = match serde_json::from_slice(body) {
             Ok(p) => p,
             Err(_) => {
                 slot.c.bad_payloads.fetch_add(1, Ordering::Relaxed);
-                return StatusCode::BAD_REQUEST;
+                return 400;
             }
         };
         match slot.spec.behaviour {
             Behaviour::Ok => {}
-            Behaviour::Fail => return StatusCode::INTERNAL_SERVER_ERROR,
-            // Hang is handled by the async caller.
-            Behaviour::Hang(_) => return StatusCode::NO_CONTENT,
+            Behaviour::Fail => return 500,
+            // The delay is the reply's (see `answer`).
+            Behaviour::Hang(_) => return 204,
         }
         let n = p.n as usize;
         let Some(word) = slot.seen.get(n / 64) else {
             slot.c.bad_payloads.fetch_add(1, Ordering::Relaxed);
-            return StatusCode::BAD_REQUEST;
+            return 400;
         };
         let bit = 1u64 << (n % 64);
         if word.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
             slot.c.duplicates.fetch_add(1, Ordering::Relaxed);
-            return StatusCode::NO_CONTENT;
+            return 204;
         }
         slot.c.unique.fetch_add(1, Ordering::Relaxed);
         if let Some(last) = slot.last_seq.get(p.k as usize) {
@@ -257,8 +290,18 @@ impl RecvState {
                     ep: ep as u16,
                 });
         }
-        StatusCode::NO_CONTENT
+        204
     }
+}
+
+/// `/ep/<index>` → index; anything else is no endpoint of ours.
+fn endpoint_index(path: &str) -> Option<usize> {
+    path.strip_prefix("/ep/")?.parse().ok()
+}
+
+/// The path of endpoint `ep` at the receiver.
+fn endpoint_path(ep: usize) -> String {
+    format!("/ep/{ep}")
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -271,83 +314,43 @@ pub struct Totals {
     pub unknown_paths: u64,
 }
 
-/// A running receiver; stops when dropped.
-pub struct Receiver {
-    pub addr: SocketAddr,
+/// The test kit's receiver with the bench's script; stops when dropped.
+pub struct BenchReceiver {
+    rx: testkit::Receiver,
     pub state: Arc<RecvState>,
-    stop: CancellationToken,
 }
 
-impl Receiver {
-    /// Starts a receiver for `specs`, expecting event numbers `< max_events` and keys
-    /// `< keys`. `base` is the clock shared with the producers' [`CommitLog`].
+impl BenchReceiver {
+    /// Starts a receiver for `specs` (endpoint i at `/ep/<i>`, checked with its own secret),
+    /// expecting event numbers `< max_events` and keys `< keys`. `base` is the clock shared
+    /// with the producers' [`CommitLog`].
     pub async fn start(
         specs: Vec<EndpointSpec>,
         max_events: usize,
         keys: usize,
         base: Instant,
-    ) -> anyhow::Result<Receiver> {
-        let mut slots = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let secret = Secret::new(&spec.secret)
-                .map_err(|e| anyhow::anyhow!("endpoint {}: {e}", spec.name))?;
-            slots.push(Slot {
-                spec,
-                secret,
-                seen: (0..max_events.div_ceil(64))
-                    .map(|_| AtomicU64::new(0))
-                    .collect(),
-                last_seq: (0..keys).map(|_| AtomicU32::new(0)).collect(),
-                c: Counters::default(),
-            });
+    ) -> anyhow::Result<BenchReceiver> {
+        for s in &specs {
+            // The test kit would panic on a malformed secret; say which endpoint had it.
+            standardwebhooks::Webhook::new(&s.secret)
+                .map_err(|e| anyhow::anyhow!("endpoint {}: {e}", s.name))?;
         }
-        let state = Arc::new(RecvState {
-            base,
-            slots,
-            arrivals: Mutex::new(Vec::new()),
-            tracked_unique: AtomicU64::new(0),
-            unknown_paths: AtomicU64::new(0),
-            violations: Mutex::new(Vec::new()),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the receiver")?;
-        let addr = listener.local_addr()?;
-        let app = Router::new()
-            .route("/ep/{idx}", post(handle))
-            .with_state(Arc::clone(&state));
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { s.cancelled().await })
-                .await;
-        });
-        Ok(Receiver { addr, state, stop })
+        let mut builder = testkit::Receiver::builder().record(false);
+        for (i, s) in specs.iter().enumerate() {
+            builder = builder.path_secret(&endpoint_path(i), &s.secret);
+        }
+        let state = Arc::new(RecvState::new(specs, max_events, keys, base));
+        let script = {
+            let state = Arc::clone(&state);
+            testkit::script(move |req| state.answer(req))
+        };
+        let rx = builder.script(script).start().await;
+        Ok(BenchReceiver { rx, state })
     }
 
     pub fn url(&self, ep: usize) -> String {
-        format!("http://{}/ep/{ep}", self.addr)
+        self.rx.url_for(&endpoint_path(ep))
     }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn handle(
-    State(state): State<Arc<RecvState>>,
-    Path(idx): Path<usize>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let status = state.handle(idx, &headers, &body);
-    if let Some(Behaviour::Hang(d)) = state.slots.get(idx).map(|s| s.spec.behaviour) {
-        tokio::time::sleep(d).await;
-    }
-    status
 }
 
 /// A fresh random `whsec_` secret.
@@ -365,47 +368,33 @@ pub fn new_secret() -> String {
 mod tests {
     use super::*;
 
-    fn request(secret: &Secret, id: &str, body: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        let ts = 1_700_000_000i64;
-        h.insert("webhook-id", id.parse().unwrap());
-        h.insert("webhook-timestamp", ts.to_string().parse().unwrap());
-        h.insert(
-            "webhook-signature",
-            secret
-                .sign(id, ts, body.as_bytes())
-                .unwrap()
-                .parse()
-                .unwrap(),
-        );
-        h
-    }
-
-    #[tokio::test]
-    async fn counts_order_violations_duplicates_and_bad_signatures() {
-        let spec = EndpointSpec {
+    fn spec(behaviour: Behaviour) -> EndpointSpec {
+        EndpointSpec {
             name: "t".into(),
             secret: new_secret(),
             type_mask: 1,
             patterns: vec!["*".into()],
             tenant: 0,
-            behaviour: Behaviour::Ok,
+            behaviour,
             tracked: true,
             db_id: None,
-        };
-        let secret = Secret::new(&spec.secret).unwrap();
-        let r = Receiver::start(vec![spec], 10, 2, Instant::now())
-            .await
-            .unwrap();
-        let st = &r.state;
-        let body = |n: u32, k: u32, s: u32| format!(r#"{{"n":{n},"k":{k},"s":{s},"t":0}}"#);
+        }
+    }
+
+    fn body(n: u32, k: u32, s: u32) -> String {
+        format!(r#"{{"n":{n},"k":{k},"s":{s},"t":0}}"#)
+    }
+
+    #[test]
+    fn counts_order_violations_duplicates_and_bad_signatures() {
+        let st = RecvState::new(vec![spec(Behaviour::Ok)], 10, 2, Instant::now());
         let send = |n: u32, k: u32, s: u32| {
             let b = body(n, k, s);
-            st.handle(0, &request(&secret, &format!("evt_{n}"), &b), b.as_bytes())
+            st.count(Some(0), &format!("evt_{n}"), true, b.as_bytes(), 1)
         };
-        assert_eq!(send(0, 0, 1), StatusCode::NO_CONTENT);
-        assert_eq!(send(1, 0, 3), StatusCode::NO_CONTENT); // gaps are fine
-        assert_eq!(send(2, 1, 1), StatusCode::NO_CONTENT); // other key
+        assert_eq!(send(0, 0, 1), 204);
+        assert_eq!(send(1, 0, 3), 204); // gaps are fine
+        assert_eq!(send(2, 1, 1), 204); // other key
         send(1, 0, 3); // duplicate, not a violation
         send(3, 0, 2); // seq 2 after 3: violation
         let c = st.counters(0).unwrap();
@@ -414,13 +403,66 @@ mod tests {
         assert_eq!(c.order_violations.load(Ordering::Relaxed), 1);
         assert!(st.seen(0, 3) && !st.seen(0, 4));
 
-        let other = Secret::new(&new_secret()).unwrap();
         let b = body(4, 0, 9);
+        assert_eq!(st.count(Some(0), "evt_4", false, b.as_bytes(), 1), 401);
+        assert_eq!(st.count(Some(0), "", true, b.as_bytes(), 1), 401);
+        assert_eq!(c.bad_signatures.load(Ordering::Relaxed), 2);
+        assert_eq!(st.count(Some(0), "evt_5", true, b"{}", 1), 400);
         assert_eq!(
-            st.handle(0, &request(&other, "evt_4", &b), b.as_bytes()),
-            StatusCode::UNAUTHORIZED
+            st.count(Some(0), "evt_99", true, body(99, 0, 1).as_bytes(), 1),
+            400
         );
-        assert_eq!(c.bad_signatures.load(Ordering::Relaxed), 1);
+        assert_eq!(c.bad_payloads.load(Ordering::Relaxed), 2);
+        assert_eq!(st.count(Some(1), "evt_6", true, b.as_bytes(), 1), 404);
+        assert_eq!(st.count(None, "evt_6", true, b.as_bytes(), 1), 404);
+        assert_eq!(st.unknown_paths(), 2);
         assert_eq!(st.take_arrivals().len(), 4);
+    }
+
+    #[test]
+    fn endpoints_are_found_by_their_path() {
+        assert_eq!(endpoint_index(&endpoint_path(7)), Some(7));
+        assert_eq!(endpoint_index("/ep/x"), None);
+        assert_eq!(endpoint_index("/hook"), None);
+    }
+
+    /// Through HTTP: each endpoint's secret is checked at its own path, a failing endpoint
+    /// answers 500 without being counted as delivered, and an arrival is stamped on the
+    /// producers' clock.
+    #[tokio::test]
+    async fn the_test_kit_receiver_checks_each_endpoint_with_its_own_secret() {
+        let specs = vec![spec(Behaviour::Ok), spec(Behaviour::Fail)];
+        let secrets: Vec<_> = specs
+            .iter()
+            .map(|s| standardwebhooks::Webhook::new(&s.secret).unwrap())
+            .collect();
+        let base = Instant::now();
+        let r = BenchReceiver::start(specs, 10, 2, base).await.unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let post = async |ep: usize, secret: &standardwebhooks::Webhook, n: u32| {
+            let (id, b) = (format!("evt_{n}"), body(n, 0, n + 1));
+            let ts = chrono::Utc::now().timestamp();
+            let sig = secret.sign(&id, ts, b.as_bytes()).unwrap();
+            http.post(r.url(ep))
+                .header("webhook-id", id)
+                .header("webhook-timestamp", ts.to_string())
+                .header("webhook-signature", sig)
+                .body(b)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        assert_eq!(post(0, &secrets[0], 0).await, 204);
+        assert_eq!(post(0, &secrets[1], 1).await, 401);
+        assert_eq!(post(1, &secrets[1], 2).await, 500);
+        assert_eq!(post(2, &secrets[1], 3).await, 404);
+        let t = r.state.totals();
+        assert_eq!((t.requests, t.bad_signatures, t.unknown_paths), (3, 1, 1));
+        assert_eq!(r.state.tracked_unique.load(Ordering::Relaxed), 1);
+        let arrivals = r.state.take_arrivals();
+        assert_eq!(arrivals.len(), 1);
+        assert!(arrivals[0].t_ns > 0 && arrivals[0].t_ns <= r.state.now_ns());
     }
 }

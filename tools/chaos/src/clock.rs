@@ -16,6 +16,11 @@ pub fn now() -> Duration {
     EPOCH.get_or_init(Instant::now).elapsed()
 }
 
+/// `instant` on this clock: the time since [`start`] (zero for an instant before it).
+pub fn of(instant: Instant) -> Duration {
+    instant.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+}
+
 /// `12.3s`
 pub fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())

@@ -2,16 +2,14 @@
 //! replicas and PostgreSQL ([`direct`]), and the record of each fault the checks read
 //! ([`Fault`]). The receivers' bad phases are scheduled by [`crate::receiver::flap`] instead.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
-use outboxd::embedded_pg::EmbeddedPostgres;
 use rand::RngExt;
 use rand::rngs::StdRng;
+use testkit::{Cluster, Restart};
 use tokio_util::sync::CancellationToken;
 
-use crate::receiver::{Mode, lock};
+use crate::receiver::Mode;
 use crate::replicas::ReplicaSet;
 use crate::{RESPAWN_GAP, SHUTDOWN_GRACE, clock};
 
@@ -114,8 +112,8 @@ pub fn timeline(
 pub async fn direct(
     timeline: Vec<(Duration, Action)>,
     mut replicas: ReplicaSet,
-    pg: Arc<Mutex<EmbeddedPostgres>>,
-    db_url: String,
+    pg: &mut Cluster,
+    db_url: &str,
     stop: CancellationToken,
 ) -> anyhow::Result<(ReplicaSet, Vec<Fault>)> {
     let mut faults = Vec::new();
@@ -126,11 +124,11 @@ pub async fn direct(
         }
         match action {
             Action::Kill { slots, down } => {
-                faults.push(kill(&mut replicas, &slots, down, &mut db, &db_url).await?);
+                faults.push(kill(&mut replicas, &slots, down, &mut db, db_url).await?);
             }
             Action::Rolling => rolling_restart(&mut replicas, &mut faults).await?,
             Action::PgRestart { immediate } => {
-                faults.push(restart_postgres(&pg, immediate).await?);
+                faults.push(restart_postgres(pg, immediate).await?);
                 db = None;
             }
         }
@@ -145,7 +143,8 @@ pub async fn direct(
     }
     replicas.restart_exited(Duration::ZERO)?;
     for i in 0..replicas.len() {
-        replicas.wait_started(i, Duration::from_secs(30)).await;
+        // One that does not start is recorded, and started again by whoever looks next.
+        let _ = replicas.wait_started(i, Duration::from_secs(30)).await;
     }
     Ok((replicas, faults))
 }
@@ -191,7 +190,7 @@ async fn kill(
     let mut names = Vec::new();
     for &i in slots {
         if replicas.is_running(i) {
-            replicas.kill9(i).await;
+            replicas.kill9(i);
             names.push(replicas.name(i).to_owned());
         }
     }
@@ -230,7 +229,7 @@ async fn rolling_restart(replicas: &mut ReplicaSet, faults: &mut Vec<Fault>) -> 
         if !replicas.is_running(i) {
             replicas.spawn(i)?;
         }
-        replicas.wait_started(i, Duration::from_secs(30)).await;
+        let _ = replicas.wait_started(i, Duration::from_secs(30)).await;
         let at = clock::now();
         let rec = replicas
             .term(i, SHUTDOWN_GRACE + Duration::from_secs(10))
@@ -243,7 +242,10 @@ async fn rolling_restart(replicas: &mut ReplicaSet, faults: &mut Vec<Fault>) -> 
             rec.shutdown_time.map_or("?".into(), clock::secs)
         );
         replicas.spawn(i)?;
-        let started = replicas.wait_started(i, Duration::from_secs(30)).await;
+        let started = replicas
+            .wait_started(i, Duration::from_secs(30))
+            .await
+            .is_ok();
         faults.push(Fault {
             kind: FaultKind::Term {
                 replica: rec.replica.clone(),
@@ -263,16 +265,16 @@ async fn rolling_restart(replicas: &mut ReplicaSet, faults: &mut Vec<Fault>) -> 
     Ok(())
 }
 
-async fn restart_postgres(
-    pg: &Arc<Mutex<EmbeddedPostgres>>,
-    immediate: bool,
-) -> anyhow::Result<Fault> {
-    let how = if immediate { "immediate" } else { "fast" };
+async fn restart_postgres(pg: &mut Cluster, immediate: bool) -> anyhow::Result<Fault> {
+    let (how, restart) = if immediate {
+        ("immediate", Restart::Immediate)
+    } else {
+        ("fast", Restart::Fast)
+    };
     let at = clock::now();
-    let pg = pg.clone();
-    let result = tokio::task::spawn_blocking(move || lock(&pg).restart(immediate)).await?;
+    let result = pg.restart(restart).await;
     let end = clock::now();
-    result.with_context(|| format!("restarting PostgreSQL ({how})"))?;
+    result?;
     println!(
         "{} PostgreSQL restart ({how}): down for {}",
         clock::at(at),

@@ -6,9 +6,10 @@
 //! cargo run --release -p outboxd-chaos -- --quick              # CI size, ~70 s
 //! cargo run --release -p outboxd-chaos -- --seconds 300        # longer soak
 //! cargo run --release -p outboxd-chaos -- --quick --seed 42    # replay a schedule
+//! cargo run --release -p outboxd-chaos -- --quick --pgbouncer transaction  # replicas behind PgBouncer
 //! ```
 //!
-//! It starts its own PostgreSQL ([`outboxd::embedded_pg`], fsync on), three misbehaving
+//! It starts its own PostgreSQL ([`testkit::Cluster`], fsync on), three misbehaving
 //! receivers ([`receiver`]), three `outboxd run` child processes ([`replicas`]) and a few
 //! application-like producers ([`producer`]); then, for the chosen time, it SIGKILLs and
 //! restarts replicas, does one SIGTERM rolling restart, restarts PostgreSQL twice (fast, then
@@ -41,9 +42,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use clap::Parser;
-use outboxd::embedded_pg::{EmbeddedPostgres, Options};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use testkit::pgbouncer::{PgBouncer, PoolMode};
+use testkit::{Cluster, PgOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::check::Verdict;
@@ -99,6 +101,10 @@ struct Args {
     /// (repeatable; for experiments: the defaults are what the verdict is calibrated for).
     #[arg(long, value_name = "KEY=VALUE")]
     replica_env: Vec<String>,
+    /// The replicas reach PostgreSQL through a PgBouncer in this pool mode (with
+    /// OUTBOXD_POOLER set to match); producers and checks stay on direct connections.
+    #[arg(long, value_name = "MODE", value_parser = ["session", "transaction"])]
+    pgbouncer: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -159,12 +165,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let bin = outboxd_binary(args.outboxd.as_deref())?;
     let workdir = work_dir()?;
-    let pg = start_postgres(plan.fsync, &workdir).await?;
-    let db_url = lock(&pg).url();
-    let (admin, resources) = prepare_database(&db_url).await?;
-    let stop_receivers = CancellationToken::new();
-    let endpoints = start_receivers(&admin, &mut rng, &stop_receivers).await?;
-    let env = replica_env(&db_url, &args.replica_env)?;
+    let mut pg = Cluster::throwaway(PgOptions {
+        fsync: plan.fsync,
+        max_connections: 200,
+        ..PgOptions::default()
+    })
+    .await?;
+    let (db_url, admin, resources) = prepare_database(&pg, &workdir).await?;
+    let endpoints = start_receivers(&admin, &mut rng).await?;
+    let (_bouncer, replica_url, overrides) = pooler(args.pgbouncer.as_deref(), &db_url, &args)?;
+    let env = replica_env(&replica_url, &overrides)?;
     // Time zero of every figure in the report: the replicas' start.
     clock::start();
     let replicas = start_replicas(bin, &workdir, env).await?;
@@ -188,7 +198,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         t0,
         &mut rng,
         &load,
-        &pg,
+        &mut pg,
         replicas,
         &endpoints.receivers,
     )
@@ -216,8 +226,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         workdir: workdir.clone(),
     };
     let outcome = check::check(&checker, &data).await?;
-    stop_receivers.cancel();
-    Ok(report(&outcome, args.keep, &workdir, pg))
+    // The receivers stop with it.
+    drop(data);
+    Ok(report(&outcome, args.keep, &workdir, pg).await)
 }
 
 /// The run's shape, from the flags.
@@ -269,34 +280,20 @@ fn work_dir() -> anyhow::Result<PathBuf> {
     Ok(workdir)
 }
 
-/// The soak's own PostgreSQL cluster, shared with the fault director (which restarts it).
-async fn start_postgres(
-    fsync: bool,
+/// A fresh migrated database on the soak's cluster, with the application's table and
+/// [`RESOURCES`] resources. Returns its URL, the connection (kept for the run) and the
+/// resources' ids.
+async fn prepare_database(
+    pg: &Cluster,
     workdir: &Path,
-) -> anyhow::Result<Arc<Mutex<EmbeddedPostgres>>> {
-    let pg = tokio::task::spawn_blocking(move || {
-        EmbeddedPostgres::start(Options {
-            fsync,
-            max_connections: 200,
-            ..Options::default()
-        })
-    })
-    .await?
-    .context("starting PostgreSQL")?;
+) -> anyhow::Result<(String, tokio_postgres::Client, Vec<String>)> {
+    let (db_url, _) = pg.create_database("outboxd_chaos").await?;
     println!(
-        "postgres: {} (log {})  work dir: {}",
-        pg.url(),
-        pg.log_path().display(),
+        "postgres: {db_url} (log {})  work dir: {}",
+        postgres_log(pg).display(),
         workdir.display()
     );
-    Ok(Arc::new(Mutex::new(pg)))
-}
-
-/// Migrates the database and adds the application's table, with [`RESOURCES`] resources.
-/// Returns the connection (kept for the run) and the resources' ids.
-async fn prepare_database(db_url: &str) -> anyhow::Result<(tokio_postgres::Client, Vec<String>)> {
-    let mut admin = outboxd::connect(db_url).await?;
-    outboxd::migrate(&mut admin).await.context("migrating")?;
+    let admin = outboxd::connect(&db_url).await?;
     admin
         .batch_execute("CREATE TABLE resources (id text PRIMARY KEY, seq int NOT NULL DEFAULT 0);")
         .await?;
@@ -307,7 +304,37 @@ async fn prepare_database(db_url: &str) -> anyhow::Result<(tokio_postgres::Clien
             &[&resources],
         )
         .await?;
-    Ok((admin, resources))
+    Ok((db_url, admin, resources))
+}
+
+/// The server log of the soak's own (throwaway) cluster.
+fn postgres_log(pg: &Cluster) -> PathBuf {
+    pg.embedded()
+        .map(|e| e.log_path().to_owned())
+        .unwrap_or_default()
+}
+
+/// With `--pgbouncer MODE`: a PgBouncer in front of the cluster (it outlives PostgreSQL's
+/// restarts), the URL through it and `OUTBOXD_POOLER=MODE` for the replicas. Without: the
+/// direct URL and the overrides as given.
+fn pooler(
+    mode: Option<&str>,
+    db_url: &str,
+    args: &Args,
+) -> anyhow::Result<(Option<PgBouncer>, String, Vec<String>)> {
+    let mut overrides = args.replica_env.clone();
+    let Some(mode) = mode else {
+        return Ok((None, db_url.to_owned(), overrides));
+    };
+    let pool_mode = match mode {
+        "session" => PoolMode::Session,
+        _ => PoolMode::Transaction,
+    };
+    let bouncer = tokio::task::block_in_place(|| PgBouncer::start(db_url, pool_mode, &[]));
+    let url = bouncer.through(db_url);
+    println!("replicas connect through PgBouncer ({mode} mode): {url}");
+    overrides.insert(0, format!("OUTBOXD_POOLER={mode}"));
+    Ok((Some(bouncer), url, overrides))
 }
 
 /// The receivers and their endpoints, in the same order.
@@ -323,7 +350,6 @@ struct Endpoints {
 async fn start_receivers(
     admin: &tokio_postgres::Client,
     rng: &mut StdRng,
-    stop: &CancellationToken,
 ) -> anyhow::Result<Endpoints> {
     let patterns: [&[&str]; 3] = [&["*"], &["*"], &["res.*"]];
     let mut endpoints = Endpoints {
@@ -337,8 +363,7 @@ async fn start_receivers(
             "whsec_{}",
             base64::engine::general_purpose::STANDARD.encode(key)
         );
-        let rx =
-            Receiver::start(&format!("rx{}", i + 1), &secret, rng.random(), stop.clone()).await?;
+        let rx = Receiver::start(&format!("rx{}", i + 1), &secret, rng.random()).await;
         let types: Vec<String> = pattern.iter().map(|s| s.to_string()).collect();
         let id: i64 = admin
             .query_one(
@@ -355,7 +380,8 @@ async fn start_receivers(
 }
 
 /// The replicas' environment: fast retries and leases so that a minute holds many fault
-/// cycles, then the `--replica-env` overrides.
+/// cycles, logs at `info` whatever the caller's `RUST_LOG` (the checks read `outboxd started`
+/// and the errors in them), then the `--replica-env` overrides.
 fn replica_env(db_url: &str, overrides: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut env: Vec<(String, String)> = [
         ("DATABASE_URL", db_url),
@@ -369,6 +395,7 @@ fn replica_env(db_url: &str, overrides: &[String]) -> anyhow::Result<Vec<(String
         ("OUTBOXD_CIRCUIT_COOLDOWN", "500ms"),
         ("OUTBOXD_SHUTDOWN_GRACE", "3s"),
         ("OUTBOXD_LOG", "info"),
+        ("RUST_LOG", "info"),
         ("OUTBOXD_LOG_FORMAT", "text"),
         ("NO_COLOR", "1"),
     ]
@@ -397,16 +424,8 @@ async fn start_replicas(
         replicas.spawn(i)?;
     }
     for i in 0..replicas.len() {
-        if !replicas.wait_started(i, Duration::from_secs(30)).await {
-            bail!(
-                "replica {} did not start:\n{}",
-                replicas.name(i),
-                replicas
-                    .exits
-                    .last()
-                    .and_then(|e| e.log_tail.clone())
-                    .unwrap_or_default()
-            );
+        if let Err(e) = replicas.wait_started(i, Duration::from_secs(30)).await {
+            bail!("replica {} did not start: {e}", replicas.name(i));
         }
     }
     Ok(replicas)
@@ -436,7 +455,7 @@ async fn soak(
     t0: Duration,
     rng: &mut StdRng,
     load: &Load<'_>,
-    pg: &Arc<Mutex<EmbeddedPostgres>>,
+    pg: &mut Cluster,
     replicas: ReplicaSet,
     receivers: &[Arc<Receiver>],
 ) -> anyhow::Result<Soaked> {
@@ -460,28 +479,27 @@ async fn soak(
         .collect();
     let monitor = Monitor::start(load.db_url.to_owned());
     let timeline = faults::timeline(rng, t0, plan.chaos, replicas.len());
-    let director = tokio::spawn(faults::direct(
-        timeline,
-        replicas,
-        pg.clone(),
-        load.db_url.to_owned(),
-        stop_faults.clone(),
-    ));
-
-    tokio::time::sleep_until(
-        tokio::time::Instant::now() + (t0 + plan.chaos).saturating_sub(clock::now()),
-    )
-    .await;
-    println!(
-        "{} faults stop; producers finish their transactions",
-        clock::at(clock::now())
-    );
-    stop_faults.cancel();
-    producers.stop();
+    // The director runs in this task, not a spawned one: it owns the replicas, whose
+    // processes die with the thread that spawned them (and the kit's `wait_started` future
+    // is not `Send`), and it restarts PostgreSQL, which it borrows for the while.
+    let director = faults::direct(timeline, replicas, pg, load.db_url, stop_faults.clone());
+    let time_up = async {
+        tokio::time::sleep_until(
+            tokio::time::Instant::now() + (t0 + plan.chaos).saturating_sub(clock::now()),
+        )
+        .await;
+        println!(
+            "{} faults stop; producers finish their transactions",
+            clock::at(clock::now())
+        );
+        stop_faults.cancel();
+        producers.stop();
+    };
+    let (directed, ()) = tokio::join!(director, time_up);
     for f in flappers {
         let _ = f.await;
     }
-    let (replicas, faults) = director.await.context("fault director panicked")??;
+    let (replicas, faults) = directed?;
     let ledger = producers.finish().await;
     Ok(Soaked {
         replicas,
@@ -495,7 +513,8 @@ async fn soak(
 async fn stop_every_replica(replicas: &mut ReplicaSet) -> anyhow::Result<()> {
     replicas.restart_exited(Duration::ZERO)?;
     for i in 0..replicas.len() {
-        replicas.wait_started(i, Duration::from_secs(10)).await;
+        // One that exits instead of starting is recorded, and its SIGTERM below fails.
+        let _ = replicas.wait_started(i, Duration::from_secs(10)).await;
     }
     for i in 0..replicas.len() {
         replicas
@@ -507,16 +526,16 @@ async fn stop_every_replica(replicas: &mut ReplicaSet) -> anyhow::Result<()> {
 
 /// Prints the report; keeps the work directory (with PostgreSQL's log) when the run failed or
 /// `keep`; stops PostgreSQL; prints the summary line last. Whether the run passed.
-fn report(outcome: &Verdict, keep: bool, workdir: &Path, pg: Arc<Mutex<EmbeddedPostgres>>) -> bool {
+async fn report(outcome: &Verdict, keep: bool, workdir: &Path, mut pg: Cluster) -> bool {
     println!("{}", outcome.report);
     if outcome.pass && !keep {
         let _ = std::fs::remove_dir_all(workdir);
     } else {
         // The cluster's directory goes with it: keep its log next to the replicas'.
-        let _ = std::fs::copy(lock(&pg).log_path(), workdir.join("postgres.log"));
+        let _ = std::fs::copy(postgres_log(&pg), workdir.join("postgres.log"));
         println!("replica and PostgreSQL logs kept in {}", workdir.display());
     }
-    drop(pg);
+    pg.stop().await;
     println!("{}", outcome.final_line);
     outcome.pass
 }

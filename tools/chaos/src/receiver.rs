@@ -1,25 +1,22 @@
 //! Webhook receivers that misbehave on purpose.
 //!
-//! A minimal HTTP/1.1 server on a raw [`TcpListener`] (127.0.0.1:0), not axum: a connection
-//! reset must really be a TCP RST in the middle of a request, and "answered" must mean the
-//! moment the status line is written, which a framework hides. It understands what outboxd
-//! sends (`POST` with `content-length`, keep-alive) and nothing more.
+//! Each is the test kit's receiver ([`testkit::Receiver`]: a real HTTP/1.1 server on
+//! 127.0.0.1, signatures verified with the independent `standardwebhooks` crate) answering as
+//! a chaos script says. The script holds the receiver's current [`Mode`], which [`flap`]
+//! changes every few seconds, and a seeded RNG; each request gets one reply drawn for the mode
+//! ([`draw`]), labelled with the mode, so the log says why it was answered as it was.
 //!
-//! Each receiver has a current [`Mode`] that [`flap`] changes every few seconds. Every request
-//! is logged ([`Request`]): arrival order, webhook-id, the payload fields the checker needs,
-//! whether the signature verifies (recomputed with the independent `standardwebhooks` crate), and how it was
-//! answered, with a per-receiver sequence number taken under the log's lock, so "request B
-//! arrived after request A was answered 2xx" is exact.
+//! The kit stamps every arrival and every answer with one counter under one lock (ticks), so
+//! "request B arrived after request A was answered 2xx" is exact. [`Receiver::requests`] turns
+//! what the kit recorded into the [`Request`]s the checks read: ticks as sequence numbers,
+//! instants as times on the run's clock ([`clock`]), and the payload fields the checker needs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use testkit::{ReceivedRequest, Reply};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
@@ -43,7 +40,21 @@ pub enum Mode {
     Slow,
 }
 
+/// The label of a slow reply drawn in [`Mode::Mixed`] (every other reply carries its mode's
+/// name): the report counts slow answers apart.
+const MIXED_SLOW: &str = "mixed, slow";
+
 impl Mode {
+    const ALL: [Mode; 7] = [
+        Mode::Ok,
+        Mode::Mixed,
+        Mode::Error,
+        Mode::Throttle,
+        Mode::Hang,
+        Mode::Reset,
+        Mode::Slow,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Mode::Ok => "200",
@@ -60,14 +71,31 @@ impl Mode {
     pub fn is_fault(self) -> bool {
         !matches!(self, Mode::Ok | Mode::Mixed)
     }
+
+    /// What a reply drawn in this mode is labelled with.
+    fn label(self, slow: bool) -> &'static str {
+        match (self, slow) {
+            (Mode::Mixed, true) => MIXED_SLOW,
+            _ => self.name(),
+        }
+    }
+
+    /// The mode a [`label`](Mode::label) names, and whether the reply was slow.
+    fn from_label(label: &str) -> Option<(Mode, bool)> {
+        if label == MIXED_SLOW {
+            return Some((Mode::Mixed, true));
+        }
+        let mode = Mode::ALL.into_iter().find(|m| m.name() == label)?;
+        Some((mode, mode == Mode::Slow))
+    }
 }
 
 /// How one request was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    /// Not answered yet (still in the handler when the log was read).
+    /// Not answered: still waiting to be (when the log was read), or the client hung up first.
     Pending,
-    /// Status line written (for slow answers: the moment it was written).
+    /// Status line handed to the connection (for slow answers: after the delay).
     Status { code: u16, slow: bool },
     /// Never answered; the connection was closed after the client gave up.
     Hang,
@@ -101,6 +129,38 @@ pub struct Request {
     pub mode: Mode,
 }
 
+impl Request {
+    /// What the kit recorded, as the checks read it.
+    fn from_recorded(r: &ReceivedRequest) -> Request {
+        let (mode, slow) = r
+            .label
+            .and_then(Mode::from_label)
+            .unwrap_or((Mode::Ok, false));
+        let answer = match (r.answer, r.answered) {
+            (_, None) => Answer::Pending,
+            (testkit::Answer::Status(code), Some(_)) => Answer::Status { code, slow },
+            (testkit::Answer::Hang, Some(_)) => Answer::Hang,
+            (testkit::Answer::Reset, Some(_)) => Answer::Reset,
+            // The chaos script never closes without an answer.
+            (testkit::Answer::Close | testkit::Answer::Pending, Some(_)) => Answer::Pending,
+        };
+        let payload: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        Request {
+            arrived_seq: r.arrival_tick,
+            arrived_at: clock::of(r.at),
+            webhook_id: r.id.clone(),
+            signature_ok: r.signature_ok,
+            payload_event: payload["e"].as_str().map(str::to_owned),
+            resource: payload["r"].as_str().map(str::to_owned),
+            seq: payload["seq"].as_i64(),
+            answer,
+            answered_seq: r.answered.map_or(0, |a| a.tick),
+            answered_at: r.answered.map_or(Duration::ZERO, |a| clock::of(a.at)),
+            mode,
+        }
+    }
+}
+
 /// A receiver mode that was in force for a while.
 #[derive(Debug, Clone)]
 pub struct Phase {
@@ -109,324 +169,119 @@ pub struct Phase {
     pub end: Duration,
 }
 
-#[derive(Default)]
-struct Log {
-    counter: u64,
-    requests: Vec<Request>,
-}
-
-impl Log {
-    fn next(&mut self) -> u64 {
-        self.counter += 1;
-        self.counter
-    }
+/// What the receiver's script draws each reply from.
+struct Chaos {
+    mode: Mode,
+    rng: StdRng,
 }
 
 pub struct Receiver {
     pub name: String,
-    pub port: u16,
-    secret: standardwebhooks::Webhook,
-    mode: Mutex<Mode>,
-    log: Mutex<Log>,
+    server: testkit::Receiver,
+    /// Shared with the script the server runs.
+    chaos: Arc<Mutex<Chaos>>,
     phases: Mutex<Vec<Phase>>,
-    rng: Mutex<StdRng>,
-    /// Requests that could not be parsed (and the first few reasons).
-    pub protocol_errors: AtomicU64,
-    pub protocol_error_examples: Mutex<Vec<String>>,
-    /// Requests the client stopped sending half-way (a replica killed mid-request).
-    pub truncated: AtomicU64,
-    pub connections: AtomicU64,
-}
-
-/// What to do with one request.
-enum Action {
-    Respond {
-        code: u16,
-        retry_after: bool,
-        head_delay: Duration,
-        body_len: usize,
-        body_time: Duration,
-    },
-    Hang(Duration),
-    Reset,
 }
 
 impl Receiver {
-    /// Binds 127.0.0.1:0 and serves until `stop`.
-    pub async fn start(
-        name: &str,
-        secret: &str,
-        seed: u64,
-        stop: CancellationToken,
-    ) -> anyhow::Result<Arc<Receiver>> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .context("binding a receiver on 127.0.0.1")?;
-        let port = listener.local_addr()?.port();
-        let rx = Arc::new(Receiver {
+    /// Serves on 127.0.0.1 until dropped, checking signatures with `secret` (`whsec_…`).
+    pub async fn start(name: &str, secret: &str, seed: u64) -> Arc<Receiver> {
+        let chaos = Arc::new(Mutex::new(Chaos {
+            mode: Mode::Ok,
+            rng: StdRng::seed_from_u64(seed),
+        }));
+        let script = {
+            let chaos = chaos.clone();
+            testkit::script(move |_| {
+                let mut chaos = lock(&chaos);
+                let mode = chaos.mode;
+                draw(mode, &mut chaos.rng)
+            })
+        };
+        Arc::new(Receiver {
             name: name.to_owned(),
-            port,
-            secret: standardwebhooks::Webhook::new(secret)
-                .map_err(|e| anyhow::anyhow!("receiver secret: {e:?}"))?,
-            mode: Mutex::new(Mode::Ok),
-            log: Mutex::new(Log::default()),
+            server: testkit::Receiver::start(secret, script).await,
+            chaos,
             phases: Mutex::new(Vec::new()),
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
-            protocol_errors: AtomicU64::new(0),
-            protocol_error_examples: Mutex::new(Vec::new()),
-            truncated: AtomicU64::new(0),
-            connections: AtomicU64::new(0),
-        });
-        let accept = rx.clone();
-        tokio::spawn(async move {
-            loop {
-                let conn = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    c = listener.accept() => c,
-                };
-                match conn {
-                    Ok((stream, _)) => {
-                        accept.connections.fetch_add(1, Ordering::Relaxed);
-                        let rx = accept.clone();
-                        let stop = stop.clone();
-                        tokio::spawn(async move {
-                            tokio::select! {
-                                _ = stop.cancelled() => {}
-                                _ = rx.serve(stream) => {}
-                            }
-                        });
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                }
-            }
-        });
-        Ok(rx)
+        })
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook/{}", self.port, self.name)
+        self.server.url_for(&format!("/hook/{}", self.name))
     }
 
     pub fn set_mode(&self, mode: Mode) {
-        *lock(&self.mode) = mode;
+        lock(&self.chaos).mode = mode;
     }
 
+    /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
-        lock(&self.log).requests.clone()
+        self.server
+            .requests()
+            .iter()
+            .map(Request::from_recorded)
+            .collect()
     }
 
     pub fn phases(&self) -> Vec<Phase> {
         lock(&self.phases).clone()
     }
 
-    fn mode(&self) -> Mode {
-        *lock(&self.mode)
+    /// Connections, requests cut off by the sender, unparsable requests.
+    pub fn counters(&self) -> testkit::Counters {
+        self.server.counters()
     }
 
-    fn decide(&self, mode: Mode) -> Action {
-        let mut rng = lock(&self.rng);
-        let ok = Action::Respond {
-            code: 200,
-            retry_after: false,
-            head_delay: Duration::ZERO,
-            body_len: 2,
-            body_time: Duration::ZERO,
-        };
-        let slow = |rng: &mut StdRng, past_timeout: bool| Action::Respond {
-            code: 200,
-            retry_after: false,
-            head_delay: Duration::from_millis(rng.random_range(50..600)),
-            body_len: 2000,
-            body_time: if past_timeout {
-                Duration::from_millis(rng.random_range(1200..2500))
-            } else {
-                Duration::from_millis(rng.random_range(100..700))
-            },
-        };
-        let status = |code: u16| Action::Respond {
-            code,
-            retry_after: code == 429,
-            head_delay: Duration::ZERO,
-            body_len: 5,
-            body_time: Duration::ZERO,
-        };
-        let hang =
-            |rng: &mut StdRng| Action::Hang(Duration::from_millis(rng.random_range(1500..3000)));
-        match mode {
-            Mode::Ok => ok,
-            Mode::Error => status(500),
-            Mode::Throttle => status(429),
-            Mode::Hang => hang(&mut rng),
-            Mode::Reset => Action::Reset,
-            Mode::Slow => {
-                let past = rng.random_bool(0.25);
-                slow(&mut rng, past)
-            }
-            Mode::Mixed => match rng.random_range(0..100) {
-                0..62 => ok,
-                62..70 => status(500),
-                70..76 => status(429),
-                76..82 => Action::Reset,
-                82..90 => slow(&mut rng, false),
-                90..94 => slow(&mut rng, true),
-                94..97 => status(503),
-                _ => hang(&mut rng),
-            },
-        }
+    /// Why the first few unparsable requests could not be parsed.
+    pub fn protocol_error_examples(&self) -> Vec<String> {
+        self.server.protocol_error_examples()
     }
+}
 
-    /// Serves one connection: requests in sequence (keep-alive) until the client closes or a
-    /// behaviour ends the connection.
-    async fn serve(self: Arc<Self>, mut stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
-        let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
-        loop {
-            let request = match read_request(&mut stream, &mut buf).await {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
-                Err(ReadError::Truncated) => {
-                    self.truncated.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Err(ReadError::Malformed(why)) => {
-                    self.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    let mut examples = lock(&self.protocol_error_examples);
-                    if examples.len() < 5 {
-                        examples.push(why);
-                    }
-                    return;
-                }
-            };
-            if !self.handle(&mut stream, request).await {
-                return;
-            }
-        }
-    }
+/// A slow reply's body: the status line comes late, then these bytes trickle.
+const SLOW_BODY_BYTES: u64 = 2000;
 
-    /// Logs and answers one request; `false` when the connection must end.
-    async fn handle(&self, stream: &mut TcpStream, req: RawRequest) -> bool {
-        let mode = self.mode();
-        let action = self.decide(mode);
-        let header = |name: &str| {
-            req.headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
+/// One reply for a request arriving in `mode`, labelled with the mode.
+fn draw(mode: Mode, rng: &mut StdRng) -> Reply {
+    let status = |code: u16| match code {
+        429 => Reply::status(429).with_header("retry-after", "1"),
+        _ => Reply::status(code),
+    };
+    let slow = |rng: &mut StdRng, past_timeout: bool| {
+        let head = Duration::from_millis(rng.random_range(50..600));
+        let body_time = if past_timeout {
+            Duration::from_millis(rng.random_range(1200..2500))
+        } else {
+            Duration::from_millis(rng.random_range(100..700))
         };
-        let webhook_id = header("webhook-id").unwrap_or("").to_owned();
-        let signature_ok = self.verify(
-            &webhook_id,
-            header("webhook-timestamp"),
-            header("webhook-signature"),
-            &req.body,
-        );
-        let payload: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
-        let index = {
-            let mut log = lock(&self.log);
-            let arrived_seq = log.next();
-            log.requests.push(Request {
-                arrived_seq,
-                arrived_at: clock::now(),
-                webhook_id,
-                signature_ok,
-                payload_event: payload["e"].as_str().map(str::to_owned),
-                resource: payload["r"].as_str().map(str::to_owned),
-                seq: payload["seq"].as_i64(),
-                answer: Answer::Pending,
-                answered_seq: 0,
-                answered_at: Duration::ZERO,
-                mode,
-            });
-            log.requests.len() - 1
-        };
-        let record = |answer: Answer| {
-            let mut log = lock(&self.log);
-            let seq = log.next();
-            if let Some(r) = log.requests.get_mut(index) {
-                r.answer = answer;
-                r.answered_seq = seq;
-                r.answered_at = clock::now();
-            }
-        };
-        match action {
-            Action::Reset => {
-                record(Answer::Reset);
-                // SO_LINGER 0: closing sends RST instead of FIN.
-                let _ = stream.set_zero_linger();
-                false
-            }
-            Action::Hang(d) => {
-                record(Answer::Hang);
-                tokio::time::sleep(d).await;
-                false
-            }
-            Action::Respond {
-                code,
-                retry_after,
-                head_delay,
-                body_len,
-                body_time,
-            } => {
-                if !head_delay.is_zero() {
-                    tokio::time::sleep(head_delay).await;
-                }
-                let reason = match code {
-                    200 => "OK",
-                    429 => "Too Many Requests",
-                    500 => "Internal Server Error",
-                    503 => "Service Unavailable",
-                    _ => "Whatever",
-                };
-                let mut head = format!(
-                    "HTTP/1.1 {code} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {body_len}\r\n"
-                );
-                if retry_after {
-                    head.push_str("retry-after: 1\r\n");
-                }
-                head.push_str("\r\n");
-                record(Answer::Status {
-                    code,
-                    slow: !head_delay.is_zero() || !body_time.is_zero(),
-                });
-                if stream.write_all(head.as_bytes()).await.is_err() {
-                    return false;
-                }
-                if body_time.is_zero() {
-                    let body = vec![b'k'; body_len];
-                    return stream.write_all(&body).await.is_ok();
-                }
-                // Trickle the body in 20 pieces.
-                let pieces = 20;
-                let piece = body_len.div_ceil(pieces);
-                let mut sent = 0;
-                while sent < body_len {
-                    tokio::time::sleep(body_time / pieces as u32).await;
-                    let n = piece.min(body_len - sent);
-                    if stream.write_all(&vec![b's'; n]).await.is_err() {
-                        return false;
-                    }
-                    sent += n;
-                }
-                true
-            }
+        Reply::ok()
+            .with_delay(head)
+            .trickle(SLOW_BODY_BYTES, body_time)
+            .label(mode.label(true))
+    };
+    let hang = |rng: &mut StdRng| Reply::hang(Duration::from_millis(rng.random_range(1500..3000)));
+    let reply = match mode {
+        Mode::Ok => Reply::ok(),
+        Mode::Error => status(500),
+        Mode::Throttle => status(429),
+        Mode::Hang => hang(rng),
+        Mode::Reset => Reply::reset(),
+        Mode::Slow => {
+            let past = rng.random_bool(0.25);
+            return slow(rng, past);
         }
-    }
-
-    fn verify(&self, id: &str, ts: Option<&str>, sigs: Option<&str>, body: &[u8]) -> bool {
-        let (Some(ts), Some(sigs)) = (ts, sigs) else {
-            return false;
-        };
-        let Ok(ts) = ts.parse::<i64>() else {
-            return false;
-        };
-        if (ts - chrono::Utc::now().timestamp()).abs() > 300 {
-            return false;
-        }
-        let Ok(expected) = self.secret.sign(id, ts, body) else {
-            return false;
-        };
-        sigs.split(' ').any(|s| s == expected)
-    }
+        Mode::Mixed => match rng.random_range(0..100) {
+            0..62 => Reply::ok(),
+            62..70 => status(500),
+            70..76 => status(429),
+            76..82 => Reply::reset(),
+            82..90 => return slow(rng, false),
+            90..94 => return slow(rng, true),
+            94..97 => status(503),
+            _ => hang(rng),
+        },
+    };
+    reply.label(mode.label(false))
 }
 
 /// Changes `rx`'s mode every few seconds until `stop`; then leaves it at [`Mode::Ok`].
@@ -469,86 +324,99 @@ pub async fn flap(rx: Arc<Receiver>, seed: u64, stop: CancellationToken) {
     });
 }
 
-struct RawRequest {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 16 * 1024 * 1024;
-
-enum ReadError {
-    /// The connection ended (or failed) in the middle of a request.
-    Truncated,
-    /// Not a request this receiver understands.
-    Malformed(String),
-}
-
-fn malformed(what: impl Into<String>) -> ReadError {
-    ReadError::Malformed(what.into())
-}
-
-/// Reads one request (head + content-length body) from `stream`, using and keeping leftover
-/// bytes in `buf`. `Ok(None)`: the client closed the connection between requests.
-async fn read_request(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-) -> Result<Option<RawRequest>, ReadError> {
-    let head_end = loop {
-        if let Some(pos) = find(buf, b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(malformed("request head too large"));
-        }
-        match stream.read_buf(buf).await {
-            Ok(0) if buf.is_empty() => return Ok(None),
-            Ok(0) | Err(_) => return Err(ReadError::Truncated),
-            Ok(_) => {}
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| malformed("head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    if !request_line.starts_with("POST ") {
-        return Err(malformed(format!("request line {request_line:?}")));
-    }
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| malformed("header line without ':'"))?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    if headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v != "identity")
-    {
-        return Err(malformed("chunked request bodies are not supported"));
-    }
-    let len: usize = match headers.iter().find(|(n, _)| n == "content-length") {
-        Some((_, v)) => v.parse().map_err(|_| malformed("bad content-length"))?,
-        None => 0,
-    };
-    if len > MAX_BODY {
-        return Err(malformed("request body too large"));
-    }
-    while buf.len() < head_end + len {
-        match stream.read_buf(buf).await {
-            Ok(0) | Err(_) => return Err(ReadError::Truncated),
-            Ok(_) => {}
-        }
-    }
-    let body = buf[head_end..head_end + len].to_vec();
-    buf.drain(..head_end + len);
-    Ok(Some(RawRequest { headers, body }))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Locks a mutex, ignoring poisoning (a panicking handler must not take the log down).
+/// Locks a mutex, ignoring poisoning (a panicking script must not take the receiver down).
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{Answer, Mode, Receiver, draw};
+    use crate::clock;
+
+    /// POSTs `body` as event `evt_1` over a fresh connection; whatever came back.
+    async fn post(rx: &Receiver, body: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(rx.server.addr())
+            .await
+            .unwrap();
+        let request = format!(
+            "POST /hook/{} HTTP/1.1\r\nhost: test\r\nwebhook-id: evt_1\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            rx.name,
+            body.len()
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer).await; // a reset ends it with an error
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn what_the_kit_recorded_is_read_as_the_checks_need_it() {
+        clock::start();
+        let rx = Receiver::start("rx1", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1).await;
+        let body = r#"{"e":"evt_1","r":"res-001","seq":3}"#;
+        assert!(post(&rx, body).await.starts_with("HTTP/1.1 200"));
+        rx.set_mode(Mode::Reset);
+        assert_eq!(post(&rx, body).await, "");
+
+        let r = rx.requests();
+        assert_eq!(r.len(), 2);
+        let (ok, reset) = (&r[0], &r[1]);
+        assert_eq!(
+            ok.answer,
+            Answer::Status {
+                code: 200,
+                slow: false
+            }
+        );
+        assert_eq!((ok.mode, reset.mode), (Mode::Ok, Mode::Reset));
+        assert_eq!(reset.answer, Answer::Reset);
+        assert_eq!(ok.webhook_id, "evt_1");
+        assert_eq!(ok.payload_event.as_deref(), Some("evt_1"));
+        assert_eq!((ok.resource.as_deref(), ok.seq), (Some("res-001"), Some(3)));
+        assert!(!ok.signature_ok, "unsigned");
+        // One counter for arrivals and answers: the second arrived after the first's answer.
+        assert!(ok.arrived_seq < ok.answered_seq && ok.answered_seq < reset.arrived_seq);
+        assert!(ok.arrived_at <= ok.answered_at && ok.answered_at <= reset.arrived_at);
+    }
+
+    #[test]
+    fn every_label_names_its_mode_and_whether_the_reply_was_slow() {
+        for mode in Mode::ALL {
+            for slow in [false, true] {
+                let expected = (mode, slow || mode == Mode::Slow);
+                let label = mode.label(slow);
+                if mode == Mode::Mixed || !slow {
+                    assert_eq!(Mode::from_label(label), Some(expected), "{label}");
+                }
+            }
+        }
+        assert_eq!(Mode::from_label("unknown"), None);
+    }
+
+    #[test]
+    fn each_mode_draws_its_reply() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let status = |mode| draw(mode, &mut StdRng::seed_from_u64(1)).status_code();
+        assert_eq!(status(Mode::Ok), Some(200));
+        assert_eq!(status(Mode::Error), Some(500));
+        assert_eq!(status(Mode::Throttle), Some(429));
+        assert_eq!(status(Mode::Slow), Some(200));
+        assert_eq!(draw(Mode::Hang, &mut rng).answer(), testkit::Answer::Hang);
+        assert_eq!(draw(Mode::Reset, &mut rng).answer(), testkit::Answer::Reset);
+        // Mixed: 200, 500, 429, 503, a reset and a hang among a few hundred.
+        let mut answers = Vec::new();
+        for _ in 0..500 {
+            let answer = draw(Mode::Mixed, &mut rng).answer();
+            if !answers.contains(&answer) {
+                answers.push(answer);
+            }
+        }
+        assert_eq!(answers.len(), 6, "{answers:?}");
+    }
 }

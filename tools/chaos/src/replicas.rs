@@ -1,15 +1,19 @@
-//! The outboxd replicas: child processes of the real `outboxd` binary, each writing its log to
-//! `<work dir>/<name>.<generation>.log`. Killed with SIGKILL, stopped with SIGTERM, restarted;
-//! every exit is recorded, and an exit nobody asked for is reported with the end of its log.
+//! The outboxd replicas: child processes of the real `outboxd` binary ([`testkit::Sidecar`]),
+//! each writing its log to `<work dir>/<name>.<generation>.log`. Killed with SIGKILL, stopped
+//! with SIGTERM, restarted; every exit is recorded, and an exit nobody asked for is reported
+//! with the end of its log.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::process::{Child, Command};
+use testkit::Sidecar;
 
 use crate::clock;
+
+/// What outboxd logs once it serves (the kit's [`Sidecar::wait_started`] waits for it too).
+const STARTED: &str = "outboxd started";
 
 /// Why a replica process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +55,10 @@ impl ExitRec {
 struct Slot {
     name: String,
     generation: u32,
-    child: Option<Child>,
-    log: PathBuf,
+    /// The latest process, kept after it ended so that its log can still be read.
+    process: Option<Sidecar>,
+    /// The latest process runs: its end has not been recorded yet.
+    running: bool,
     /// When the last process of this slot ended.
     stopped_at: Option<tokio::time::Instant>,
 }
@@ -76,8 +82,8 @@ impl ReplicaSet {
                 .map(|i| Slot {
                     name: format!("r{i}"),
                     generation: 0,
-                    child: None,
-                    log: PathBuf::new(),
+                    process: None,
+                    running: false,
                     stopped_at: None,
                 })
                 .collect(),
@@ -95,104 +101,75 @@ impl ReplicaSet {
     }
 
     pub fn is_running(&self, i: usize) -> bool {
-        self.slots[i].child.is_some()
+        self.slots[i].running
     }
 
-    /// Starts slot `i` (which must not be running).
+    /// Starts slot `i` (which must not be running). The process dies with the thread that
+    /// spawns it (`kill_with_parent`): call this on a runtime thread, never in
+    /// `spawn_blocking`.
     pub fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let slot = &mut self.slots[i];
         slot.generation += 1;
-        slot.log = self
+        let log = self
             .dir
             .join(format!("{}.{}.log", slot.name, slot.generation));
-        let out = std::fs::File::create(&slot.log)
-            .with_context(|| format!("creating {}", slot.log.display()))?;
-        let err = out.try_clone()?;
-        let mut cmd = Command::new(&self.bin);
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy();
-            if k == "DATABASE_URL" || k.starts_with("OUTBOXD_") || k == "RUST_LOG" {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.arg("run")
+        let process = Sidecar::command(&self.bin)
+            .arg("run")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("OUTBOXD_REPLICA_ID", &slot.name)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .kill_on_drop(true);
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory: if this
-        // program dies without cleaning up, the kernel kills the replica.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
+            .log_to(log)
+            .kill_with_parent()
             .spawn()
-            .with_context(|| format!("spawning {}", self.bin.display()))?;
-        slot.child = Some(child);
+            .with_context(|| format!("starting replica {}", slot.name))?;
+        slot.process = Some(process);
+        slot.running = true;
         self.spawned += 1;
         Ok(())
     }
 
-    /// Waits until slot `i` logged "outboxd started"; `false` on timeout or if it exited.
-    pub async fn wait_started(&mut self, i: usize, timeout: Duration) -> bool {
-        let end = tokio::time::Instant::now() + timeout;
-        loop {
-            if has_started(&self.slots[i].log) {
-                return true;
-            }
-            if self.slots[i].child.is_none() || tokio::time::Instant::now() >= end {
-                return false;
-            }
-            self.poll_exits();
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    /// Waits until slot `i`'s latest process logged "outboxd started"; an error with the end
+    /// of its log if it exited first (the exit is recorded) or `timeout` passed.
+    pub async fn wait_started(&mut self, i: usize, timeout: Duration) -> Result<(), String> {
+        let slot = &mut self.slots[i];
+        let Some(process) = slot.process.as_mut() else {
+            return Err(format!("replica {} was never started", slot.name));
+        };
+        let started = process.wait_started(timeout).await.map(drop);
+        if started.is_err() {
+            self.poll_exit(i);
         }
+        started
     }
 
     /// SIGKILL and reap.
-    pub async fn kill9(&mut self, i: usize) {
+    pub fn kill9(&mut self, i: usize) {
         let slot = &mut self.slots[i];
-        let Some(mut child) = slot.child.take() else {
+        let Some(process) = slot.process.as_mut() else {
             return;
         };
-        let _ = child.start_kill();
-        let status = child.wait().await;
-        slot.stopped_at = Some(tokio::time::Instant::now());
-        let rec = exit_rec(slot, ExitCause::Killed, status.ok(), None, false);
+        if !slot.running {
+            return;
+        }
+        process.kill9();
+        let status = process.exit_status();
+        let rec = slot.ended(ExitCause::Killed, status, None, false);
         self.exits.push(rec);
     }
 
     /// SIGTERM, then wait up to `timeout` for the exit (SIGKILL after that).
     pub async fn term(&mut self, i: usize, timeout: Duration) -> ExitRec {
         let slot = &mut self.slots[i];
-        let Some(mut child) = slot.child.take() else {
-            let rec = exit_rec(slot, ExitCause::Terminated, None, None, true);
-            self.exits.push(rec.clone());
-            return rec;
-        };
-        let sent = clock::now();
-        if let Some(pid) = child.id() {
-            // SAFETY: kill(2) on our own child, which has not been reaped (we hold it).
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        let rec = match slot.process.as_mut() {
+            Some(process) if slot.running => {
+                let sent = clock::now();
+                let status = process.terminate(timeout).await;
+                let took = clock::now().saturating_sub(sent);
+                let failed = status.is_none_or(|s| s.code() != Some(0));
+                slot.ended(ExitCause::Terminated, status, Some(took), failed)
             }
-        }
-        let status = match tokio::time::timeout(timeout, child.wait()).await {
-            Ok(s) => s.ok(),
-            Err(_) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                None
-            }
+            // Already gone: a SIGTERM that found nothing to stop does not count as a clean one.
+            _ => slot.record(ExitCause::Terminated, None, None, true),
         };
-        let took = clock::now().saturating_sub(sent);
-        slot.stopped_at = Some(tokio::time::Instant::now());
-        let failed = status.is_none_or(|s| s.code() != Some(0));
-        let rec = exit_rec(slot, ExitCause::Terminated, status, Some(took), failed);
         self.exits.push(rec.clone());
         rec
     }
@@ -205,7 +182,7 @@ impl ReplicaSet {
         let mut started = Vec::new();
         for i in 0..self.slots.len() {
             let slot = &self.slots[i];
-            if slot.child.is_none() && slot.stopped_at.is_none_or(|t| t.elapsed() >= gap) {
+            if !slot.running && slot.stopped_at.is_none_or(|t| t.elapsed() >= gap) {
                 self.spawn(i)?;
                 started.push(self.slots[i].name.clone());
             }
@@ -213,69 +190,71 @@ impl ReplicaSet {
         Ok(started)
     }
 
-    /// Records replicas that exited on their own; returns their slots.
-    pub fn poll_exits(&mut self) -> Vec<usize> {
-        let mut gone = Vec::new();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            let exited = match slot.child.as_mut().map(|c| c.try_wait()) {
-                Some(Ok(Some(status))) => Some(Some(status)),
-                Some(Err(_)) => Some(None),
-                _ => None,
-            };
-            if let Some(status) = exited {
-                slot.child = None;
-                slot.stopped_at = Some(tokio::time::Instant::now());
-                let rec = exit_rec(slot, ExitCause::Unexpected, status, None, true);
-                self.exits.push(rec);
-                gone.push(i);
-            }
+    /// Records replicas that exited on their own.
+    pub fn poll_exits(&mut self) {
+        for i in 0..self.slots.len() {
+            self.poll_exit(i);
         }
-        gone
+    }
+
+    /// Records slot `i`'s process if it exited on its own.
+    fn poll_exit(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if !slot.running {
+            return;
+        }
+        let Some(status) = slot.process.as_mut().and_then(Sidecar::exit_status) else {
+            return;
+        };
+        let rec = slot.ended(ExitCause::Unexpected, Some(status), None, true);
+        self.exits.push(rec);
     }
 }
 
-fn exit_rec(
-    slot: &Slot,
-    cause: ExitCause,
-    status: Option<std::process::ExitStatus>,
-    shutdown_time: Option<Duration>,
-    want_tail: bool,
-) -> ExitRec {
-    use std::os::unix::process::ExitStatusExt;
-    let text = match status {
-        None => "did not exit".to_owned(),
-        Some(s) => match (s.code(), s.signal()) {
-            (Some(c), _) => format!("exit code {c}"),
-            (None, Some(9)) => "signal 9 (SIGKILL)".to_owned(),
-            (None, Some(sig)) => format!("signal {sig}"),
-            _ => s.to_string(),
-        },
-    };
-    ExitRec {
-        replica: slot.name.clone(),
-        generation: slot.generation,
-        cause,
-        at: clock::now(),
-        status: text,
-        code: status.and_then(|s| s.code()),
-        shutdown_time,
-        had_started: has_started(&slot.log),
-        log: slot.log.clone(),
-        log_tail: want_tail.then(|| tail(&slot.log, 15)),
+impl Slot {
+    /// The latest process has ended: marks the slot stopped and records how.
+    fn ended(
+        &mut self,
+        cause: ExitCause,
+        status: Option<ExitStatus>,
+        shutdown_time: Option<Duration>,
+        want_tail: bool,
+    ) -> ExitRec {
+        self.running = false;
+        self.stopped_at = Some(tokio::time::Instant::now());
+        self.record(cause, status, shutdown_time, want_tail)
     }
-}
 
-fn has_started(log: &Path) -> bool {
-    std::fs::read(log)
-        .map(|b| String::from_utf8_lossy(&b).contains("outboxd started"))
-        .unwrap_or(false)
-}
-
-/// The last `n` lines of a file.
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    /// The exit record of the latest process.
+    fn record(
+        &self,
+        cause: ExitCause,
+        status: Option<ExitStatus>,
+        shutdown_time: Option<Duration>,
+        want_tail: bool,
+    ) -> ExitRec {
+        use std::os::unix::process::ExitStatusExt;
+        let text = match status {
+            None => "did not exit".to_owned(),
+            Some(s) => match (s.code(), s.signal()) {
+                (Some(c), _) => format!("exit code {c}"),
+                (None, Some(9)) => "signal 9 (SIGKILL)".to_owned(),
+                (None, Some(sig)) => format!("signal {sig}"),
+                _ => s.to_string(),
+            },
+        };
+        let process = self.process.as_ref();
+        ExitRec {
+            replica: self.name.clone(),
+            generation: self.generation,
+            cause,
+            at: clock::now(),
+            status: text,
+            code: status.and_then(|s| s.code()),
+            shutdown_time,
+            had_started: process.is_some_and(|p| p.log().contains(STARTED)),
+            log: process.map_or_else(PathBuf::new, |p| p.log_path().to_owned()),
+            log_tail: want_tail.then(|| process.map(|p| p.log_tail(15)).unwrap_or_default()),
+        }
+    }
 }

@@ -10,7 +10,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::DbFloor;
 use crate::ctx::Ctx;
-use crate::harness::{self, BenchDb};
+use crate::pg::{self, BenchDb};
 use crate::producers::{EVENT_TYPES, key_counts, mix};
 use crate::run::endpoints::standard_endpoints;
 
@@ -117,7 +117,7 @@ pub async fn db_floor(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let snap1 = db.snapshot().await?;
     let deliveries = d1 - d0;
-    let rows = harness::rows_between(&snap0, &snap1);
+    let rows = pg::rows_between(&snap0, &snap1);
     // Rows after the window (the workers' last batches) are few; count the window's share.
     let all_done = counters.done.load(Ordering::Relaxed).max(1);
     let share = deliveries as f64 / (all_done - d0).max(1) as f64;

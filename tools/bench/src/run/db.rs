@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::ctx::Ctx;
-use crate::harness::BenchDb;
+use crate::pg::BenchDb;
 use crate::report::{ScenarioReport, fmt_ms};
 
 /// DB-side timing of a run's fresh events and deliveries.

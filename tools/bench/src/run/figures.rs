@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::ctx::Ctx;
-use crate::harness;
+use crate::machine;
 use crate::receiver::{Arrival, CommitLog, EndpointSpec, RecvState};
 
 /// CPU clocks read around a run, in seconds.
@@ -22,8 +22,8 @@ impl CpuClocks {
     pub fn read(ctx: &Ctx) -> CpuClocks {
         CpuClocks {
             postgres: ctx.cluster.postgres_cpu_seconds(),
-            bench: harness::self_cpu_seconds(),
-            machine: harness::machine_busy_seconds(),
+            bench: testkit::process::self_cpu_seconds(),
+            machine: machine::machine_busy_seconds(),
         }
     }
 }

@@ -19,10 +19,11 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::ctx::Ctx;
-use crate::harness::{BenchDb, RowsWritten, SidecarStats, rows_between};
+use crate::pg::{BenchDb, RowsWritten, rows_between};
 use crate::producers::{EVENT_TYPES, Pace, ProducerRun, ProducerStats, Progress, Workload};
 use crate::receiver::{Arrival, EndpointSpec, Totals};
 use crate::report::{Latency, ScenarioReport, fmt_bytes, fmt_int};
+use crate::sidecar::{self, SidecarStats};
 use figures::{CpuClocks, cpu_used, latencies_ns, lost_deliveries, per_endpoint, rates};
 use stage::{Ended, Stage};
 
@@ -181,7 +182,7 @@ pub async fn measure(
     let producer_stats = producer.await.context("producers panicked")??;
     let cpu = cpu_used(cpu0, CpuClocks::read(ctx));
     let wal1 = db.wal_bytes().await?;
-    let max_rss = max_rss.max(stage.sidecar.rss_mb());
+    let max_rss = max_rss.max(sidecar::rss_mb(&stage.sidecar));
     let Ended {
         sidecar: sc,
         snap1,
@@ -284,7 +285,7 @@ async fn wait_for_deliveries(
             return Ok((true, max_rss));
         }
         if last_sample.elapsed() > Duration::from_secs(1) {
-            max_rss = max_rss.max(stage.sidecar.rss_mb());
+            max_rss = max_rss.max(sidecar::rss_mb(&stage.sidecar));
             last_sample = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use crate::ctx::Ctx;
-use crate::harness::{BenchDb, DbSnapshot, Sidecar, SidecarStats};
+use testkit::Sidecar;
+
+use crate::pg::{BenchDb, DbSnapshot};
 use crate::producers::{self, ProducerRun, ProducerStats, Progress, Workload};
-use crate::receiver::{CommitLog, EndpointSpec, Receiver};
+use crate::receiver::{BenchReceiver, CommitLog, EndpointSpec};
+use crate::sidecar::{self, SidecarStats};
 
 /// What a run stands on: a receiver for its endpoints, the endpoints registered at it, the
 /// log of commit times, and a fresh sidecar. [`super::measure`] builds one per run; the tenant burst
@@ -20,7 +23,7 @@ pub struct Stage {
     /// The endpoints as registered (with their `db_id`).
     pub specs: Arc<Vec<EndpointSpec>>,
     pub commits: Arc<CommitLog>,
-    pub recv: Receiver,
+    pub recv: BenchReceiver,
     pub sidecar: Sidecar,
     /// The sidecar's CPU seconds once it had started (its start-up is not the run's cost).
     pub sidecar_cpu0: f64,
@@ -44,13 +47,14 @@ impl Stage {
         let base = Instant::now();
         let commits = Arc::new(CommitLog::new(base, workload.len()));
         let recv =
-            Receiver::start(specs.to_vec(), workload.len(), workload.keys as usize, base).await?;
+            BenchReceiver::start(specs.to_vec(), workload.len(), workload.keys as usize, base)
+                .await?;
         db.register_endpoints(specs, &workload.tenants, |i| recv.url(i), max_in_flight)
             .await?;
         let specs = Arc::new(specs.to_vec());
         let snap0 = db.snapshot().await?;
-        let sidecar = Sidecar::start(&ctx.outboxd, &db.url, env, ctx.log_path(label)).await?;
-        let sidecar_cpu0 = sidecar.cpu_seconds();
+        let sidecar = sidecar::start(&ctx.outboxd, &db.url, env, ctx.log_path(label)).await?;
+        let sidecar_cpu0 = sidecar::cpu_seconds(&sidecar);
         Ok(Stage {
             workload,
             specs,
@@ -67,7 +71,8 @@ impl Stage {
     pub async fn idle_cores(&self, idle: Duration) -> f64 {
         let t_idle = Instant::now();
         tokio::time::sleep(idle).await;
-        (self.sidecar.cpu_seconds() - self.sidecar_cpu0) / t_idle.elapsed().as_secs_f64().max(1e-9)
+        (sidecar::cpu_seconds(&self.sidecar) - self.sidecar_cpu0)
+            / t_idle.elapsed().as_secs_f64().max(1e-9)
     }
 
     /// Producers publishing `events` of the workload (see [`producers::run`]), as a task.
@@ -102,7 +107,7 @@ pub struct Ended {
 impl Ended {
     /// Stops the sidecar (started with `cpu0` CPU seconds) and reads what it left in `db`.
     pub async fn stop(db: &BenchDb, sidecar: Sidecar, cpu0: f64) -> anyhow::Result<Ended> {
-        let sidecar = sidecar.stop(cpu0).await;
+        let sidecar = sidecar::stop(sidecar, cpu0).await;
         // Backends flush their table statistics when they exit.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let snap1 = db.snapshot().await?;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::ctx::Ctx;
-use crate::harness::BenchDb;
+use crate::pg::BenchDb;
 use crate::producers::Workload;
 use crate::receiver::EndpointSpec;
 use crate::report::{Latency, ScenarioReport, fmt_int, fmt_ms};

@@ -3,14 +3,12 @@
 //! parse (RELIABILITY.md quotes both, so their wording is fixed).
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{Findings, median, opt_secs};
 use crate::RunData;
 use crate::clock::{at, secs};
 use crate::producer::TxOutcome;
-use crate::receiver::lock;
 
 /// The whole report; `failures` is the verdict ([`Findings::failures`]).
 pub(super) fn report(d: &RunData, f: &Findings, failures: &[&str]) -> String {
@@ -90,11 +88,11 @@ fn traffic(out: &mut String, d: &RunData, f: &Findings) {
         listed(f.received.answers.iter()),
         d.receivers
             .iter()
-            .map(|r| r.connections.load(Ordering::Relaxed))
+            .map(|r| r.counters().connections)
             .sum::<u64>(),
         d.receivers
             .iter()
-            .map(|r| r.truncated.load(Ordering::Relaxed))
+            .map(|r| r.counters().truncated)
             .sum::<u64>(),
         f.storage.attempts_total(),
         listed(f.storage.attempts.iter().map(|(k, v)| (k, v)))
@@ -259,7 +257,7 @@ fn checks(out: &mut String, d: &RunData, f: &Findings, failures: &[&str]) {
     let protocol_errors: u64 = d
         .receivers
         .iter()
-        .map(|r| r.protocol_errors.load(Ordering::Relaxed))
+        .map(|r| r.counters().protocol_errors)
         .sum();
     let _ = writeln!(
         out,
@@ -277,7 +275,7 @@ fn checks(out: &mut String, d: &RunData, f: &Findings, failures: &[&str]) {
         f.storage.lanes_off
     );
     for r in &d.receivers {
-        for why in lock(&r.protocol_error_examples).iter() {
+        for why in r.protocol_error_examples() {
             let _ = writeln!(out, "  {} could not parse a request: {why}", r.name);
         }
     }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::ctx::Ctx;
-use crate::harness::rows_between;
+use crate::pg::rows_between;
 use crate::producers::{self, Pace, ProducerRun, ProducerStats, Progress, Workload};
 use crate::receiver::{Arrival, Behaviour, RecvState};
 use crate::report::{Latency, ScenarioReport, fmt_int, fmt_ms};

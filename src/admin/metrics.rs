@@ -1,0 +1,104 @@
+//! `/metrics`: the process-wide counters of the recorder, then what this replica knows at the
+//! moment of the scrape (readiness, in-flight work, pool, circuit breakers, its per-endpoint
+//! series) and, on the holder of the stats lease, the database-wide gauges. See
+//! [`crate::metrics`] for the table.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::circuit::CircuitState;
+use crate::metrics::exposition::{Exposition, Kind};
+use crate::metrics::names;
+use crate::replica::Replica;
+
+/// The Prometheus text format's content type.
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let ready = super::readiness(&s).await.is_ok();
+    crate::metrics::collect_process();
+    let mut page = s.prom.render();
+    page.push_str(&replica_families(&s.replica, ready, Instant::now()));
+    ([(CONTENT_TYPE, TEXT_FORMAT)], page).into_response()
+}
+
+fn replica_families(r: &Replica, ready: bool, now: Instant) -> String {
+    let catalog = r.catalog.get();
+    let enabled = catalog.enabled_ids();
+    let in_flight = r.capacity().total();
+    let not_closed: HashMap<i64, u8> = {
+        let mut breakers = r.breakers();
+        // Deleted and disabled endpoints keep no breaker (nor series).
+        breakers.retain(|id| enabled.binary_search(&id).is_ok());
+        breakers
+            .not_closed(now)
+            .map(|(id, state)| (id, state as u8))
+            .collect()
+    };
+    let mut out = Exposition::default();
+    out.single(
+        names::READY,
+        Kind::Gauge,
+        "1 when this replica is ready (what /readyz answers), 0 otherwise.",
+        if ready { 1.0 } else { 0.0 },
+    );
+    out.single(
+        names::IN_FLIGHT,
+        Kind::Gauge,
+        "Deliveries this replica has claimed and not yet recorded (at most OUTBOXD_CONCURRENCY).",
+        in_flight as f64,
+    );
+    let pool = r.pool.status();
+    out.family(
+        names::POOL_CONNECTIONS,
+        Kind::Gauge,
+        "This replica's database connections by state.",
+    );
+    let idle = pool.available;
+    let in_use = pool.size.saturating_sub(pool.available);
+    out.sample(
+        names::POOL_CONNECTIONS,
+        &[("state", "in_use")],
+        in_use as f64,
+    );
+    out.sample(names::POOL_CONNECTIONS, &[("state", "idle")], idle as f64);
+    out.single(
+        names::POOL_MAX,
+        Kind::Gauge,
+        "Size limit of this replica's database pool (OUTBOXD_DB_POOL_SIZE).",
+        pool.max_size as f64,
+    );
+    out.single(
+        names::POOL_WAITING,
+        Kind::Gauge,
+        "Tasks of this replica waiting for a database connection.",
+        pool.waiting as f64,
+    );
+    let count = |s: CircuitState| not_closed.values().filter(|&&v| v == s as u8).count();
+    let (open, half_open) = (count(CircuitState::Open), count(CircuitState::HalfOpen));
+    out.family(
+        names::ENDPOINT_CIRCUITS,
+        Kind::Gauge,
+        "Enabled endpoints by the state of this replica's circuit breaker.",
+    );
+    for (state, n) in [
+        ("closed", enabled.len().saturating_sub(open + half_open)),
+        ("open", open),
+        ("half_open", half_open),
+    ] {
+        out.sample(names::ENDPOINT_CIRCUITS, &[("state", state)], n as f64);
+    }
+    let policy = {
+        let mut series = r.endpoint_metrics();
+        series.refresh(&enabled, &not_closed, now);
+        series.render(&mut out, &not_closed);
+        series.policy()
+    };
+    r.stats().render(&mut out, policy, &enabled, now);
+    out.into_string()
+}
