@@ -8,6 +8,7 @@ WITH need(kind, schema_name, object_name, privilege) AS (VALUES
     ('schema',   'outbox', 'outbox',                 'USAGE'),
     ('table',    'outbox', 'schema_history',         'SELECT'),
     ('table',    'outbox', 'events',                 'SELECT'),
+    ('table',    'outbox', 'events',                 'INSERT'),
     ('table',    'outbox', 'events',                 'UPDATE'),
     ('table',    'outbox', 'events',                 'DELETE'),
     ('table',    'outbox', 'endpoints',              'SELECT'),
@@ -35,10 +36,15 @@ WITH need(kind, schema_name, object_name, privilege) AS (VALUES
     ('table',    'outbox', 'leaders',                'INSERT'),
     ('table',    'outbox', 'leaders',                'UPDATE'),
     ('table',    'outbox', 'leaders',                'DELETE'),
+    ('table',    'outbox', 'event_types',            'SELECT'),
+    ('table',    'outbox', 'event_types',            'INSERT'),
+    ('table',    'outbox', 'event_types',            'UPDATE'),
     ('function', 'outbox', 'new_secret',             'EXECUTE'),
     ('function', 'outbox', 'rotate_secret',          'EXECUTE'),
     ('function', 'outbox', 'finish_secret_rotation', 'EXECUTE'),
-    ('function', 'outbox', 'retry_dead',             'EXECUTE')
+    ('function', 'outbox', 'retry_dead',             'EXECUTE'),
+    ('function', 'outbox', 'requeue',                'EXECUTE'),
+    ('function', 'outbox', 'delivery_status',        'EXECUTE')
 )
 SELECT need.kind, need.schema_name || '.' || need.object_name AS object, need.privilege,
        (CASE need.kind WHEN 'schema' THEN n.oid WHEN 'table' THEN c.oid ELSE p.oid END)
