@@ -244,7 +244,7 @@ SELECT r.id, r.source, r.received_at, r.method, r.path, r.query, r.headers, r.co
   FROM outbox.inbound_requests r;
 
 -- ---------------------------------------------------------------------------------------------
--- Roles (sql/roles.sql, migration V4): V8's outbox.grant_roles() plus the objects above. The
+-- Roles (sql/roles.sql, migration V4): V9's outbox.grant_roles() plus the objects above. The
 -- reader never sees secrets, raw headers, query strings or bodies (no outbox.inbound_log).
 -- sql/engine/missing_privileges.sql lists the same for `outboxd run`.
 -- ---------------------------------------------------------------------------------------------
@@ -256,7 +256,8 @@ BEGIN
         -- `outboxd run`: the engine and the admin API.
         GRANT USAGE ON SCHEMA outbox TO outboxd_runtime;
         GRANT SELECT ON outbox.schema_history TO outboxd_runtime;
-        -- INSERT: inbound requests are relayed as events (the listener, replays).
+        -- INSERT: test events (sql/eventlog/endpoint_test_event.sql); inbound requests are
+        -- relayed as events (the listener, replays).
         GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.events TO outboxd_runtime;
         GRANT SELECT, INSERT, UPDATE, DELETE
            ON outbox.endpoints, outbox.subscriptions, outbox.deliveries, outbox.lanes
@@ -266,8 +267,11 @@ BEGIN
         GRANT SELECT, INSERT, DELETE ON outbox.attempts TO outboxd_runtime;
         -- The stats lease (sql/engine/stats_lease.sql, stats_release.sql).
         GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.leaders TO outboxd_runtime;
+        -- The event types seen (the router counts them; the event log reads them).
+        GRANT SELECT, INSERT, UPDATE ON outbox.event_types TO outboxd_runtime;
         GRANT EXECUTE ON FUNCTION outbox.new_secret(), outbox.rotate_secret(bigint, text),
-              outbox.finish_secret_rotation(bigint), outbox.retry_dead(bigint, bigint)
+              outbox.finish_secret_rotation(bigint), outbox.retry_dead(bigint, bigint),
+              outbox.requeue(bigint[], text), outbox.delivery_status(text, boolean, integer)
            TO outboxd_runtime;
         -- Inbound webhooks (V11): sources (/v1/sources), stored requests (the listener
         -- stores, the worker reads bodies, retention deletes; UPDATE for its row locks),
@@ -295,7 +299,9 @@ BEGIN
         GRANT USAGE ON SCHEMA outbox TO outboxd_reader;
         GRANT SELECT ON outbox.lag, outbox.endpoint_health, outbox.recent_failures,
               outbox.dead_deliveries, outbox.deliveries, outbox.attempts, outbox.subscriptions,
-              outbox.lanes, outbox.schema_history, outbox.leaders
+              outbox.lanes, outbox.schema_history, outbox.leaders, outbox.event_types
+           TO outboxd_reader;
+        GRANT EXECUTE ON FUNCTION outbox.delivery_status(text, boolean, integer)
            TO outboxd_reader;
         GRANT SELECT (id, event_id, event_type, resource_key, tenant_id, created_at, routed_at,
                       request_id)

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CatalogHandle};
-use crate::db::{Conn, DbError};
+use crate::db::{Conn, DbError, Tx};
 use crate::metrics::names;
 use crate::readiness::Task;
 use crate::replica::Replica;
@@ -180,8 +180,29 @@ pub(crate) async fn route_once(
     }
     tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
 
-    // Lanes first (locks in key order), then the deliveries with their held flags.
-    let counts = lane_counts(&deliveries);
+    let ready = insert_deliveries(&tx, &deliveries).await?;
+    count_event_types(&tx, &events[..consumed]).await?;
+    if ready > 0 {
+        tx.execute(sql::NOTIFY_DELIVERIES, &[]).await?;
+    }
+    tx.commit().await?;
+    Ok(RouteStats {
+        busy: false,
+        events: consumed,
+        deliveries: deliveries.len(),
+        ready,
+    })
+}
+
+/// Creates deliveries in the order given (delivery ids follow it, and lane order is id order):
+/// lanes first (locked in key order), then the deliveries, each `held` unless it is the first
+/// new delivery of a lane that was idle. Returns how many are claimable now. Used by routing
+/// and by an operator's replay (`crate::eventlog`), so both keep lanes the same way.
+pub(crate) async fn insert_deliveries(
+    tx: &Tx<'_>,
+    deliveries: &[NewDelivery],
+) -> Result<usize, tokio_postgres::Error> {
+    let counts = lane_counts(deliveries);
     let mut idle_lanes: HashSet<(i64, String)> = HashSet::new();
     if !counts.is_empty() {
         let (eps, keys, ns): (Vec<i64>, Vec<&str>, Vec<i32>) = counts
@@ -208,7 +229,7 @@ pub(crate) async fn route_once(
         Vec::with_capacity(deliveries.len()),
         Vec::with_capacity(deliveries.len()),
     );
-    for d in &deliveries {
+    for d in deliveries {
         let is_held = match &d.lane_key {
             None => false,
             // The first new delivery of an idle lane becomes its head; the rest wait.
@@ -226,16 +247,32 @@ pub(crate) async fn route_once(
         tx.execute(sql::ROUTE_INSERT, &[&ev, &ep, &lk, &held])
             .await?;
     }
-    if ready > 0 {
-        tx.execute(sql::NOTIFY_DELIVERIES, &[]).await?;
+    Ok(ready)
+}
+
+/// Counts a routed batch into `outbox.event_types` (per tenant and type), in the routing
+/// transaction: the event log's type picker and pattern searches read it.
+async fn count_event_types(
+    tx: &Tx<'_>,
+    events: &[UnroutedEvent],
+) -> Result<(), tokio_postgres::Error> {
+    let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for e in events {
+        let tenant = e.tenant_id.as_deref().unwrap_or("");
+        *counts.entry((tenant, e.event_type.as_str())).or_insert(0) += 1;
     }
-    tx.commit().await?;
-    Ok(RouteStats {
-        busy: false,
-        events: consumed,
-        deliveries: deliveries.len(),
-        ready,
-    })
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let (mut tenants, mut types, mut ns) = (vec![], vec![], vec![]);
+    for ((t, ty), n) in counts {
+        tenants.push(t);
+        types.push(ty);
+        ns.push(n);
+    }
+    tx.execute(sql::ROUTE_EVENT_TYPES, &[&tenants, &types, &ns])
+        .await?;
+    Ok(())
 }
 
 /// The router task: route while there is a backlog, then wait for a notification or the

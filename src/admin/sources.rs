@@ -19,9 +19,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, sql_state};
+use super::error::{ApiError, ErrorBody, sql_state};
 use super::extract::{ApiQuery, JsonBody, Patch, not_null, present, shorten};
 use super::validate;
 use super::views::{Page, PageStart, col, ts};
@@ -43,7 +44,7 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// A source as the API shows it: everything but its secrets.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Source {
     pub id: i64,
     pub name: String,
@@ -256,13 +257,19 @@ fn challenge_param(field: &str, p: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1–500, default 50.
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// List inbound sources, in id order (never their secrets).
+#[utoipa::path(get, operation_id = "list_sources", path = "/v1/sources", tag = "sources", params(ListQuery),
+    responses((status = 200, description = "OK", body = Page<Source>), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -279,6 +286,9 @@ pub async fn list(
     Ok(Json(start.page(data, |s| s.id, KIND)))
 }
 
+/// One source; its secrets are never shown, only `secret_count`.
+#[utoipa::path(get, operation_id = "get_source", path = "/v1/sources/{name}", tag = "sources", params(("name" = String, Path)),
+    responses((status = 200, description = "OK", body = Source), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn get(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -292,7 +302,7 @@ pub async fn get(
 }
 
 /// `POST /v1/sources`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSource {
     name: String,
@@ -327,6 +337,10 @@ pub struct CreateSource {
     description: Option<String>,
 }
 
+/// Create an inbound source (README "Receiving webhooks").
+#[utoipa::path(post, operation_id = "create_source", path = "/v1/sources", tag = "sources", request_body = CreateSource,
+    responses((status = 201, description = "Created", body = Source), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody),
+              (status = 409, description = "A source of that name exists", body = ErrorBody)))]
 pub async fn create(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<CreateSource>,
@@ -408,7 +422,7 @@ fn check_fields(row: &Settable) -> Result<(), ApiError> {
 }
 
 /// `PATCH /v1/sources/{name}`: any subset; `null` clears the optional ones.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSource {
     #[serde(default, deserialize_with = "present")]
@@ -440,9 +454,11 @@ pub struct PatchSource {
     description: Patch<String>,
     /// Refused: the name is the source's identity (and its URL).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     name: Patch<serde_json::Value>,
     /// Refused with a pointer to `secrets`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     secret: Patch<serde_json::Value>,
 }
 
@@ -516,6 +532,10 @@ impl PatchSource {
     }
 }
 
+/// Change any subset of a source's settings; a PATCH that changes nothing writes nothing.
+#[utoipa::path(patch, operation_id = "update_source", path = "/v1/sources/{name}", tag = "sources", params(("name" = String, Path)),
+    request_body = PatchSource,
+    responses((status = 200, description = "OK", body = Source), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn patch(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -542,6 +562,9 @@ pub async fn patch(
     Ok(Json(Source::from_row(&row)?))
 }
 
+/// Delete a source; its stored requests stay (for the audit and until retention).
+#[utoipa::path(delete, operation_id = "delete_source", path = "/v1/sources/{name}", tag = "sources", params(("name" = String, Path)),
+    responses((status = 204, description = "Done, no content"), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn delete(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -555,7 +578,7 @@ pub async fn delete(
 }
 
 /// `POST /v1/sources/{name}/replay`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Replay {
     /// RFC 3339; requests received at or after it.
@@ -565,7 +588,7 @@ pub struct Replay {
     until: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Replayed {
     /// How many stored requests were relayed again (one new event each, in arrival order).
     pub replayed: i64,
@@ -577,6 +600,10 @@ fn instant(field: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|e| ApiError::field(field, format!("must be an RFC 3339 time ({e})")))
 }
 
+/// Relay the source's stored requests received in [since, until) again, in arrival order.
+#[utoipa::path(post, operation_id = "replay_source", path = "/v1/sources/{name}/replay", tag = "sources", params(("name" = String, Path)),
+    request_body = Replay,
+    responses((status = 200, description = "OK", body = Replayed), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn replay(
     State(s): State<AppState>,
     Path(name): Path<String>,

@@ -319,6 +319,19 @@ async fn a_verified_request_is_stored_then_relayed_byte_for_byte_with_its_conten
     // The worker can re-verify the provider's signature on what it received.
     let (_, again) = github(&got.body);
     assert_eq!(again, sig);
+    // The event log shows the relaying event with the body's size; it has no JSON payload.
+    let path = format!("/events/{}", got.id);
+    let (status, ev) = api(&engine, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{ev}");
+    assert_eq!(ev["event_type"], "inbound.gh.push", "{ev}");
+    let (status, why) = api(
+        &engine,
+        reqwest::Method::GET,
+        &format!("{path}/payload"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{why}");
     engine.stop().await;
 }
 
