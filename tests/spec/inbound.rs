@@ -323,7 +323,7 @@ async fn a_verified_request_is_stored_then_relayed_byte_for_byte_with_its_conten
     let path = format!("/events/{}", got.id);
     let (status, ev) = api(&engine, reqwest::Method::GET, &path, None).await;
     assert_eq!(status, StatusCode::OK, "{ev}");
-    assert_eq!(ev["event_type"], "inbound.gh.push", "{ev}");
+    assert_eq!(ev["event"]["event_type"], "inbound.gh.push", "{ev}");
     let (status, why) = api(
         &engine,
         reqwest::Method::GET,
