@@ -15,8 +15,10 @@ mod auth;
 mod deliveries;
 mod endpoints;
 mod error;
+mod event_types;
 mod extract;
 mod metrics;
+mod policy;
 mod subscriptions;
 mod validate;
 mod views;
@@ -135,6 +137,16 @@ fn v1(state: AppState) -> Router<AppState> {
             get(subscriptions::get)
                 .patch(subscriptions::patch)
                 .delete(subscriptions::delete),
+        )
+        .route(
+            "/event-types",
+            get(event_types::list).post(event_types::create),
+        )
+        .route(
+            "/event-types/{name}",
+            get(event_types::get)
+                .patch(event_types::patch)
+                .delete(event_types::delete),
         )
         .route("/deliveries", get(deliveries::list))
         .route("/events/{event_id}", get(deliveries::event))

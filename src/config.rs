@@ -146,6 +146,10 @@ pub struct RunArgs {
     /// How often the replica holding the stats lease refreshes the database-wide gauges of /metrics.
     #[arg(long, env = "OUTBOXD_STATS_INTERVAL", default_value = "10s")]
     pub stats_interval: humantime::Duration,
+
+    /// Events whose type is not registered in outbox.event_types get dead deliveries instead of pending ones.
+    #[arg(long, env = "OUTBOXD_STRICT_EVENT_TYPES", default_value_t = false)]
+    pub strict_event_types: bool,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -204,6 +208,8 @@ pub struct Config {
     pub replica_id: String,
     pub metrics_endpoint_labels: LabelPolicy,
     pub stats_interval: Duration,
+    /// `OUTBOXD_STRICT_EVENT_TYPES`.
+    pub strict_event_types: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -350,6 +356,7 @@ impl RunArgs {
             replica_id,
             metrics_endpoint_labels,
             stats_interval,
+            strict_event_types: self.strict_event_types,
         })
     }
 }

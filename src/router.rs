@@ -13,6 +13,14 @@
 //! (locking the row, in key order) and creates the new deliveries `held` unless the lane was
 //! idle, in which case the first one becomes the head. `crate::record` does the reverse under
 //! the same lock, so "exactly one head per lane" holds whatever the interleaving.
+//!
+//! Content filters ([`filters`]): an (event, endpoint) pair that matched only through filtered
+//! subscriptions is a candidate until PostgreSQL has evaluated its filters, all of the batch's
+//! in one statement, before the lanes are counted (a lane must only count deliveries that
+//! exist). With `OUTBOXD_STRICT_EVENT_TYPES`, the deliveries of an event whose type is not
+//! registered are created dead instead of pending.
+
+mod filters;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -21,7 +29,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, CatalogHandle};
+use crate::catalog::{Catalog, CatalogHandle, Target};
 use crate::db::DbError;
 use crate::metrics::names;
 use crate::replica::Replica;
@@ -60,40 +68,64 @@ pub(crate) struct NewDelivery {
     pub event_pk: i64,
     pub endpoint_id: i64,
     pub lane_key: Option<String>,
+    /// Empty: the event matched an unfiltered subscription of the endpoint. Otherwise the
+    /// catalog's filters ([`Target::filter`]) of the subscriptions it matched by type: the
+    /// delivery is created only if one of them passes.
+    pub filters: Vec<u32>,
+    /// Strict event types are on and the event's type is not registered: created dead.
+    pub unregistered: bool,
 }
 
-/// The pure part of a routing step: which deliveries a batch of events produces.
-/// `already_routed` holds event_ids routed by earlier batches (idempotency); duplicates inside
-/// the batch are routed once, at their first occurrence. Stops early (returning how many events
-/// it consumed) once `max_deliveries` would be exceeded, so fan-out memory stays bounded.
+/// The pure part of a routing step: which deliveries (some still subject to filters) a batch
+/// of events produces. `already_routed` holds event_ids routed by earlier batches
+/// (idempotency); duplicates inside the batch are routed once, at their first occurrence.
+/// Stops early (returning how many events it consumed) once `max_deliveries` would be
+/// exceeded, so fan-out memory stays bounded. With `strict`, deliveries of unregistered event
+/// types are marked [`NewDelivery::unregistered`].
 pub(crate) fn plan(
     catalog: &Catalog,
     events: &[UnroutedEvent],
     already_routed: &HashSet<String>,
     max_deliveries: usize,
+    strict: bool,
 ) -> (usize, Vec<NewDelivery>) {
     let mut seen: HashSet<&str> = HashSet::new();
     let mut out = Vec::new();
-    let mut endpoints = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     for (i, e) in events.iter().enumerate() {
         if already_routed.contains(&e.event_id) || !seen.insert(e.event_id.as_str()) {
             continue;
         }
-        catalog.route(e.tenant_id.as_deref(), &e.event_type, &mut endpoints);
-        if i > 0 && out.len() + endpoints.len() > max_deliveries {
+        catalog.route(e.tenant_id.as_deref(), &e.event_type, &mut targets);
+        let endpoints = targets.chunk_by(|a, b| a.endpoint_id == b.endpoint_id);
+        if i > 0 && out.len() + endpoints.clone().count() > max_deliveries {
             return (i, out);
         }
         let lane = lane_key(e.resource_key.as_deref());
-        for &ep in &endpoints {
+        let unregistered = strict && !catalog.is_registered(&e.event_type);
+        for ways in endpoints {
+            // Sorted: an unfiltered way comes first, and then no filter matters.
+            let filters = if ways[0].filter.is_none() {
+                Vec::new()
+            } else {
+                ways.iter().filter_map(|t| t.filter).collect()
+            };
             out.push(NewDelivery {
                 event_pk: e.id,
-                endpoint_id: ep,
+                endpoint_id: ways[0].endpoint_id,
                 lane_key: lane.clone(),
+                filters,
+                unregistered,
             });
         }
     }
     (events.len(), out)
 }
+
+/// `last_error` of the deliveries strict event types create dead.
+pub(crate) const UNREGISTERED_TYPE: &str = "the event type is not registered in \
+     outbox.event_types and OUTBOXD_STRICT_EVENT_TYPES is on: register it, then \
+     outbox.retry_dead(endpoint_id) delivers it";
 
 /// Number of new deliveries per lane, in lock order.
 pub(crate) fn lane_counts(deliveries: &[NewDelivery]) -> BTreeMap<(i64, &str), i32> {
@@ -117,6 +149,12 @@ pub(crate) struct RouteStats {
     pub deliveries: usize,
     /// Deliveries created as the head of an idle lane or unordered (claimable now).
     pub ready: usize,
+    /// Candidates left out because none of their filters passed.
+    pub filtered: usize,
+    /// Filter evaluations that errored (each one is a row in `outbox.filter_errors`).
+    pub filter_errors: usize,
+    /// Deliveries created dead because their event type is not registered (strict mode).
+    pub unregistered: usize,
 }
 
 /// Routes at most `batch` events in one short transaction. Reloads the catalog inside the
@@ -128,8 +166,9 @@ pub(crate) async fn route_once(
     cursor: &mut String,
     batch: usize,
     max_deliveries: usize,
+    strict: bool,
 ) -> Result<RouteStats, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
+    let mut tx = client.transaction().await?;
     let locked: bool = tx
         .query_one(
             &tx.prepare_cached(sql::ROUTE_LOCK).await?,
@@ -181,7 +220,7 @@ pub(crate) async fn route_once(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let (consumed, deliveries) = plan(&cat, &events, &already, max_deliveries);
+    let (consumed, candidates) = plan(&cat, &events, &already, max_deliveries, strict);
     // Mark first: lane locks (taken next) are held until commit, and completions of those
     // lanes wait for them, so take them as late as possible.
     let routed: Vec<i64> = events[..consumed].iter().map(|e| e.id).collect();
@@ -191,6 +230,22 @@ pub(crate) async fn route_once(
     }
     tx.execute(&tx.prepare_cached(sql::ROUTE_MARK).await?, &[&routed])
         .await?;
+    let considered = candidates.len();
+    let verdicts = filters::evaluate(&mut tx, &cat, &candidates).await?;
+    let (dead, deliveries): (Vec<NewDelivery>, Vec<NewDelivery>) = verdicts
+        .keep(candidates)
+        .into_iter()
+        .partition(|d| d.unregistered);
+    if !dead.is_empty() {
+        let ev: Vec<i64> = dead.iter().map(|d| d.event_pk).collect();
+        let ep: Vec<i64> = dead.iter().map(|d| d.endpoint_id).collect();
+        let lk: Vec<Option<&str>> = dead.iter().map(|d| d.lane_key.as_deref()).collect();
+        tx.execute(
+            &tx.prepare_cached(sql::ROUTE_DEAD_LETTER).await?,
+            &[&ev, &ep, &lk, &UNREGISTERED_TYPE],
+        )
+        .await?;
+    }
 
     // Lanes first (locks in key order), then the deliveries with their held flags.
     let counts = lane_counts(&deliveries);
@@ -257,6 +312,9 @@ pub(crate) async fn route_once(
         events: consumed,
         deliveries: deliveries.len(),
         ready,
+        filtered: considered - deliveries.len() - dead.len(),
+        filter_errors: verdicts.errors,
+        unregistered: dead.len(),
     })
 }
 
@@ -278,6 +336,7 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 &mut tenant_cursor,
                 batch,
                 max_deliveries,
+                replica.config.strict_event_types,
             )
             .await
             .map_err(DbError::from),
@@ -289,6 +348,7 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 if stats.events > 0 {
                     metrics::counter!(names::EVENTS_ROUTED).increment(stats.events as u64);
                     metrics::counter!(names::DELIVERIES_CREATED).increment(stats.deliveries as u64);
+                    count_filters_and_strictness(&stats);
                 }
                 if stats.ready > 0 {
                     replica.work_ready.notify_one();
@@ -322,6 +382,24 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+/// The routing metrics of filters and strict event types (README "Monitoring").
+fn count_filters_and_strictness(stats: &RouteStats) {
+    if stats.filtered > 0 {
+        metrics::counter!(names::DELIVERIES_FILTERED).increment(stats.filtered as u64);
+    }
+    if stats.filter_errors > 0 {
+        metrics::counter!(names::FILTER_ERRORS).increment(stats.filter_errors as u64);
+        tracing::warn!(
+            errors = stats.filter_errors,
+            "content filters errored on some events (see outbox.filter_errors)"
+        );
+    }
+    if stats.unregistered > 0 {
+        metrics::counter!(names::UNREGISTERED_TYPE_DELIVERIES)
+            .increment(stats.unregistered as u64);
     }
 }
 

@@ -6,6 +6,7 @@
 //! run by the integration tests.
 
 pub(crate) const CATALOG_ENDPOINTS: &str = include_str!("../sql/engine/catalog_endpoints.sql");
+pub(crate) const CATALOG_EVENT_TYPES: &str = include_str!("../sql/engine/catalog_event_types.sql");
 pub(crate) const CATALOG_VERSION: &str = include_str!("../sql/engine/catalog_version.sql");
 pub(crate) const CLAIM: &str = include_str!("../sql/engine/claim.sql");
 pub(crate) const FETCH_PAYLOAD: &str = include_str!("../sql/engine/fetch_payload.sql");
@@ -24,12 +25,16 @@ pub(crate) const RESCUE_EXPIRED_LEASES: &str =
 pub(crate) const RETENTION_BOUNDARY: &str = include_str!("../sql/engine/retention_boundary.sql");
 pub(crate) const RETENTION_DEAD: &str = include_str!("../sql/engine/retention_dead.sql");
 pub(crate) const RETENTION_EVENTS: &str = include_str!("../sql/engine/retention_events.sql");
+pub(crate) const RETENTION_FILTER_ERRORS: &str =
+    include_str!("../sql/engine/retention_filter_errors.sql");
 pub(crate) const RETENTION_LANES: &str = include_str!("../sql/engine/retention_lanes.sql");
 pub(crate) const RETENTION_LOCK: &str = include_str!("../sql/engine/retention_lock.sql");
 pub(crate) const RETENTION_SUCCEEDED: &str = include_str!("../sql/engine/retention_succeeded.sql");
 pub(crate) const ROUTE_ALREADY_ROUTED: &str =
     include_str!("../sql/engine/route_already_routed.sql");
+pub(crate) const ROUTE_DEAD_LETTER: &str = include_str!("../sql/engine/route_dead_letter.sql");
 pub(crate) const ROUTE_FETCH: &str = include_str!("../sql/engine/route_fetch.sql");
+pub(crate) const ROUTE_FILTER: &str = include_str!("../sql/engine/route_filter.sql");
 pub(crate) const ROUTE_INSERT: &str = include_str!("../sql/engine/route_insert.sql");
 pub(crate) const ROUTE_LANES: &str = include_str!("../sql/engine/route_lanes.sql");
 pub(crate) const ROUTE_LOCK: &str = include_str!("../sql/engine/route_lock.sql");
@@ -44,6 +49,7 @@ pub(crate) const STATS_RELEASE: &str = include_str!("../sql/engine/stats_release
 #[cfg(test)]
 pub(crate) const ALL: &[(&str, &str)] = &[
     ("catalog_endpoints", CATALOG_ENDPOINTS),
+    ("catalog_event_types", CATALOG_EVENT_TYPES),
     ("catalog_version", CATALOG_VERSION),
     ("claim", CLAIM),
     ("fetch_payload", FETCH_PAYLOAD),
@@ -60,11 +66,14 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("retention_boundary", RETENTION_BOUNDARY),
     ("retention_dead", RETENTION_DEAD),
     ("retention_events", RETENTION_EVENTS),
+    ("retention_filter_errors", RETENTION_FILTER_ERRORS),
     ("retention_lanes", RETENTION_LANES),
     ("retention_lock", RETENTION_LOCK),
     ("retention_succeeded", RETENTION_SUCCEEDED),
     ("route_already_routed", ROUTE_ALREADY_ROUTED),
+    ("route_dead_letter", ROUTE_DEAD_LETTER),
     ("route_fetch", ROUTE_FETCH),
+    ("route_filter", ROUTE_FILTER),
     ("route_insert", ROUTE_INSERT),
     ("route_lanes", ROUTE_LANES),
     ("route_lock", ROUTE_LOCK),
@@ -98,6 +107,13 @@ pub(crate) mod admin {
     pub(crate) const EVENT_ATTEMPTS: &str = include_str!("../sql/admin/event_attempts.sql");
     pub(crate) const EVENT_DELIVERIES: &str = include_str!("../sql/admin/event_deliveries.sql");
     pub(crate) const EVENT_GET: &str = include_str!("../sql/admin/event_get.sql");
+    pub(crate) const EVENT_TYPE_DELETE: &str = include_str!("../sql/admin/event_type_delete.sql");
+    pub(crate) const EVENT_TYPE_GET: &str = include_str!("../sql/admin/event_type_get.sql");
+    pub(crate) const EVENT_TYPE_INSERT: &str = include_str!("../sql/admin/event_type_insert.sql");
+    pub(crate) const EVENT_TYPE_LIST: &str = include_str!("../sql/admin/event_type_list.sql");
+    pub(crate) const EVENT_TYPE_LOCK: &str = include_str!("../sql/admin/event_type_lock.sql");
+    pub(crate) const EVENT_TYPE_UPDATE: &str = include_str!("../sql/admin/event_type_update.sql");
+    pub(crate) const FILTER_CHECK: &str = include_str!("../sql/admin/filter_check.sql");
     pub(crate) const ROUTING_LOCK: &str = include_str!("../sql/admin/routing_lock.sql");
     pub(crate) const SUBSCRIPTION_DELETE: &str =
         include_str!("../sql/admin/subscription_delete.sql");
@@ -127,6 +143,13 @@ pub(crate) mod admin {
         ("event_attempts", EVENT_ATTEMPTS),
         ("event_deliveries", EVENT_DELIVERIES),
         ("event_get", EVENT_GET),
+        ("event_type_delete", EVENT_TYPE_DELETE),
+        ("event_type_get", EVENT_TYPE_GET),
+        ("event_type_insert", EVENT_TYPE_INSERT),
+        ("event_type_list", EVENT_TYPE_LIST),
+        ("event_type_lock", EVENT_TYPE_LOCK),
+        ("event_type_update", EVENT_TYPE_UPDATE),
+        ("filter_check", FILTER_CHECK),
         ("routing_lock", ROUTING_LOCK),
         ("subscription_delete", SUBSCRIPTION_DELETE),
         ("subscription_get", SUBSCRIPTION_GET),
