@@ -186,8 +186,7 @@ pub(crate) async fn retention(replica: Arc<Replica>, shutdown: CancellationToken
                     ("events", s.events as u64),
                     ("filter_errors", s.filter_errors),
                 ] {
-                    metrics::counter!(names::RETENTION_DELETED, "table" => table)
-                        .increment(n);
+                    metrics::counter!(names::RETENTION_DELETED, "table" => table).increment(n);
                 }
             }
             Ok(_) => {}

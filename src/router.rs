@@ -398,8 +398,7 @@ fn count_filters_and_strictness(stats: &RouteStats) {
         );
     }
     if stats.unregistered > 0 {
-        metrics::counter!(names::UNREGISTERED_TYPE_DELIVERIES)
-            .increment(stats.unregistered as u64);
+        metrics::counter!(names::UNREGISTERED_TYPE_DELIVERIES).increment(stats.unregistered as u64);
     }
 }
 

@@ -143,10 +143,7 @@ pub async fn create(
     if let Some(types) = &req.event_types {
         validate::event_types("event_types", types)?;
     }
-    let own = OwnPolicy::validate(
-        Some(req.retry_schedule),
-        Some(req.max_age),
-    )?;
+    let own = OwnPolicy::validate(Some(req.retry_schedule), Some(req.max_age))?;
 
     let mut db = s.db().await?;
     if let Some(f) = &req.filter {

@@ -286,6 +286,16 @@ pub async fn patch(
         Some(d) => d,
         None => col(&current, "deprecated")?,
     };
+    let unchanged = description == col::<String>(&current, "description")?
+        && schema == col::<Option<Value>>(&current, "schema")?
+        && example == col::<Option<Value>>(&current, "example")?
+        && deprecated == col::<bool>(&current, "deprecated")?;
+    if unchanged {
+        // Nothing changes: no write, no new updated_at.
+        let same = fetch(&tx, &name).await?;
+        tx.commit().await?;
+        return Ok(Json(same));
+    }
     tx.query_one(
         q::EVENT_TYPE_UPDATE,
         &[&name, &description, &schema, &example, &deprecated],

@@ -1197,3 +1197,204 @@ async fn without_a_token_v1_is_open_to_plain_local_clients_only() {
     );
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn subscription_filters_are_validated_by_postgresql_when_saved() {
+    let db = fresh_db().await;
+    let (engine, api) = start(&db, &[]).await;
+    let ep = id(&api
+        .create_endpoint(json!({"url": "https://a.example.com/"}))
+        .await);
+
+    // A syntax error: 400 naming the field, with PostgreSQL's own message.
+    let message = assert_invalid(
+        api.post(
+            "/v1/subscriptions",
+            json!({"endpoint_id": ep, "event_types": ["*"], "filter": "$.amount >"}),
+        )
+        .await,
+        "filter",
+    );
+    assert!(message.contains("syntax error"), "{message}");
+    let message = assert_invalid(
+        api.post(
+            "/v1/subscriptions",
+            json!({"endpoint_id": ep, "event_types": ["*"], "filter": "$.region == $region"}),
+        )
+        .await,
+        "filter",
+    );
+    assert!(message.contains("unknown variable $region"), "{message}");
+    assert_invalid(
+        api.post(
+            "/v1/subscriptions",
+            json!({"endpoint_id": ep, "event_types": ["*"], "filter": " "}),
+        )
+        .await,
+        "filter",
+    );
+
+    let filter = r#"$.amount > 1000 && $.currency == "EUR""#;
+    let (status, s) = api
+        .post(
+            "/v1/subscriptions",
+            json!({"endpoint_id": ep, "event_types": ["order.*"], "filter": filter}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(s["filter"], filter);
+    let path = format!("/v1/subscriptions/{}", id(&s));
+    assert_eq!(api.get(&path).await.1["filter"], filter);
+    assert_invalid(
+        api.patch(&path, json!({"filter": "$.a =="})).await,
+        "filter",
+    );
+    let (status, s) = api.patch(&path, json!({"filter": null})).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["filter"], Value::Null);
+    assert_eq!(s["event_types"], json!(["order.*"]), "untouched");
+
+    // With the endpoint, on the subscription created with it.
+    let e = api
+        .create_endpoint(
+            json!({"url": "https://b.example.com/", "event_types": ["*"],
+                                "filter": "$tenant_id == \"eu\""}),
+        )
+        .await;
+    assert_eq!(e["subscription"]["filter"], "$tenant_id == \"eu\"");
+    assert_invalid(
+        api.post(
+            "/v1/endpoints",
+            json!({"url": "https://c.example.com/", "filter": "$.a == 1"}),
+        )
+        .await,
+        "filter",
+    );
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoints_own_retry_policy_is_validated_shown_and_cleared() {
+    let db = fresh_db().await;
+    let (engine, api) = start(&db, &[]).await;
+    let e = api
+        .create_endpoint(json!({"url": "https://a.example.com/",
+                                "retry_schedule": "10s,1m", "max_age": "2h"}))
+        .await;
+    assert_eq!(
+        (e["retry_schedule"].clone(), e["max_age"].clone()),
+        (json!("10s,1m"), json!("2h"))
+    );
+    let path = format!("/v1/endpoints/{}", id(&e));
+    assert_invalid(
+        api.patch(&path, json!({"retry_schedule": "0s"})).await,
+        "retry_schedule",
+    );
+    assert_invalid(
+        api.patch(&path, json!({"retry_schedule": "soon"})).await,
+        "retry_schedule",
+    );
+    assert_invalid(api.patch(&path, json!({"max_age": "-1h"})).await, "max_age");
+    let (status, v) = api.patch(&path, json!({"retry_schedule": null})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["retry_schedule"].clone(), v["max_age"].clone()),
+        (Value::Null, json!("2h"))
+    );
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_type_catalog_lists_registered_and_seen_types() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let (engine, api) = start(&db, &[]).await;
+    let (status, t) = api
+        .post(
+            "/v1/event-types",
+            json!({"name": "order.paid", "description": "An order was paid.",
+                   "schema": {"type": "object", "required": ["amount"]},
+                   "example": {"amount": 1200, "currency": "EUR"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    assert_eq!(t["registered"], true);
+    assert_eq!(t["example"]["amount"], 1200);
+    assert_error(
+        api.post("/v1/event-types", json!({"name": "order.paid"}))
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    assert_invalid(
+        api.post("/v1/event-types", json!({"name": "order.*"}))
+            .await,
+        "name",
+    );
+    assert_invalid(
+        api.post("/v1/event-types", json!({"name": "x", "schema": "object"}))
+            .await,
+        "schema",
+    );
+    c.execute(
+        "SELECT outbox.register_event_type('order.refunded', 'Money went back.', deprecated => true)",
+        &[],
+    )
+    .await
+    .unwrap();
+    // Publishing an unregistered type works (the catalog documents, it does not gate).
+    for t in ["order.paid", "order.shipped", "order.shipped"] {
+        crate::support::Event::new(t).publish(&c).await;
+    }
+    let t0 = std::time::Instant::now();
+    while scalar_i64(
+        &c,
+        "SELECT count(*) FROM outbox.events WHERE routed_at IS NULL",
+    )
+    .await
+        > 0
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "events not routed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, list) = api.get("/v1/event-types").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let rows: Vec<(String, bool, i64, bool)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_owned(),
+                t["registered"].as_bool().unwrap(),
+                t["events_seen"].as_i64().unwrap(),
+                t["deprecated"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("order.paid".to_owned(), true, 1, false),
+            ("order.refunded".to_owned(), true, 0, true),
+            ("order.shipped".to_owned(), false, 2, false),
+        ]
+    );
+    let (_, unregistered) = api.get("/v1/event-types?registered=false").await;
+    assert_eq!(unregistered["data"].as_array().unwrap().len(), 1);
+    let (status, t) = api
+        .patch("/v1/event-types/order.paid", json!({"deprecated": true}))
+        .await;
+    assert_eq!(
+        (status, t["deprecated"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    let (status, _) = api.delete("/v1/event-types/order.refunded").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_error(
+        api.get("/v1/event-types/order.refunded").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    engine.stop().await;
+}

@@ -12,13 +12,13 @@ use outboxd::{Config, Engine};
 use serde_json::{Value, json};
 
 /// Engine configuration for these tests: loopback receivers allowed (see `common::engine_config`).
-fn config(db: &TestDb, extra: &[&str]) -> Config {
+pub(crate) fn config(db: &TestDb, extra: &[&str]) -> Config {
     let mut args = vec!["--allow-networks", "127.0.0.0/8"];
     args.extend_from_slice(extra);
     engine_config(db, &args)
 }
 
-async fn start(db: &TestDb, extra: &[&str]) -> Engine {
+pub(crate) async fn start(db: &TestDb, extra: &[&str]) -> Engine {
     Engine::start(config(db, extra))
         .await
         .expect("engine starts")
@@ -40,12 +40,12 @@ async fn add_endpoint(
     .get(0)
 }
 
-async fn scalar_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
+pub(crate) async fn scalar_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
 /// Polls until every event is routed and every delivery finished (succeeded or dead).
-async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Duration) {
+pub(crate) async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Duration) {
     let t0 = Instant::now();
     while t0.elapsed() < deadline {
         if scalar_i64(
@@ -76,7 +76,7 @@ async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Duration) {
     );
 }
 
-fn body_json(r: &ReceivedRequest) -> Value {
+pub(crate) fn body_json(r: &ReceivedRequest) -> Value {
     serde_json::from_slice(&r.body).expect("JSON body")
 }
 

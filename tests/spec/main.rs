@@ -3,6 +3,7 @@
 
 mod admin;
 mod engine;
+mod filters;
 mod metrics;
 mod support;
 
