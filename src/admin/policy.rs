@@ -80,13 +80,7 @@ pub fn event_type_name(field: &str, name: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn msg(r: Result<impl std::fmt::Debug, ApiError>) -> String {
-        match r {
-            Err(e) => e.to_string(),
-            Ok(v) => panic!("accepted: {v:?}"),
-        }
-    }
+    use crate::admin::validate::tests::msg;
 
     #[test]
     fn retry_policies_read_like_the_environment_variables() {

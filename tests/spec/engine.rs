@@ -76,6 +76,21 @@ pub(crate) async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Dura
     );
 }
 
+/// The engine's `/metrics` page.
+pub(crate) async fn metrics_text(engine: &Engine) -> String {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{}/metrics", engine.listen_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub(crate) fn body_json(r: &ReceivedRequest) -> Value {
     serde_json::from_slice(&r.body).expect("JSON body")
 }
@@ -951,17 +966,7 @@ async fn failing_endpoint_is_probed_not_hammered() {
         "{n} requests in {:?}: the endpoint was hammered",
         t0.elapsed()
     );
-    let state = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("http://{}/metrics", engine.listen_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let state = metrics_text(&engine).await;
     assert!(state.contains("outboxd_endpoint_circuit_state"), "{state}");
     engine.stop().await;
 }

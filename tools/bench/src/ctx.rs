@@ -20,6 +20,7 @@ pub enum Scenario {
     Latency,
     Isolation,
     Hotkeys,
+    Filters,
     All,
     Smoke,
 }
@@ -33,6 +34,7 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::Isolation => "isolation",
             Scenario::Hotkeys => "hotkeys",
+            Scenario::Filters => "filters",
             Scenario::All => "all",
             Scenario::Smoke => "smoke",
         }
