@@ -248,3 +248,74 @@ SELECT e.event_type, count(*), min(e.created_at), max(e.created_at)
   FROM outbox.events e
  WHERE e.routed_at IS NOT NULL
  GROUP BY e.event_type;
+
+-- ---------------------------------------------------------------------------------------------
+-- Least-privilege roles (sql/roles.sql, migration V4)
+-- ---------------------------------------------------------------------------------------------
+
+-- Replaces V8's function with one that also grants on what this migration adds (V4's comment:
+-- a migration that adds objects replaces it). Kept in step with
+-- sql/engine/missing_privileges.sql (tests/spec/database.rs).
+CREATE OR REPLACE FUNCTION outbox.grant_roles() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_runtime') THEN
+        -- `outboxd run`: the engine and the admin API.
+        GRANT USAGE ON SCHEMA outbox TO outboxd_runtime;
+        GRANT SELECT ON outbox.schema_history TO outboxd_runtime;
+        GRANT SELECT, UPDATE, DELETE ON outbox.events TO outboxd_runtime;
+        GRANT SELECT, INSERT, UPDATE, DELETE
+           ON outbox.endpoints, outbox.subscriptions, outbox.deliveries, outbox.lanes
+           TO outboxd_runtime;
+        -- Changing endpoints or subscriptions bumps the configuration version (trigger).
+        GRANT SELECT, UPDATE ON outbox.config_version TO outboxd_runtime;
+        GRANT SELECT, INSERT, DELETE ON outbox.attempts TO outboxd_runtime;
+        -- The stats lease (sql/engine/stats_lease.sql, stats_release.sql).
+        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.leaders TO outboxd_runtime;
+        -- Routing records filter errors (retention deletes them) and counts the event types
+        -- it sees; the admin API keeps the catalog.
+        GRANT SELECT, INSERT, DELETE ON outbox.filter_errors TO outboxd_runtime;
+        GRANT SELECT, INSERT, UPDATE ON outbox.event_type_stats TO outboxd_runtime;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.event_types TO outboxd_runtime;
+        GRANT EXECUTE ON FUNCTION outbox.check_filter(text),
+              outbox.filter_vars(text, text, text, jsonb),
+              outbox.filter_match_safe(jsonb, jsonpath, jsonb),
+              outbox.filter_error_message(jsonb, jsonpath, jsonb),
+              outbox.check_retry_schedule(text)
+           TO outboxd_runtime;
+        GRANT EXECUTE ON FUNCTION outbox.new_secret(), outbox.rotate_secret(bigint, text),
+              outbox.finish_secret_rotation(bigint), outbox.retry_dead(bigint, bigint)
+           TO outboxd_runtime;
+    END IF;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_publisher') THEN
+        -- The application: INSERT, or outbox.publish(). `id` and `event_id` only, so that
+        -- INSERT … RETURNING and outbox.publish() can return them; never the payloads.
+        GRANT USAGE ON SCHEMA outbox TO outboxd_publisher;
+        GRANT INSERT ON outbox.events TO outboxd_publisher;
+        GRANT SELECT (id, event_id) ON outbox.events TO outboxd_publisher;
+        GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text, jsonb, text),
+              outbox.new_event_id(), outbox.router_busy()
+           TO outboxd_publisher;
+    END IF;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_reader') THEN
+        -- DBAs and dashboards: the views and the cookbook's read queries, never payloads,
+        -- event or endpoint headers, or secrets.
+        GRANT USAGE ON SCHEMA outbox TO outboxd_reader;
+        GRANT SELECT ON outbox.lag, outbox.endpoint_health, outbox.recent_failures,
+              outbox.dead_deliveries, outbox.deliveries, outbox.attempts, outbox.subscriptions,
+              outbox.lanes, outbox.schema_history, outbox.leaders, outbox.event_types,
+              outbox.event_type_stats
+           TO outboxd_reader;
+        -- Filter errors without PostgreSQL's message, which can quote a payload value.
+        GRANT SELECT (id, created_at, subscription_id, endpoint_id, event_id, event_type, filter)
+           ON outbox.filter_errors TO outboxd_reader;
+        GRANT SELECT (id, event_id, event_type, resource_key, tenant_id, created_at, routed_at)
+           ON outbox.events TO outboxd_reader;
+        GRANT SELECT (id, url, tenant_id, all_tenants, enabled, max_in_flight, rate_limit,
+                      description, disabled_reason, created_at, updated_at, retry_schedule,
+                      max_age)
+           ON outbox.endpoints TO outboxd_reader;
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION outbox.grant_roles() FROM PUBLIC;

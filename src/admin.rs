@@ -1,5 +1,6 @@
-//! The HTTP listener: `/healthz` (process alive), `/readyz` (database reachable, schema at
-//! this binary's version), `/metrics` (Prometheus text format) and the REST admin API under
+//! The HTTP listener: `/healthz` (process alive), `/readyz` (start-up done, the loops
+//! succeeding: `crate::readiness`; database reachable, schema at this binary's version),
+//! `/metrics` (Prometheus text format) and the REST admin API under
 //! `/v1` (SPEC §2, README "Admin API").
 //!
 //! `/v1` is guarded by `auth` (bearer token, or loopback-only without one), takes JSON
@@ -49,12 +50,12 @@ struct AppState {
 
 /// A pooled connection for one admin request (and its share of the pool).
 struct Db {
-    client: deadpool_postgres::Object,
+    client: crate::db::Conn,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Deref for Db {
-    type Target = deadpool_postgres::Object;
+    type Target = crate::db::Conn;
     fn deref(&self) -> &Self::Target {
         &self.client
     }
@@ -74,7 +75,7 @@ impl AppState {
             .acquire_owned()
             .await
             .map_err(|_| ApiError::Unavailable)?;
-        let client = self.replica.pool.get().await?;
+        let client = self.replica.db().await?;
         Ok(Db {
             client,
             _permit: permit,
@@ -168,9 +169,10 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
 
 /// What `/readyz` checks (also `outboxd_ready` in `/metrics`): why not, when not ready.
 async fn readiness(s: &AppState) -> Result<(), String> {
+    s.replica.readiness.verdict(std::time::Instant::now())?;
     let check = async {
-        let client = s.replica.pool.get().await?;
-        crate::db::check_schema(&client).await
+        let client = s.replica.db().await?;
+        crate::db::check_schema(client.client()).await
     };
     match tokio::time::timeout(std::time::Duration::from_secs(5), check).await {
         Ok(Ok(())) => Ok(()),

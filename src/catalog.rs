@@ -20,6 +20,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
+use crate::db::Queries;
 use crate::pattern::Pattern;
 use crate::retry::{RetryOverride, parse_schedule};
 use crate::signing::Secret;
@@ -189,15 +190,18 @@ impl Catalog {
     }
 
     /// Loads the catalog. Runs in whatever transaction the caller holds.
-    pub async fn load(
-        client: &impl tokio_postgres::GenericClient,
-    ) -> Result<Catalog, tokio_postgres::Error> {
+    pub async fn load(client: &impl Queries) -> Result<Catalog, tokio_postgres::Error> {
         let version: i64 = client
+            .on()
             .query_one(crate::sql::CATALOG_VERSION, &[])
             .await?
             .get(0);
-        let rows = client.query(crate::sql::CATALOG_ENDPOINTS, &[]).await?;
+        let rows = client
+            .on()
+            .query(crate::sql::CATALOG_ENDPOINTS, &[])
+            .await?;
         let event_types = client
+            .on()
             .query(crate::sql::CATALOG_EVENT_TYPES, &[])
             .await?
             .iter()

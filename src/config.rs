@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::db::Pooler;
 use crate::delivery::http::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT,
 };
@@ -146,6 +147,20 @@ pub struct RunArgs {
     /// How often the replica holding the stats lease refreshes the database-wide gauges of /metrics.
     #[arg(long, env = "OUTBOXD_STATS_INTERVAL", default_value = "10s")]
     pub stats_interval: humantime::Duration,
+    /// What sits between outboxd and PostgreSQL: none (a direct connection), session or
+    /// transaction (a pooler such as PgBouncer in that pool mode). README "Poolers".
+    #[arg(long, env = "OUTBOXD_POOLER", default_value = "none")]
+    pub pooler: String,
+
+    /// A direct connection (not through a transaction-mode pooler) used only to LISTEN for
+    /// wake-ups; without it, OUTBOXD_POOLER=transaction polls every OUTBOXD_POLL_INTERVAL.
+    #[arg(long, env = "OUTBOXD_LISTEN_DATABASE_URL", hide_env_values = true)]
+    pub listen_database_url: Option<String>,
+
+    /// How long `run` waits for PostgreSQL to answer at start-up before giving up; default:
+    /// forever (the HTTP listener is up meanwhile: /healthz 200, /readyz 503).
+    #[arg(long, env = "OUTBOXD_STARTUP_TIMEOUT")]
+    pub startup_timeout: Option<humantime::Duration>,
 
     /// Events whose type is not registered in outbox.event_types get dead deliveries instead of pending ones.
     #[arg(long, env = "OUTBOXD_STRICT_EVENT_TYPES", default_value_t = false)]
@@ -165,6 +180,11 @@ impl std::fmt::Debug for RunArgs {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("allow_networks", &self.allow_networks)
+            .field("pooler", &self.pooler)
+            .field(
+                "listen_database_url",
+                &self.listen_database_url.as_deref().map(redact_url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -208,6 +228,10 @@ pub struct Config {
     pub replica_id: String,
     pub metrics_endpoint_labels: LabelPolicy,
     pub stats_interval: Duration,
+    pub pooler: Pooler,
+    pub listen_database_url: Option<String>,
+    /// `None`: wait for PostgreSQL forever.
+    pub startup_timeout: Option<Duration>,
     /// `OUTBOXD_STRICT_EVENT_TYPES`.
     pub strict_event_types: bool,
 }
@@ -226,6 +250,12 @@ impl std::fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("concurrency", &self.concurrency)
             .field("replica_id", &self.replica_id)
+            .field("pooler", &self.pooler)
+            .field(
+                "listen_database_url",
+                &self.listen_database_url.as_deref().map(redact_url),
+            )
+            .field("startup_timeout", &self.startup_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -326,6 +356,15 @@ impl RunArgs {
             return Err(invalid("OUTBOXD_STATS_INTERVAL", "must be at least 100ms"));
         }
         crate::db::parse_url(&database_url).map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+        let pooler: Pooler = self
+            .pooler
+            .parse()
+            .map_err(|e: String| invalid("OUTBOXD_POOLER", e))?;
+        let listen_database_url = self.listen_database_url.filter(|u| !u.is_empty());
+        if let Some(url) = &listen_database_url {
+            crate::db::parse_url(url)
+                .map_err(|e| invalid("OUTBOXD_LISTEN_DATABASE_URL", e.to_string()))?;
+        }
         Ok(Config {
             database_url,
             listen: self.listen,
@@ -356,6 +395,9 @@ impl RunArgs {
             replica_id,
             metrics_endpoint_labels,
             stats_interval,
+            pooler,
+            listen_database_url,
+            startup_timeout: self.startup_timeout.map(Into::into),
             strict_event_types: self.strict_event_types,
         })
     }
@@ -463,6 +505,36 @@ mod tests {
         assert!(err.to_string().starts_with("OUTBOXD_LEASE"), "{err}");
         let err = args(&[]).into_config("mysql://x".into()).unwrap_err();
         assert!(err.to_string().starts_with("DATABASE_URL"), "{err}");
+        let err = args(&["--pooler", "pgbouncer"])
+            .into_config(URL.into())
+            .unwrap_err();
+        assert!(err.to_string().starts_with("OUTBOXD_POOLER"), "{err}");
+        let err = args(&["--listen-database-url", "postgres://db/x?sslmode=maybe"])
+            .into_config(URL.into())
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("OUTBOXD_LISTEN_DATABASE_URL"),
+            "{err}"
+        );
+        let err = args(&[])
+            .into_config(format!("{URL}?sslmode=verify-full"))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("DATABASE_URL") && err.to_string().contains("sslrootcert"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn poolers_and_start_up_waiting_have_documented_defaults() {
+        let c = args(&[]).into_config(URL.into()).unwrap();
+        assert_eq!(c.pooler, Pooler::None);
+        assert_eq!(c.startup_timeout, None, "waits for PostgreSQL forever");
+        let c = args(&["--pooler", "transaction", "--startup-timeout", "2m"])
+            .into_config(URL.into())
+            .unwrap();
+        assert_eq!(c.pooler, Pooler::Transaction);
+        assert_eq!(c.startup_timeout, Some(Duration::from_secs(120)));
     }
 
     #[test]

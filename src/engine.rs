@@ -9,13 +9,17 @@
 //!   admin::serve (/healthz /readyz /metrics /v1)
 //! ```
 //!
+//! Start-up binds the listener before anything touches the database: a replica started
+//! while PostgreSQL is down stays up (`/healthz` 200, `/readyz` 503 saying why) and starts
+//! its tasks once the database answers.
+//!
 //! Shutdown (SIGTERM in `main` cancels the token): the router and the claimer stop; the
 //! claimer waits for its workers up to the grace period and releases what is left; the
 //! recorder writes every outcome it received; then the background services stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -23,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::db::{self, DbError};
+use crate::db::{self, Connector, DbError, Pooler};
 use crate::delivery::ErrorKind;
 use crate::delivery::http::{Sender, SenderConfig};
 use crate::replica::Replica;
@@ -41,6 +45,13 @@ pub enum EngineError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("{last} (still failing after OUTBOXD_STARTUP_TIMEOUT={}; giving up)", humantime::format_duration(*.limit))]
+    StartupTimeout { limit: Duration, last: DbError },
+    #[error(
+        "the database role {role:?} lacks privileges outboxd run needs: {missing}. Grant it \
+         outboxd_runtime (sql/roles.sql; README \"Database roles\"), or these privileges"
+    )]
+    Privileges { role: String, missing: String },
 }
 
 /// A running replica.
@@ -52,21 +63,20 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Checks the database (migrating it when configured to), binds the listener and starts
-    /// every task.
+    /// Binds the listener first (`/healthz` answers, `/readyz` says why it is not ready),
+    /// then waits for PostgreSQL (with backoff, up to `OUTBOXD_STARTUP_TIMEOUT`), migrates or
+    /// checks the schema, checks the role's privileges, loads the catalog and starts every
+    /// task. Returns once they run, or with why they cannot.
     pub async fn start(config: Config) -> Result<Engine, EngineError> {
         let kinds: Vec<&'static str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
         let prom = crate::metrics::handle(&kinds);
-        let mut client = db::connect(&config.database_url).await?;
-        if config.migrate {
-            db::migrate(&mut client).await?;
-        } else {
-            db::check_schema(&client).await?;
-        }
-        let catalog = Catalog::load(&client).await.map_err(DbError::from)?;
-        drop(client);
-
-        let pool = db::pool(&config.database_url, config.db_pool_size)?;
+        let connector = Connector::new(&config.database_url, config.pooler)?;
+        let listen_connector = match &config.listen_database_url {
+            Some(url) => Some(Connector::new(url, Pooler::None)?),
+            None if config.pooler.keeps_sessions() => Some(connector.clone()),
+            None => None,
+        };
+        let pool = connector.pool(config.db_pool_size)?;
         let sender = Sender::new(SenderConfig {
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
@@ -83,10 +93,33 @@ impl Engine {
             .await
             .map_err(listen_error)?;
         let listen_addr = listener.local_addr().map_err(listen_error)?;
+        tracing::info!(listen = %listen_addr, "listening; starting up");
 
-        let replica = Arc::new(Replica::new(config, pool, catalog, sender));
+        let replica = Arc::new(Replica::new(config, pool, Catalog::default(), sender));
+        // Background services (the listener first) stop with `background`, after the claimer
+        // and the recorder are done.
+        let background = CancellationToken::new();
+        let http = tokio::spawn(crate::admin::serve(
+            listener,
+            replica.clone(),
+            prom,
+            background.clone(),
+        ));
+        if let Err(e) = start_up(&replica, &connector).await {
+            background.cancel();
+            let _ = http.await;
+            return Err(e);
+        }
+        replica.readiness.started(Instant::now());
+
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(replica, listener, prom, shutdown.clone()));
+        let task = tokio::spawn(run(
+            replica,
+            listen_connector,
+            http,
+            background,
+            shutdown.clone(),
+        ));
         tracing::info!(listen = %listen_addr, "outboxd started");
         Ok(Engine {
             listen_addr,
@@ -112,20 +145,122 @@ impl Engine {
     }
 }
 
+/// Everything between binding the listener and starting the tasks; `/readyz` says which
+/// step it is at.
+async fn start_up(replica: &Replica, connector: &Connector) -> Result<(), EngineError> {
+    let config = &replica.config;
+    let mut client = wait_for_database(replica, connector).await?;
+    if config.migrate {
+        replica.readiness.starting("migrating the database");
+        db::migrate(&mut client).await?;
+    } else {
+        db::check_schema(&client).await?;
+    }
+    drop(client);
+
+    replica
+        .readiness
+        .starting("checking the database role's privileges");
+    let conn = replica.db().await?;
+    let settings = conn
+        .query_one(crate::sql::SESSION_SETTINGS_SHOW, &[])
+        .await
+        .map_err(DbError::from)?;
+    let role: String = settings.get(0);
+    let missing = db::privileges::missing(&conn).await?;
+    if !missing.is_empty() {
+        return Err(EngineError::Privileges {
+            role,
+            missing: db::privileges::list(&missing),
+        });
+    }
+    if config.pooler == Pooler::Transaction {
+        let (jit, parallel): (String, String) = (settings.get(1), settings.get(2));
+        if jit != "off" || parallel != "0" {
+            tracing::warn!(
+                role = %role,
+                jit = %jit,
+                max_parallel_workers_per_gather = %parallel,
+                "behind a transaction-mode pooler outboxd cannot set its session settings; \
+                 run ALTER ROLE {role} SET jit = off; ALTER ROLE {role} SET \
+                 max_parallel_workers_per_gather = 0 (README \"Poolers\")"
+            );
+        }
+        if config.listen_database_url.is_none() {
+            tracing::info!(
+                poll_interval = %humantime::format_duration(config.poll_interval),
+                "OUTBOXD_POOLER=transaction: LISTEN/NOTIFY does not pass a transaction-mode \
+                 pooler, so new events and configuration changes are found by polling every \
+                 OUTBOXD_POLL_INTERVAL; set OUTBOXD_LISTEN_DATABASE_URL to a direct connection \
+                 for instant wake-ups"
+            );
+        }
+    }
+    replica
+        .readiness
+        .starting("loading endpoints and subscriptions");
+    replica
+        .catalog
+        .set(Catalog::load(&conn).await.map_err(DbError::from)?);
+    tracing::info!(
+        role = %role,
+        pooler = config.pooler.as_str(),
+        "database ready: schema at version {}, privileges complete",
+        db::latest_migration()
+    );
+    Ok(())
+}
+
+/// Connects, retrying with backoff (200 ms doubling to 5 s) until PostgreSQL answers or
+/// `OUTBOXD_STARTUP_TIMEOUT` has passed. Every failure is logged and shown by `/readyz`.
+async fn wait_for_database(
+    replica: &Replica,
+    connector: &Connector,
+) -> Result<tokio_postgres::Client, EngineError> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(200);
+    replica.readiness.starting("connecting to PostgreSQL");
+    loop {
+        let e = match connector.connect().await {
+            Ok(client) => return Ok(client),
+            Err(e) => e,
+        };
+        let waited = started.elapsed();
+        if let Some(limit) = replica.config.startup_timeout
+            && waited + backoff > limit
+        {
+            return Err(EngineError::StartupTimeout { limit, last: e });
+        }
+        tracing::warn!(
+            error = %e,
+            retry_in = %humantime::format_duration(backoff),
+            "PostgreSQL does not answer yet; waiting for it"
+        );
+        replica
+            .readiness
+            .starting(format!("waiting for PostgreSQL: {e}"));
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
 async fn run(
     replica: Arc<Replica>,
-    listener: tokio::net::TcpListener,
-    prom: metrics_exporter_prometheus::PrometheusHandle,
+    listen: Option<Connector>,
+    http: JoinHandle<()>,
+    background: CancellationToken,
     shutdown: CancellationToken,
 ) {
-    // Background services stop with `background`, after the claimer and recorder are done.
-    let background = CancellationToken::new();
     let r = &replica;
     let rescue_every =
         (r.config.lease / 4).clamp(Duration::from_millis(500), Duration::from_secs(10));
-    let services = vec![
-        tokio::spawn(crate::wakeup::listen(r.clone(), background.clone())),
-        tokio::spawn(crate::wakeup::reload_catalog(r.clone(), background.clone())),
+    let mut services = vec![
+        http,
+        tokio::spawn(crate::wakeup::reload_catalog(
+            r.clone(),
+            listen.is_some(),
+            background.clone(),
+        )),
         tokio::spawn(crate::router::run(r.clone(), shutdown.clone())),
         tokio::spawn(crate::maintenance::rescue_leases(
             r.clone(),
@@ -134,13 +269,14 @@ async fn run(
         )),
         tokio::spawn(crate::maintenance::retention(r.clone(), background.clone())),
         tokio::spawn(crate::maintenance::stats(r.clone(), background.clone())),
-        tokio::spawn(crate::admin::serve(
-            listener,
-            r.clone(),
-            prom,
-            background.clone(),
-        )),
     ];
+    if let Some(connector) = listen {
+        services.push(tokio::spawn(crate::wakeup::listen(
+            r.clone(),
+            connector,
+            background.clone(),
+        )));
+    }
 
     let (done_tx, done_rx) = mpsc::channel(r.config.concurrency.max(16));
     let recorder = tokio::spawn(crate::record::recorder(r.clone(), done_rx));

@@ -18,6 +18,7 @@ const FLOORS: &[(u8, &[&str])] = &[
             "metrics",
             "pacing",
             "pattern",
+            "readiness",
             "signing",
             "sql",
             "ssrf",

@@ -20,9 +20,11 @@
 //!    [`maintenance`] rescues leases of dead replicas and deletes old work.
 //!
 //! Around it: [`replica`] (the state one replica's tasks share), [`engine`] (starts the
-//! tasks, stops them), [`wakeup`] (LISTEN/NOTIFY), [`config`], [`db`], [`sql`] (every named
-//! query), [`locks`] (every advisory lock), [`admin`] (`/healthz`, `/readyz`, `/metrics`, the
-//! REST API `/v1`), [`metrics`], [`embedded_pg`] (a throwaway PostgreSQL) and [`demo`].
+//! tasks, stops them), [`wakeup`] (LISTEN/NOTIFY), [`config`], [`db`] (TLS, poolers, the one
+//! way a query is sent, migrations, the role's privileges), [`sql`] (every named query),
+//! [`locks`] (every advisory lock), [`readiness`] (what `/readyz` says), [`admin`]
+//! (`/healthz`, `/readyz`, `/metrics`, the REST API `/v1`), [`metrics`], [`embedded_pg`] (a
+//! throwaway PostgreSQL) and [`demo`].
 //! `ARCHITECTURE.md` draws it; the `layers` test keeps imports pointing downwards only.
 //!
 //! # The library's API
@@ -31,7 +33,8 @@
 //! sidecar the same way. What it needs is exported here, and nothing else:
 //! [`Config`] (built from [`RunArgs`], the flags and `OUTBOXD_*` variables, validated into a
 //! [`ConfigError`] naming the variable), [`Engine`] (start, stop), [`migrate`] and
-//! [`check_schema`] over a [`connect`]ed client, [`embedded_pg`] and [`demo`]. Every other
+//! [`check_schema`] over a [`connect`]ed client ([`Connector`]: a `DATABASE_URL` with its TLS
+//! parameters and [`Pooler`] mode), [`embedded_pg`] and [`demo`]. Every other
 //! module is internal (`pub(crate)`).
 
 pub(crate) mod admin;
@@ -49,6 +52,7 @@ pub(crate) mod maintenance;
 pub(crate) mod metrics;
 pub(crate) mod pacing;
 pub(crate) mod pattern;
+pub(crate) mod readiness;
 pub(crate) mod record;
 pub(crate) mod replica;
 pub(crate) mod retry;
@@ -65,6 +69,6 @@ mod layers;
 mod test_support;
 
 pub use config::{Config, ConfigError, RunArgs};
-pub use db::{DbError, check_schema, connect, latest_migration, migrate};
+pub use db::{Connector, DbError, Pooler, check_schema, connect, latest_migration, migrate};
 pub use engine::{Engine, EngineError};
 pub use retry::RetryPolicy;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
+use crate::db::Conn;
 use crate::metrics::database::{Backlog, DatabaseStats};
 use crate::metrics::names;
 use crate::replica::Replica;
@@ -48,7 +49,7 @@ pub(crate) async fn rescue_leases(
 }
 
 async fn rescue_once(replica: &Replica) -> Result<usize, crate::db::DbError> {
-    let client = replica.pool.get().await?;
+    let client = replica.db().await?;
     let mut total = 0;
     loop {
         let n = client
@@ -89,7 +90,7 @@ pub(crate) async fn stats(replica: Arc<Replica>, shutdown: CancellationToken) {
     }
     if replica.stats().is_leader() {
         let release = async {
-            let client = replica.pool.get().await?;
+            let client = replica.db().await?;
             client
                 .execute(sql::STATS_RELEASE, &[&replica.config.replica_id])
                 .await?;
@@ -103,7 +104,7 @@ pub(crate) async fn stats(replica: Arc<Replica>, shutdown: CancellationToken) {
 
 /// Takes or renews the lease (three intervals long) and, when held, reads the figures.
 async fn stats_once(replica: &Replica) -> Result<Option<DatabaseStats>, crate::db::DbError> {
-    let client = replica.pool.get().await?;
+    let client = replica.db().await?;
     let lease = (replica.config.stats_interval * 3).as_secs_f64();
     let held = client
         .query_opt(sql::STATS_LEASE, &[&replica.config.replica_id, &lease])
@@ -146,7 +147,7 @@ const RETENTION_WINDOW: i64 = 5000;
 /// Runs one retention statement in its own short transaction under the retention try-lock;
 /// `None` when another replica holds the lock.
 async fn locked_batch(
-    client: &mut deadpool_postgres::Object,
+    client: &mut Conn,
     query: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<tokio_postgres::Row>, crate::db::DbError> {
@@ -204,7 +205,7 @@ pub(crate) async fn retention_pass(
     replica: &Replica,
     shutdown: &CancellationToken,
 ) -> Result<RetentionStats, crate::db::DbError> {
-    let mut client = replica.pool.get().await?;
+    let mut client = replica.db().await?;
     let mut stats = RetentionStats::default();
     let succeeded_secs = replica.config.retention_succeeded.as_secs_f64();
     let dead_secs = replica.config.retention_dead.as_secs_f64();

@@ -8,16 +8,21 @@
 //! 4. endpoints that answered 410 Gone are disabled.
 //!
 //! A batch that fails to commit is retried (its outcomes stay in memory, bounded by the
-//! replica's concurrency) until it commits; only then is its capacity freed.
+//! replica's concurrency) until it commits; only then is its capacity freed. Meanwhile the
+//! replica is not ready and its claimer starts nothing new (`crate::readiness`): if the
+//! writes fail for longer than the lease, those deliveries are sent again by whichever
+//! replica takes them over, and that is logged and counted
+//! (`outboxd_outcomes_after_lease_total`), never silent.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-use crate::db::DbError;
+use crate::db::{Conn, DbError};
 use crate::delivery::{EXCERPT_LIMIT, Outcome};
+use crate::readiness::Task;
 use crate::replica::Replica;
 use crate::retry::{DeadReason, Decision};
 use crate::sql;
@@ -82,20 +87,26 @@ pub(crate) async fn recorder(replica: Arc<Replica>, mut rx: mpsc::Receiver<Compl
         }
         let mut backoff = Duration::from_millis(50);
         loop {
-            let result = match replica.pool.get().await {
+            let result = match replica.db().await {
                 Ok(mut client) => record(&mut client, &batch, &replica.config.replica_id)
                     .await
                     .map_err(DbError::from),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             };
             match result {
                 Ok(stats) => {
-                    if (stats.applied as usize) < batch.len() {
-                        // Their leases had expired and been taken over (a stalled replica):
-                        // the new holder records them.
-                        tracing::debug!(
-                            stale = batch.len() - stats.applied as usize,
-                            "outcomes for leases this replica no longer held were not applied"
+                    replica.readiness.ok(Task::Recorder, Instant::now());
+                    let stale = batch.len() - (stats.applied as usize).min(batch.len());
+                    if stale > 0 {
+                        // Their leases had expired and been taken over (a stalled replica, or
+                        // writes that failed for longer than the lease): the new holder
+                        // records them, and those deliveries were or will be sent again.
+                        metrics::counter!(crate::metrics::names::OUTCOMES_AFTER_LEASE)
+                            .increment(stale as u64);
+                        tracing::warn!(
+                            stale,
+                            "outcomes arrived after their lease ran out; those deliveries are \
+                             sent again by whoever holds them now (same webhook-id)"
                         );
                     }
                     if stats.promoted > 0 {
@@ -105,7 +116,14 @@ pub(crate) async fn recorder(replica: Arc<Replica>, mut rx: mpsc::Receiver<Compl
                 }
                 Err(e) => {
                     crate::metrics::db_error("record");
-                    tracing::warn!(error = %e, batch = batch.len(), "recording outcomes failed; retrying");
+                    let why = replica.failed(Task::Recorder, &e).await;
+                    tracing::error!(
+                        error = %why,
+                        batch = batch.len(),
+                        "recording outcomes failed; retrying, and claiming nothing new until \
+                         they are written (their deliveries are sent again if the lease runs \
+                         out first)"
+                    );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -121,7 +139,7 @@ pub(crate) async fn recorder(replica: Arc<Replica>, mut rx: mpsc::Receiver<Compl
 
 /// Writes a batch of outcomes in one transaction.
 pub(crate) async fn record(
-    client: &mut deadpool_postgres::Object,
+    client: &mut Conn,
     batch: &[Completed],
     replica_id: &str,
 ) -> Result<RecordStats, tokio_postgres::Error> {
@@ -142,11 +160,7 @@ pub(crate) async fn record(
     lanes.dedup();
     if !lanes.is_empty() {
         let (eps, keys): (Vec<i64>, Vec<&str>) = lanes.into_iter().unzip();
-        tx.query(
-            &tx.prepare_cached(sql::RECORD_LOCK_LANES).await?,
-            &[&eps, &keys],
-        )
-        .await?;
+        tx.query(sql::RECORD_LOCK_LANES, &[&eps, &keys]).await?;
     }
 
     // 2. New states, lane hand-over.
@@ -213,7 +227,7 @@ pub(crate) async fn record(
     }
     let row = tx
         .query_one(
-            &tx.prepare_cached(sql::RECORD_COMPLETE).await?,
+            sql::RECORD_COMPLETE,
             &[&ids, &claims, &states, &next_at, &statuses, &errors],
         )
         .await?;
@@ -224,7 +238,7 @@ pub(crate) async fn record(
 
     // 3. The attempts.
     tx.execute(
-        &tx.prepare_cached(sql::RECORD_ATTEMPTS).await?,
+        sql::RECORD_ATTEMPTS,
         &[
             &ids,
             &a_event,
@@ -247,7 +261,7 @@ pub(crate) async fn record(
         gone.sort_unstable();
         gone.dedup();
         tx.execute(
-            &tx.prepare_cached(sql::RECORD_GONE).await?,
+            sql::RECORD_GONE,
             &[
                 &gone,
                 &format!("receiver answered 410 Gone at {}", Utc::now().to_rfc3339()),

@@ -11,17 +11,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
 use crate::catalog::{Catalog, CatalogHandle};
 use crate::circuit::Breakers;
 use crate::config::Config;
-use crate::db::DbError;
+use crate::db::{self, Conn, DbError};
 use crate::delivery::http::Sender;
 use crate::metrics::database::StatsState;
 use crate::metrics::endpoints::EndpointSeries;
 use crate::pacing::Pacer;
+use crate::readiness::{Readiness, Task};
 
 /// Large payloads (not returned inline by the claim) are loaded by at most this many
 /// workers at once, which bounds the memory they take.
@@ -41,6 +43,8 @@ pub(crate) struct Replica {
     pub config_changed: Notify,
     /// Bounds memory: large payloads are loaded by a few workers at a time.
     pub big_payloads: Semaphore,
+    /// What `/readyz` says: start-up finished, loops succeeding.
+    pub readiness: Readiness,
     capacity: Mutex<Capacity>,
     pacer: Mutex<Pacer>,
     breakers: Mutex<Breakers>,
@@ -67,6 +71,8 @@ impl Replica {
         let endpoint_metrics = EndpointSeries::new(config.metrics_endpoint_labels);
         // Figures older than two refreshes are not shown (the stats lease lasts three).
         let stats = StatsState::new(config.stats_interval * 2);
+        // Stuck, not idle: the router and the claimer come round every poll interval.
+        let stale_after = (config.poll_interval * 10).max(Duration::from_secs(30));
         let handle = CatalogHandle::default();
         handle.set(catalog);
         Replica {
@@ -78,12 +84,38 @@ impl Replica {
             events_ready: Notify::new(),
             config_changed: Notify::new(),
             big_payloads: Semaphore::new(BIG_PAYLOAD_LOADS),
+            readiness: Readiness::new(stale_after),
             capacity: Mutex::new(Capacity::default()),
             pacer: Mutex::new(Pacer::default()),
             breakers: Mutex::new(breakers),
             endpoint_metrics: Mutex::new(endpoint_metrics),
             stats: Mutex::new(stats),
         }
+    }
+
+    /// A pooled connection that sends queries the way `OUTBOXD_POOLER` allows.
+    pub async fn db(&self) -> Result<Conn, DbError> {
+        db::get(&self.pool, self.config.pooler).await
+    }
+
+    /// A round of `task` failed with `e`: readiness follows, and the text to log is returned.
+    /// A permission error (SQLSTATE 42501) names the object; this adds which privileges the
+    /// role lacks, from the same check start-up makes.
+    pub async fn failed(&self, task: Task, e: &DbError) -> String {
+        let mut why = e.to_string();
+        if e.sqlstate() == Some("42501") {
+            let missing = async { db::privileges::missing(&self.db().await?).await }.await;
+            if let Ok(missing) = missing
+                && !missing.is_empty()
+            {
+                why = format!(
+                    "{why}; the database role lacks {} (grant it outboxd_runtime: README \"Database roles\")",
+                    db::privileges::list(&missing)
+                );
+            }
+        }
+        self.readiness.failed(task, why.clone());
+        why
     }
 
     pub fn capacity(&self) -> MutexGuard<'_, Capacity> {
@@ -106,11 +138,22 @@ impl Replica {
         lock(&self.stats)
     }
 
+    /// Whether the configuration version in the database differs from the catalog's (false
+    /// when it cannot be read: the next look will tell).
+    pub async fn catalog_version_moved(&self) -> bool {
+        let version = async {
+            let client = self.db().await?;
+            let row = client.query_one(crate::sql::CATALOG_VERSION, &[]).await?;
+            Ok::<i64, DbError>(row.get(0))
+        };
+        version.await.is_ok_and(|v| v != self.catalog.get().version)
+    }
+
     /// Reloads endpoints and subscriptions now; on failure keeps the previous catalog.
     pub async fn reload_catalog(&self) {
         let result = async {
-            let client = self.pool.get().await?;
-            Ok::<_, DbError>(Catalog::load(&**client).await?)
+            let client = self.db().await?;
+            Ok::<_, DbError>(Catalog::load(&client).await?)
         }
         .await;
         match result {

@@ -24,14 +24,15 @@ mod filters;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CatalogHandle, Target};
-use crate::db::DbError;
+use crate::db::{Conn, DbError};
 use crate::metrics::names;
+use crate::readiness::Task;
 use crate::replica::Replica;
 use crate::sql;
 
@@ -161,19 +162,16 @@ pub(crate) struct RouteStats {
 /// same transaction when its version changed, so routing never uses a stale configuration
 /// for longer than one batch.
 pub(crate) async fn route_once(
-    client: &mut deadpool_postgres::Object,
+    client: &mut Conn,
     catalog: &CatalogHandle,
     cursor: &mut String,
     batch: usize,
     max_deliveries: usize,
     strict: bool,
 ) -> Result<RouteStats, tokio_postgres::Error> {
-    let mut tx = client.transaction().await?;
+    let tx = client.transaction().await?;
     let locked: bool = tx
-        .query_one(
-            &tx.prepare_cached(sql::ROUTE_LOCK).await?,
-            &[&crate::locks::ROUTER],
-        )
+        .query_one(sql::ROUTE_LOCK, &[&crate::locks::ROUTER])
         .await?
         .get(0);
     if !locked {
@@ -182,19 +180,13 @@ pub(crate) async fn route_once(
             ..RouteStats::default()
         });
     }
-    let version: i64 = tx
-        .query_one(&tx.prepare_cached(sql::CATALOG_VERSION).await?, &[])
-        .await?
-        .get(0);
+    let version: i64 = tx.query_one(sql::CATALOG_VERSION, &[]).await?.get(0);
     if version != catalog.get().version {
-        catalog.set(Catalog::load(&*tx).await?);
+        catalog.set(Catalog::load(&tx).await?);
     }
     let cat = catalog.get();
     let rows = tx
-        .query(
-            &tx.prepare_cached(sql::ROUTE_FETCH).await?,
-            &[&(batch as i64), &cursor.as_str()],
-        )
+        .query(sql::ROUTE_FETCH, &[&(batch as i64), &cursor.as_str()])
         .await?;
     if rows.is_empty() {
         tx.commit().await?;
@@ -212,10 +204,7 @@ pub(crate) async fn route_once(
         .collect();
     let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     let already: HashSet<String> = tx
-        .query(
-            &tx.prepare_cached(sql::ROUTE_ALREADY_ROUTED).await?,
-            &[&ids],
-        )
+        .query(sql::ROUTE_ALREADY_ROUTED, &[&ids])
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -228,10 +217,9 @@ pub(crate) async fn route_once(
         // The next batch starts its walk over the tenants after this one.
         *cursor = last.tenant_id.clone().unwrap_or_default();
     }
-    tx.execute(&tx.prepare_cached(sql::ROUTE_MARK).await?, &[&routed])
-        .await?;
+    tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
     let considered = candidates.len();
-    let verdicts = filters::evaluate(&mut tx, &cat, &candidates).await?;
+    let verdicts = filters::evaluate(&tx, &cat, &candidates).await?;
     let (dead, deliveries): (Vec<NewDelivery>, Vec<NewDelivery>) = verdicts
         .keep(candidates)
         .into_iter()
@@ -240,11 +228,8 @@ pub(crate) async fn route_once(
         let ev: Vec<i64> = dead.iter().map(|d| d.event_pk).collect();
         let ep: Vec<i64> = dead.iter().map(|d| d.endpoint_id).collect();
         let lk: Vec<Option<&str>> = dead.iter().map(|d| d.lane_key.as_deref()).collect();
-        tx.execute(
-            &tx.prepare_cached(sql::ROUTE_DEAD_LETTER).await?,
-            &[&ev, &ep, &lk, &UNREGISTERED_TYPE],
-        )
-        .await?;
+        tx.execute(sql::ROUTE_DEAD_LETTER, &[&ev, &ep, &lk, &UNREGISTERED_TYPE])
+            .await?;
     }
 
     // Lanes first (locks in key order), then the deliveries with their held flags.
@@ -260,13 +245,7 @@ pub(crate) async fn route_once(
                 acc.2.push(n);
                 acc
             });
-        for row in tx
-            .query(
-                &tx.prepare_cached(sql::ROUTE_LANES).await?,
-                &[&eps, &keys, &ns],
-            )
-            .await?
-        {
+        for row in tx.query(sql::ROUTE_LANES, &[&eps, &keys, &ns]).await? {
             let (e, k, pending): (i64, String, i32) = (row.get(0), row.get(1), row.get(2));
             let added = counts.get(&(e, k.as_str())).copied().unwrap_or(0);
             if pending - added == 0 {
@@ -296,15 +275,11 @@ pub(crate) async fn route_once(
         held.push(is_held);
     }
     if !deliveries.is_empty() {
-        tx.execute(
-            &tx.prepare_cached(sql::ROUTE_INSERT).await?,
-            &[&ev, &ep, &lk, &held],
-        )
-        .await?;
+        tx.execute(sql::ROUTE_INSERT, &[&ev, &ep, &lk, &held])
+            .await?;
     }
     if ready > 0 {
-        tx.execute(&tx.prepare_cached(sql::NOTIFY_DELIVERIES).await?, &[])
-            .await?;
+        tx.execute(sql::NOTIFY_DELIVERIES, &[]).await?;
     }
     tx.commit().await?;
     Ok(RouteStats {
@@ -329,7 +304,7 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
     let mut recheck = 0u32;
     let mut tenant_cursor = String::new();
     while !shutdown.is_cancelled() {
-        let result = match replica.pool.get().await {
+        let result = match replica.db().await {
             Ok(mut client) => route_once(
                 &mut client,
                 &replica.catalog,
@@ -340,10 +315,11 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
             )
             .await
             .map_err(DbError::from),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         };
         let wait = match result {
             Ok(stats) => {
+                replica.readiness.ok(Task::Router, Instant::now());
                 backoff = Duration::from_millis(100);
                 if stats.events > 0 {
                     metrics::counter!(names::EVENTS_ROUTED).increment(stats.events as u64);
@@ -370,7 +346,8 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
             }
             Err(e) => {
                 crate::metrics::db_error("router");
-                tracing::warn!(error = %e, "routing failed; retrying");
+                let why = replica.failed(Task::Router, &e).await;
+                tracing::warn!(error = %why, "routing failed; retrying");
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 Some(backoff)
             }

@@ -10,8 +10,9 @@ pub(crate) const CATALOG_EVENT_TYPES: &str = include_str!("../sql/engine/catalog
 pub(crate) const CATALOG_VERSION: &str = include_str!("../sql/engine/catalog_version.sql");
 pub(crate) const CLAIM: &str = include_str!("../sql/engine/claim.sql");
 pub(crate) const FETCH_PAYLOAD: &str = include_str!("../sql/engine/fetch_payload.sql");
+pub(crate) const MIGRATE_GRANT: &str = include_str!("../sql/engine/migrate_grant.sql");
 pub(crate) const MIGRATE_LOCK: &str = include_str!("../sql/engine/migrate_lock.sql");
-pub(crate) const MIGRATE_UNLOCK: &str = include_str!("../sql/engine/migrate_unlock.sql");
+pub(crate) const MISSING_PRIVILEGES: &str = include_str!("../sql/engine/missing_privileges.sql");
 pub(crate) const NOTIFY_DELIVERIES: &str = include_str!("../sql/engine/notify_deliveries.sql");
 pub(crate) const RECORD_ATTEMPTS: &str = include_str!("../sql/engine/record_attempts.sql");
 pub(crate) const RECORD_COMPLETE: &str = include_str!("../sql/engine/record_complete.sql");
@@ -40,10 +41,15 @@ pub(crate) const ROUTE_LANES: &str = include_str!("../sql/engine/route_lanes.sql
 pub(crate) const ROUTE_LOCK: &str = include_str!("../sql/engine/route_lock.sql");
 pub(crate) const ROUTE_MARK: &str = include_str!("../sql/engine/route_mark.sql");
 pub(crate) const SCHEMA_VERSION: &str = include_str!("../sql/engine/schema_version.sql");
+pub(crate) const SESSION_SETTINGS: &str = include_str!("../sql/engine/session_settings.sql");
+pub(crate) const SESSION_SETTINGS_SHOW: &str =
+    include_str!("../sql/engine/session_settings_show.sql");
 pub(crate) const STATS: &str = include_str!("../sql/engine/stats.sql");
 pub(crate) const STATS_ENDPOINTS: &str = include_str!("../sql/engine/stats_endpoints.sql");
 pub(crate) const STATS_LEASE: &str = include_str!("../sql/engine/stats_lease.sql");
 pub(crate) const STATS_RELEASE: &str = include_str!("../sql/engine/stats_release.sql");
+/// Run by `outboxd migrate` before refinery (a `DO` block: executed, not prepared).
+pub(crate) const MIGRATE_PREPARE: &str = include_str!("../sql/migrate/prepare.sql");
 
 /// Every query of this group, for the test that prepares each against the schema.
 #[cfg(test)]
@@ -53,8 +59,9 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("catalog_version", CATALOG_VERSION),
     ("claim", CLAIM),
     ("fetch_payload", FETCH_PAYLOAD),
+    ("migrate_grant", MIGRATE_GRANT),
     ("migrate_lock", MIGRATE_LOCK),
-    ("migrate_unlock", MIGRATE_UNLOCK),
+    ("missing_privileges", MISSING_PRIVILEGES),
     ("notify_deliveries", NOTIFY_DELIVERIES),
     ("record_attempts", RECORD_ATTEMPTS),
     ("record_complete", RECORD_COMPLETE),
@@ -79,6 +86,8 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("route_lock", ROUTE_LOCK),
     ("route_mark", ROUTE_MARK),
     ("schema_version", SCHEMA_VERSION),
+    ("session_settings", SESSION_SETTINGS),
+    ("session_settings_show", SESSION_SETTINGS_SHOW),
     ("stats", STATS),
     ("stats_endpoints", STATS_ENDPOINTS),
     ("stats_lease", STATS_LEASE),

@@ -5,6 +5,13 @@
 //! Notifications only shorten waits: every task also polls, so a lost LISTEN connection
 //! (reconnected with backoff, forever) costs latency, never correctness. After a reconnect
 //! every task is woken once, since anything may have happened meanwhile.
+//!
+//! Where the LISTEN connection goes: `OUTBOXD_LISTEN_DATABASE_URL` when set, else
+//! `DATABASE_URL` unless that is a transaction-mode pooler, which cannot carry LISTEN (the
+//! next transaction runs on another server connection): then there is none, the engine says
+//! so at start, the router and the claimer poll every `OUTBOXD_POLL_INTERVAL`, and the
+//! catalog is reloaded when the router sees its version change (and every
+//! [`CATALOG_RELOAD`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{self, DbError};
+use crate::db::{Connector, DbError};
 use crate::replica::Replica;
 
 /// How often the catalog is reloaded without a notification (changes made while the LISTEN
@@ -22,10 +29,14 @@ use crate::replica::Replica;
 const CATALOG_RELOAD: Duration = Duration::from_secs(30);
 
 /// Keeps one connection LISTENing and turns notifications into wake-ups; reconnects forever.
-pub(crate) async fn listen(replica: Arc<Replica>, shutdown: CancellationToken) {
+pub(crate) async fn listen(
+    replica: Arc<Replica>,
+    connector: Connector,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let result = listen_once(&replica, &shutdown).await;
+        let result = listen_once(&replica, &connector, &shutdown).await;
         if shutdown.is_cancelled() {
             return;
         }
@@ -45,9 +56,12 @@ pub(crate) async fn listen(replica: Arc<Replica>, shutdown: CancellationToken) {
     }
 }
 
-async fn listen_once(replica: &Replica, shutdown: &CancellationToken) -> Result<(), DbError> {
-    let cfg = db::parse_url(&replica.config.database_url)?;
-    let (client, mut conn) = db::connect_with_timeout(&cfg).await?;
+async fn listen_once(
+    replica: &Replica,
+    connector: &Connector,
+    shutdown: &CancellationToken,
+) -> Result<(), DbError> {
+    let (client, mut conn) = connector.connect_raw().await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
@@ -89,14 +103,29 @@ async fn listen_once(replica: &Replica, shutdown: &CancellationToken) -> Result<
 }
 
 /// The catalog reloader: reloads endpoints and subscriptions when they change (and every
-/// [`CATALOG_RELOAD`]).
-pub(crate) async fn reload_catalog(replica: Arc<Replica>, shutdown: CancellationToken) {
+/// [`CATALOG_RELOAD`]). Without a LISTEN connection (`listening` false) it also looks at the
+/// configuration version every poll interval, and reloads when it moved.
+pub(crate) async fn reload_catalog(
+    replica: Arc<Replica>,
+    listening: bool,
+    shutdown: CancellationToken,
+) {
+    let look_every = if listening {
+        CATALOG_RELOAD
+    } else {
+        replica.config.poll_interval.max(Duration::from_millis(500))
+    };
+    let mut last_reload = tokio::time::Instant::now();
     loop {
-        tokio::select! {
+        let notified = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = replica.config_changed.notified() => {}
-            _ = tokio::time::sleep(CATALOG_RELOAD) => {}
+            _ = replica.config_changed.notified() => true,
+            _ = tokio::time::sleep(look_every) => false,
+        };
+        let due = notified || last_reload.elapsed() >= CATALOG_RELOAD;
+        if due || replica.catalog_version_moved().await {
+            replica.reload_catalog().await;
+            last_reload = tokio::time::Instant::now();
         }
-        replica.reload_catalog().await;
     }
 }

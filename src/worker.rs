@@ -202,9 +202,11 @@ fn lease_allows_request(
 }
 
 async fn fetch_payload(replica: &Replica, event_pk: i64) -> Result<String, DbError> {
-    let client = replica.pool.get().await?;
-    let stmt = client.prepare_cached(sql::FETCH_PAYLOAD).await?;
-    Ok(client.query_one(&stmt, &[&event_pk]).await?.get(0))
+    let client = replica.db().await?;
+    Ok(client
+        .query_one(sql::FETCH_PAYLOAD, &[&event_pk])
+        .await?
+        .get(0))
 }
 
 #[cfg(test)]

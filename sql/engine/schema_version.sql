@@ -1,2 +1,2 @@
 -- The newest migration applied (refinery's history table); for /readyz and start-up.
-SELECT max(version) FROM public.outboxd_schema_history
+SELECT max(version) FROM outbox.schema_history

@@ -168,20 +168,35 @@ impl From<tokio_postgres::Error> for ApiError {
                     );
                 }
                 tracing::error!(
-                    code = db.code().code(),
-                    message = db.message(),
+                    error = %crate::db::error::describe(&e),
                     "admin API: database error"
                 );
             }
-            None => tracing::error!(error = %e, "admin API: database error"),
+            None => tracing::error!(
+                error = %crate::db::error::describe(&e),
+                "admin API: database error"
+            ),
         }
         ApiError::Internal
     }
 }
 
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> ApiError {
+        match e {
+            crate::db::DbError::Query(e) => e.into(),
+            crate::db::DbError::Pool(e) => e.into(),
+            other => {
+                tracing::warn!(error = %other, "admin API: no database connection");
+                ApiError::Unavailable
+            }
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> ApiError {
-        tracing::warn!(error = %e, "admin API: no database connection");
+        tracing::warn!(error = %crate::db::DbError::Pool(e), "admin API: no database connection");
         ApiError::Unavailable
     }
 }

@@ -26,6 +26,7 @@ use super::extract::{ApiQuery, JsonBody, Patch, not_null, present, shorten};
 use super::policy;
 use super::validate;
 use super::views::{DEFAULT_LIMIT, MAX_LIMIT, Page, col};
+use crate::db::Queries;
 use crate::sql::admin as q;
 
 /// An event type as the API shows it.
@@ -142,11 +143,9 @@ fn not_found(name: &str) -> ApiError {
     ))
 }
 
-async fn fetch(
-    db: &impl deadpool_postgres::GenericClient,
-    name: &str,
-) -> Result<EventType, ApiError> {
+async fn fetch(db: &impl Queries, name: &str) -> Result<EventType, ApiError> {
     let row = db
+        .on()
         .query_opt(q::EVENT_TYPE_GET, &[&name])
         .await?
         .ok_or_else(|| not_found(name))?;

@@ -9,22 +9,19 @@
 use std::time::Duration;
 
 use super::error::ApiError;
+use crate::db::Queries;
 use crate::retry::parse_schedule;
 use crate::sql::admin as q;
 
 /// A content filter: saved only if `outbox.check_filter` accepts it.
-pub async fn filter(
-    db: &impl deadpool_postgres::GenericClient,
-    field: &str,
-    text: &str,
-) -> Result<(), ApiError> {
+pub async fn filter(db: &impl Queries, field: &str, text: &str) -> Result<(), ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::field(
             field,
             "must not be empty (null for no filter)",
         ));
     }
-    match db.query_one(q::FILTER_CHECK, &[&text]).await {
+    match db.on().query_one(q::FILTER_CHECK, &[&text]).await {
         Ok(_) => Ok(()),
         Err(e) => match e.as_db_error() {
             // Data exceptions (22…) and syntax errors (42…): the filter's fault.

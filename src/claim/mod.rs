@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::DbError;
 use crate::delivery::Claimed;
+use crate::readiness::Task;
 use crate::record::Completed;
 use crate::replica::Replica;
 use crate::sql;
@@ -41,8 +42,15 @@ pub(crate) async fn claimer(
     let mut unsure = false;
     while !shutdown.is_cancelled() {
         while workers.try_join_next().is_some() {}
-        let free = replica.capacity().free(replica.config.concurrency);
+        // Outcomes that cannot be written keep their deliveries leased until the lease runs
+        // out and they are sent again: start nothing new meanwhile.
+        let free = if replica.readiness.is_failing(Task::Recorder) {
+            0
+        } else {
+            replica.capacity().free(replica.config.concurrency)
+        };
         if free == 0 {
+            replica.readiness.ok(Task::Claimer, Instant::now());
             if wait_for_work(&replica, &shutdown, replica.config.poll_interval).await {
                 break;
             }
@@ -60,7 +68,8 @@ pub(crate) async fn claimer(
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "database still unavailable");
+                    let why = replica.failed(Task::Claimer, &e).await;
+                    tracing::warn!(error = %why, "database still unavailable");
                     if backoff.wait(&shutdown).await {
                         break;
                     }
@@ -71,13 +80,15 @@ pub(crate) async fn claimer(
         let req = request(&replica, free.min(replica.config.claim_batch), cursor);
         let claimed = match claim_with_pool(&replica, &req).await {
             Ok(c) => {
+                replica.readiness.ok(Task::Claimer, Instant::now());
                 backoff.reset();
                 c
             }
             Err(e) => {
                 unsure = true;
                 crate::metrics::db_error("claim");
-                tracing::warn!(error = %e, "claiming failed; retrying");
+                let why = replica.failed(Task::Claimer, &e).await;
+                tracing::warn!(error = %why, "claiming failed; retrying");
                 if backoff.wait(&shutdown).await {
                     break;
                 }
@@ -184,7 +195,7 @@ impl Backoff {
 /// After a claim whose answer was lost: gives back every lease of this replica that it does
 /// not know it holds.
 async fn release_unknown_leases(replica: &Replica) -> Result<u64, DbError> {
-    let client = replica.pool.get().await?;
+    let client = replica.db().await?;
     let held = replica.capacity().leased();
     Ok(client
         .execute(
@@ -195,7 +206,7 @@ async fn release_unknown_leases(replica: &Replica) -> Result<u64, DbError> {
 }
 
 async fn claim_with_pool(replica: &Replica, req: &ClaimRequest) -> Result<Vec<Claimed>, DbError> {
-    let client = replica.pool.get().await?;
+    let client = replica.db().await?;
     Ok(claim(
         &client,
         req,
@@ -228,7 +239,7 @@ async fn drain(replica: &Replica, mut workers: JoinSet<()>) {
         "grace period over: releasing unfinished deliveries"
     );
     let released = async {
-        let client = replica.pool.get().await?;
+        let client = replica.db().await?;
         client
             .execute(sql::RELEASE_LEASES, &[&replica.config.replica_id, &ids])
             .await?;

@@ -3,6 +3,7 @@
 //! other. A claim returns everything the worker needs, payload included when it is small;
 //! large payloads are fetched by the worker under a memory-bounding semaphore.
 
+use crate::db::Conn;
 use crate::delivery::Claimed;
 use crate::sql;
 
@@ -22,15 +23,14 @@ pub(crate) struct ClaimRequest {
 
 /// Leases up to `req.limit` due deliveries for `lease`.
 pub(crate) async fn claim(
-    client: &impl deadpool_postgres::GenericClient,
+    client: &Conn,
     req: &ClaimRequest,
     lease: std::time::Duration,
     replica_id: &str,
 ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
-    let stmt = client.prepare_cached(sql::CLAIM).await?;
     let rows = client
         .query(
-            &stmt,
+            sql::CLAIM,
             &[
                 &req.busy_endpoints,
                 &req.busy_counts,

@@ -33,6 +33,7 @@
 //! | `outboxd_db_pool_max_connections` | gauge | | every replica |
 //! | `outboxd_db_pool_waiting_tasks` | gauge | | every replica |
 //! | `outboxd_leases_rescued_total` | counter | | every replica |
+//! | `outboxd_outcomes_after_lease_total` | counter | | every replica |
 //! | `outboxd_db_errors_total` | counter | `task` | every replica |
 //! | `outboxd_retention_deleted_total` | counter | `table` | every replica |
 //! | `outboxd_stats_leader` | gauge | | every replica: 1 on the stats exporter |
@@ -72,6 +73,7 @@ pub mod names {
     pub const POOL_MAX: &str = "outboxd_db_pool_max_connections";
     pub const POOL_WAITING: &str = "outboxd_db_pool_waiting_tasks";
     pub const LEASES_RESCUED: &str = "outboxd_leases_rescued_total";
+    pub const OUTCOMES_AFTER_LEASE: &str = "outboxd_outcomes_after_lease_total";
     pub const DB_ERRORS: &str = "outboxd_db_errors_total";
     pub const RETENTION_DELETED: &str = "outboxd_retention_deleted_total";
     pub const STATS_LEADER: &str = "outboxd_stats_leader";
@@ -106,6 +108,7 @@ pub mod names {
         POOL_MAX,
         POOL_WAITING,
         LEASES_RESCUED,
+        OUTCOMES_AFTER_LEASE,
         DB_ERRORS,
         RETENTION_DELETED,
         STATS_LEADER,
@@ -179,7 +182,7 @@ fn describe_and_register(error_kinds: &[&'static str]) {
     );
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // (name, help, label, its known values: every one is registered at 0)
-    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 9] = [
+    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 10] = [
         (
             names::EVENTS_ROUTED,
             "Events routed (fanned out to their endpoints) by this replica.",
@@ -219,6 +222,12 @@ fn describe_and_register(error_kinds: &[&'static str]) {
         (
             names::LEASES_RESCUED,
             "Expired leases (of a replica that died or stalled) returned to pending by this replica.",
+            "",
+            &[],
+        ),
+        (
+            names::OUTCOMES_AFTER_LEASE,
+            "Outcomes written after their lease ran out (another replica may have sent the delivery again).",
             "",
             &[],
         ),

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use super::NewDelivery;
 use crate::catalog::Catalog;
+use crate::db::Tx;
 use crate::sql;
 
 /// What the batch's filters decided.
@@ -75,7 +76,7 @@ impl<'a> Checks<'a> {
 
 /// Evaluates the filters of `candidates` inside the routing transaction.
 pub(crate) async fn evaluate(
-    tx: &mut deadpool_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     catalog: &Catalog,
     candidates: &[NewDelivery],
 ) -> Result<Verdicts, tokio_postgres::Error> {
@@ -94,22 +95,20 @@ pub(crate) async fn evaluate(
             safe,
         ]
     };
-    let savepoint = tx.savepoint("route_filter").await?;
-    let stmt = savepoint.prepare_cached(sql::ROUTE_FILTER).await?;
-    let rows = match savepoint.query(&stmt, &params(&false)).await {
-        Ok(rows) => {
-            savepoint.commit().await?;
-            rows
-        }
+    // A savepoint (not released: commit ends it) so that an error only undoes this statement.
+    tx.client().batch_execute("SAVEPOINT route_filter").await?;
+    let rows = match tx.query(sql::ROUTE_FILTER, &params(&false)).await {
+        Ok(rows) => rows,
         Err(e) if e.as_db_error().is_some() => {
-            savepoint.rollback().await?;
+            tx.client()
+                .batch_execute("ROLLBACK TO SAVEPOINT route_filter")
+                .await?;
             tracing::warn!(
-                error = %e,
+                error = %crate::db::error::describe(&e),
                 "a content filter raised an error that silent mode does not catch; \
                  evaluating this batch's filters one by one"
             );
-            let stmt = tx.prepare_cached(sql::ROUTE_FILTER).await?;
-            tx.query(&stmt, &params(&true)).await?
+            tx.query(sql::ROUTE_FILTER, &params(&true)).await?
         }
         Err(e) => return Err(e),
     };

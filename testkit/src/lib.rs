@@ -39,5 +39,8 @@ pub use receiver::{
 };
 pub use sidecar::{Sidecar, SidecarCommand, outboxd_binary, parse_metrics};
 
+pub mod pgbouncer;
+pub mod tls;
+
 /// The Standard Webhooks test-vector secret; what tests give endpoints and [`Receiver`]s.
 pub const TEST_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

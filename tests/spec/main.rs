@@ -2,6 +2,7 @@
 //! PostgreSQL and real HTTP receivers from [`testkit`].
 
 mod admin;
+mod database;
 mod engine;
 mod filters;
 mod metrics;

@@ -56,7 +56,7 @@ async fn scrape(addr: SocketAddr) -> String {
 }
 
 /// Scrapes until `ok` holds for the parsed samples; returns them (panics after `deadline`).
-async fn scrape_until(
+pub(crate) async fn scrape_until(
     addr: SocketAddr,
     deadline: Duration,
     what: &str,

@@ -198,6 +198,8 @@ logFormat: OUTBOXD_LOG_FORMAT
 log: OUTBOXD_LOG
 metricsEndpointLabels: OUTBOXD_METRICS_ENDPOINT_LABELS
 statsInterval: OUTBOXD_STATS_INTERVAL
+pooler: OUTBOXD_POOLER
+startupTimeout: OUTBOXD_STARTUP_TIMEOUT
 {{- end }}
 
 {{/* The ConfigMap's data: every non-empty config value, sorted by variable name. */}}
@@ -331,6 +333,13 @@ The outboxd container as a YAML list item. Call with (dict "ctx" <chart scope> "
         secretKeyRef:
           name: {{ include "outboxd.databaseSecretName" . }}
           key: {{ include "outboxd.databaseSecretKey" . }}
+  {{- if and .Values.database.existingSecret .Values.database.listenUrlKey }}
+    - name: OUTBOXD_LISTEN_DATABASE_URL
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "outboxd.databaseSecretName" . }}
+          key: {{ .Values.database.listenUrlKey }}
+  {{- end }}
   {{- if include "outboxd.adminTokenSecretName" . }}
     - name: OUTBOXD_ADMIN_TOKEN
       valueFrom:

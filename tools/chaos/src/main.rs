@@ -6,6 +6,7 @@
 //! cargo run --release -p outboxd-chaos -- --quick              # CI size, ~70 s
 //! cargo run --release -p outboxd-chaos -- --seconds 300        # longer soak
 //! cargo run --release -p outboxd-chaos -- --quick --seed 42    # replay a schedule
+//! cargo run --release -p outboxd-chaos -- --quick --pgbouncer transaction  # replicas behind PgBouncer
 //! ```
 //!
 //! It starts its own PostgreSQL ([`testkit::Cluster`], fsync on), three misbehaving
@@ -43,6 +44,7 @@ use base64::Engine as _;
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use testkit::pgbouncer::{PgBouncer, PoolMode};
 use testkit::{Cluster, PgOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +101,10 @@ struct Args {
     /// (repeatable; for experiments: the defaults are what the verdict is calibrated for).
     #[arg(long, value_name = "KEY=VALUE")]
     replica_env: Vec<String>,
+    /// The replicas reach PostgreSQL through a PgBouncer in this pool mode (with
+    /// OUTBOXD_POOLER set to match); producers and checks stay on direct connections.
+    #[arg(long, value_name = "MODE", value_parser = ["session", "transaction"])]
+    pgbouncer: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -167,7 +173,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     .await?;
     let (db_url, admin, resources) = prepare_database(&pg, &workdir).await?;
     let endpoints = start_receivers(&admin, &mut rng).await?;
-    let env = replica_env(&db_url, &args.replica_env)?;
+    let (_bouncer, replica_url, overrides) = pooler(args.pgbouncer.as_deref(), &db_url, &args)?;
+    let env = replica_env(&replica_url, &overrides)?;
     // Time zero of every figure in the report: the replicas' start.
     clock::start();
     let replicas = start_replicas(bin, &workdir, env).await?;
@@ -305,6 +312,29 @@ fn postgres_log(pg: &Cluster) -> PathBuf {
     pg.embedded()
         .map(|e| e.log_path().to_owned())
         .unwrap_or_default()
+}
+
+/// With `--pgbouncer MODE`: a PgBouncer in front of the cluster (it outlives PostgreSQL's
+/// restarts), the URL through it and `OUTBOXD_POOLER=MODE` for the replicas. Without: the
+/// direct URL and the overrides as given.
+fn pooler(
+    mode: Option<&str>,
+    db_url: &str,
+    args: &Args,
+) -> anyhow::Result<(Option<PgBouncer>, String, Vec<String>)> {
+    let mut overrides = args.replica_env.clone();
+    let Some(mode) = mode else {
+        return Ok((None, db_url.to_owned(), overrides));
+    };
+    let pool_mode = match mode {
+        "session" => PoolMode::Session,
+        _ => PoolMode::Transaction,
+    };
+    let bouncer = tokio::task::block_in_place(|| PgBouncer::start(db_url, pool_mode, &[]));
+    let url = bouncer.through(db_url);
+    println!("replicas connect through PgBouncer ({mode} mode): {url}");
+    overrides.insert(0, format!("OUTBOXD_POOLER={mode}"));
+    Ok((Some(bouncer), url, overrides))
 }
 
 /// The receivers and their endpoints, in the same order.
