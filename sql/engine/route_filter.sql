@@ -4,16 +4,20 @@
 -- candidate passes when any of its filters does. Errors are written to outbox.filter_errors
 -- in the same statement.
 --
--- Each distinct filter text is parsed once (filters), each event read once with its variables
--- (events: one primary-key probe per event, whatever the plan). jsonb_path_match runs with
+-- Each distinct filter text is parsed once (filters), each event read once (events: one
+-- primary-key probe per event, whatever the plan), its variables built only for filters that
+-- use them. jsonb_path_match runs with
 -- silent => true, so data errors give NULL rather than aborting the routing transaction;
 -- with $7 = true (the router's retry after an error that silent mode does not catch) every
 -- evaluation goes through outbox.filter_match_safe instead, which catches anything.
 -- $1 candidate numbers, $2 event pks, $3 subscription ids, $4 endpoint ids,
 -- $5 filter numbers (1-based into $6), $6 distinct filter texts, $7 safe mode
 WITH filters AS MATERIALIZED (
-    SELECT f.n::int AS n, f.filter, f.filter::jsonpath AS path
-      FROM unnest($6::text[]) WITH ORDINALITY AS f(filter, n)
+    -- has_vars: the canonical text names every variable as $"name" (a string that merely
+    -- contains $" makes it true too, which costs time, never correctness).
+    SELECT p.n, p.filter, p.path, position('$"' IN p.path::text) > 0 AS has_vars
+      FROM (SELECT f.n::int AS n, f.filter, f.filter::jsonpath AS path
+              FROM unnest($6::text[]) WITH ORDINALITY AS f(filter, n)) p
 ),
 checks AS (
     SELECT c.candidate, c.event_pk, c.subscription_id, c.endpoint_id, c.filter_n
@@ -21,22 +25,29 @@ checks AS (
            AS c(candidate, event_pk, subscription_id, endpoint_id, filter_n)
 ),
 events AS MATERIALIZED (
-    SELECT e.id, e.event_id, e.event_type, e.payload,
-           outbox.filter_vars(e.tenant_id, e.event_type, e.resource_key, e.headers) AS vars
+    SELECT e.id, e.event_id, e.event_type, e.payload, e.tenant_id, e.resource_key, e.headers
       FROM (SELECT DISTINCT c.event_pk FROM checks c) k
      CROSS JOIN LATERAL (SELECT e.id, e.event_id, e.event_type, e.payload, e.tenant_id,
                                 e.resource_key, e.headers
                            FROM outbox.events e
                           WHERE e.id = k.event_pk) e
 ),
-verdicts AS MATERIALIZED (
+-- The variables are built only for filters that use them.
+inputs AS MATERIALIZED (
     SELECT c.candidate, c.subscription_id, c.endpoint_id, e.event_id, e.event_type, f.filter,
-           e.payload, f.path, e.vars,
-           CASE WHEN $7::bool THEN outbox.filter_match_safe(e.payload, f.path, e.vars)
-                ELSE jsonb_path_match(e.payload, f.path, e.vars, silent => true) END AS matched
+           e.payload, f.path,
+           CASE WHEN f.has_vars
+                THEN outbox.filter_vars(e.tenant_id, e.event_type, e.resource_key, e.headers)
+                ELSE '{}'::jsonb END AS vars
       FROM checks c
       JOIN events e ON e.id = c.event_pk
       JOIN filters f ON f.n = c.filter_n
+),
+verdicts AS MATERIALIZED (
+    SELECT i.*,
+           CASE WHEN $7::bool THEN outbox.filter_match_safe(i.payload, i.path, i.vars)
+                ELSE jsonb_path_match(i.payload, i.path, i.vars, silent => true) END AS matched
+      FROM inputs i
 ),
 errors AS (
     INSERT INTO outbox.filter_errors (subscription_id, endpoint_id, event_id, event_type, filter,

@@ -95,10 +95,16 @@ pub(crate) async fn evaluate(
             safe,
         ]
     };
-    // A savepoint (not released: commit ends it) so that an error only undoes this statement.
+    // A savepoint so that an error only undoes this statement; released at once, or the
+    // batch's deliveries would be written in a subtransaction.
     tx.client().batch_execute("SAVEPOINT route_filter").await?;
     let rows = match tx.query(sql::ROUTE_FILTER, &params(&false)).await {
-        Ok(rows) => rows,
+        Ok(rows) => {
+            tx.client()
+                .batch_execute("RELEASE SAVEPOINT route_filter")
+                .await?;
+            rows
+        }
         Err(e) if e.as_db_error().is_some() => {
             tx.client()
                 .batch_execute("ROLLBACK TO SAVEPOINT route_filter")
