@@ -1,6 +1,5 @@
 -- Subscriptions that say exactly what they want (issue 13):
 --   * content filters on subscriptions (SQL/JSON path), evaluated by PostgreSQL while routing;
---   * the event-type catalog (outbox.event_types) and the types seen in the outbox;
 --   * a retry policy per endpoint.
 
 -- ---------------------------------------------------------------------------------------------
@@ -185,75 +184,10 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- The event-type catalog
--- ---------------------------------------------------------------------------------------------
-
--- Documentation of the event types, for subscribers (the admin API, the console and the
--- portal show it). Publishing an unregistered type still works unless the sidecar runs with
--- OUTBOXD_STRICT_EVENT_TYPES=true (then its deliveries are created dead: see the README).
-CREATE TABLE outbox.event_types (
-    name        text        PRIMARY KEY,
-    description text        NOT NULL DEFAULT '',
-    -- A JSON Schema document describing the payload (an object or a boolean), if any.
-    schema      jsonb,
-    -- An example payload (the "send test event" action and the portal use it).
-    example     jsonb,
-    deprecated  boolean     NOT NULL DEFAULT false,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT event_types_name_valid CHECK (
-        length(name) BETWEEN 1 AND 255 AND name !~ '[[:space:][:cntrl:]*]'),
-    CONSTRAINT event_types_description_valid CHECK (length(description) <= 4096),
-    CONSTRAINT event_types_schema_valid CHECK (
-        schema IS NULL OR jsonb_typeof(schema) IN ('object', 'boolean'))
-);
-
--- Strict routing reads the catalog: changes reach every replica like endpoint changes do.
-CREATE TRIGGER event_types_config_changed AFTER INSERT OR UPDATE OR DELETE ON outbox.event_types
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox.bump_config_version();
-
--- Register (or update) an event type. Returns its name.
-CREATE FUNCTION outbox.register_event_type(
-    name        text,
-    description text DEFAULT '',
-    schema      jsonb DEFAULT NULL,
-    example     jsonb DEFAULT NULL,
-    deprecated  boolean DEFAULT false
-) RETURNS text
-LANGUAGE sql VOLATILE AS $$
-    INSERT INTO outbox.event_types AS t (name, description, schema, example, deprecated)
-    VALUES (register_event_type.name, coalesce(register_event_type.description, ''),
-            register_event_type.schema, register_event_type.example,
-            coalesce(register_event_type.deprecated, false))
-    ON CONFLICT ON CONSTRAINT event_types_pkey DO UPDATE
-       SET description = excluded.description, schema = excluded.schema,
-           example = excluded.example, deprecated = excluded.deprecated, updated_at = now()
-    RETURNING t.name
-$$;
-
--- Every event type the router has seen, registered or not, with how many events of it were
--- routed. Maintained by the router (one upsert per routing batch, in the batch's transaction),
--- so listing the types seen never scans outbox.events. Counts survive retention.
-CREATE TABLE outbox.event_type_stats (
-    name       text        PRIMARY KEY,
-    events     bigint      NOT NULL,
-    first_seen timestamptz NOT NULL,
-    last_seen  timestamptz NOT NULL
-);
-ALTER TABLE outbox.event_type_stats SET (fillfactor = 70);
-
--- Types seen before this migration: counted once, from what is still in the outbox.
-INSERT INTO outbox.event_type_stats (name, events, first_seen, last_seen)
-SELECT e.event_type, count(*), min(e.created_at), max(e.created_at)
-  FROM outbox.events e
- WHERE e.routed_at IS NOT NULL
- GROUP BY e.event_type;
-
--- ---------------------------------------------------------------------------------------------
 -- Least-privilege roles (sql/roles.sql, migration V4)
 -- ---------------------------------------------------------------------------------------------
 
--- Replaces V8's function with one that also grants on what this migration adds (V4's comment:
+-- Replaces V9's function with one that also grants on what this migration adds (V4's comment:
 -- a migration that adds objects replaces it). Kept in step with
 -- sql/engine/missing_privileges.sql (tests/spec/database.rs).
 CREATE OR REPLACE FUNCTION outbox.grant_roles() RETURNS void
@@ -263,7 +197,8 @@ BEGIN
         -- `outboxd run`: the engine and the admin API.
         GRANT USAGE ON SCHEMA outbox TO outboxd_runtime;
         GRANT SELECT ON outbox.schema_history TO outboxd_runtime;
-        GRANT SELECT, UPDATE, DELETE ON outbox.events TO outboxd_runtime;
+        -- INSERT: test events (sql/eventlog/endpoint_test_event.sql).
+        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.events TO outboxd_runtime;
         GRANT SELECT, INSERT, UPDATE, DELETE
            ON outbox.endpoints, outbox.subscriptions, outbox.deliveries, outbox.lanes
            TO outboxd_runtime;
@@ -272,11 +207,10 @@ BEGIN
         GRANT SELECT, INSERT, DELETE ON outbox.attempts TO outboxd_runtime;
         -- The stats lease (sql/engine/stats_lease.sql, stats_release.sql).
         GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.leaders TO outboxd_runtime;
-        -- Routing records filter errors (retention deletes them) and counts the event types
-        -- it sees; the admin API keeps the catalog.
+        -- The event types seen (the router counts them; the event log reads them).
+        GRANT SELECT, INSERT, UPDATE ON outbox.event_types TO outboxd_runtime;
+        -- Routing records filter errors (retention deletes them).
         GRANT SELECT, INSERT, DELETE ON outbox.filter_errors TO outboxd_runtime;
-        GRANT SELECT, INSERT, UPDATE ON outbox.event_type_stats TO outboxd_runtime;
-        GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.event_types TO outboxd_runtime;
         GRANT EXECUTE ON FUNCTION outbox.check_filter(text),
               outbox.filter_vars(text, text, text, jsonb),
               outbox.filter_match_safe(jsonb, jsonpath, jsonb),
@@ -284,7 +218,8 @@ BEGIN
               outbox.check_retry_schedule(text)
            TO outboxd_runtime;
         GRANT EXECUTE ON FUNCTION outbox.new_secret(), outbox.rotate_secret(bigint, text),
-              outbox.finish_secret_rotation(bigint), outbox.retry_dead(bigint, bigint)
+              outbox.finish_secret_rotation(bigint), outbox.retry_dead(bigint, bigint),
+              outbox.requeue(bigint[], text), outbox.delivery_status(text, boolean, integer)
            TO outboxd_runtime;
     END IF;
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_publisher') THEN
@@ -303,8 +238,9 @@ BEGIN
         GRANT USAGE ON SCHEMA outbox TO outboxd_reader;
         GRANT SELECT ON outbox.lag, outbox.endpoint_health, outbox.recent_failures,
               outbox.dead_deliveries, outbox.deliveries, outbox.attempts, outbox.subscriptions,
-              outbox.lanes, outbox.schema_history, outbox.leaders, outbox.event_types,
-              outbox.event_type_stats
+              outbox.lanes, outbox.schema_history, outbox.leaders, outbox.event_types
+           TO outboxd_reader;
+        GRANT EXECUTE ON FUNCTION outbox.delivery_status(text, boolean, integer)
            TO outboxd_reader;
         -- Filter errors without PostgreSQL's message, which can quote a payload value.
         GRANT SELECT (id, created_at, subscription_id, endpoint_id, event_id, event_type, filter)

@@ -1,7 +1,8 @@
 //! The HTTP listener: `/healthz` (process alive), `/readyz` (start-up done, the loops
 //! succeeding: `crate::readiness`; database reachable, schema at this binary's version),
-//! `/metrics` (Prometheus text format) and the REST admin API under
-//! `/v1` (SPEC §2, README "Admin API").
+//! `/metrics` (Prometheus text format), the REST admin API under `/v1` (SPEC §2, README
+//! "Admin API"; its OpenAPI document at `/v1/openapi.json`) and the console under `/ui/`
+//! ([`crate::console`]).
 //!
 //! `/v1` is guarded by `auth` (bearer token, or loopback-only without one), takes JSON
 //! bodies of at most `extract::MAX_BODY_BYTES` (64 KiB) with unknown fields refused, and answers
@@ -9,23 +10,24 @@
 //! runs is a named file in `sql/admin/` ([`crate::sql::admin`]). Changes reach every replica through the
 //! configuration triggers (`outbox.config_version`, `NOTIFY outboxd_config`).
 //!
-//! Admin requests share the engine's connection pool but use at most a quarter of it at once,
-//! so a burst of them cannot starve routing and delivery.
+//! Admin and console requests share the engine's connection pool but use at most a quarter
+//! of it at once, so a burst of them cannot starve routing and delivery.
 
+mod actions;
 mod auth;
 mod deliveries;
 mod endpoints;
 mod error;
-mod event_types;
+mod events;
 mod extract;
 mod metrics;
+mod openapi;
 mod policy;
 mod subscriptions;
 mod validate;
 mod views;
 
 use std::net::SocketAddr;
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use axum::Router;
@@ -34,9 +36,10 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::eventlog::Conn;
 use crate::replica::Replica;
 pub use error::ApiError;
 
@@ -48,38 +51,15 @@ struct AppState {
     db_permits: Arc<Semaphore>,
 }
 
-/// A pooled connection for one admin request (and its share of the pool).
-struct Db {
-    client: crate::db::Conn,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Deref for Db {
-    type Target = crate::db::Conn;
-    fn deref(&self) -> &Self::Target {
-        &self.client
-    }
-}
-
-impl DerefMut for Db {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.client
-    }
-}
-
 impl AppState {
-    async fn db(&self) -> Result<Db, ApiError> {
-        let permit = self
-            .db_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::Unavailable)?;
-        let client = self.replica.db().await?;
-        Ok(Db {
-            client,
-            _permit: permit,
-        })
+    /// A pooled connection for one admin request (and its share of the pool).
+    async fn db(&self) -> Result<Conn, ApiError> {
+        Ok(Conn::acquire(
+            &self.replica.pool,
+            self.replica.config.pooler,
+            &self.db_permits,
+        )
+        .await?)
     }
 }
 
@@ -100,7 +80,8 @@ pub(crate) async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
         .nest("/v1", v1(state.clone()))
-        .with_state(state);
+        .with_state(state.clone())
+        .merge(crate::console::router(state.replica, state.db_permits));
     let result = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -128,7 +109,10 @@ fn v1(state: AppState) -> Router<AppState> {
             "/endpoints/{id}/secret/finish-rotation",
             post(endpoints::finish_rotation),
         )
-        .route("/endpoints/{id}/retry-dead", post(endpoints::retry_dead))
+        .route("/endpoints/{id}/retry-dead", post(actions::retry_dead))
+        .route("/endpoints/{id}/replay", post(actions::replay))
+        .route("/endpoints/{id}/test", post(actions::test_event))
+        .route("/endpoints/{id}/health", get(actions::health))
         .route(
             "/subscriptions",
             get(subscriptions::list).post(subscriptions::create),
@@ -139,22 +123,24 @@ fn v1(state: AppState) -> Router<AppState> {
                 .patch(subscriptions::patch)
                 .delete(subscriptions::delete),
         )
-        .route(
-            "/event-types",
-            get(event_types::list).post(event_types::create),
-        )
-        .route(
-            "/event-types/{name}",
-            get(event_types::get)
-                .patch(event_types::patch)
-                .delete(event_types::delete),
-        )
         .route("/deliveries", get(deliveries::list))
+        .route("/deliveries/{id}", get(actions::delivery))
+        .route("/deliveries/{id}/retry", post(actions::retry))
+        .route("/deliveries/{id}/resend", post(actions::resend))
+        .route("/events", get(events::search))
         .route("/events/{event_id}", get(deliveries::event))
+        .route("/events/{event_id}/payload", get(events::payload))
+        .route("/event-types", get(events::event_types))
+        .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such route under /v1".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state, auth::require_token))
+}
+
+/// The OpenAPI document of `/v1`.
+pub(crate) fn openapi_document() -> String {
+    openapi::document_text().to_owned()
 }
 
 async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {

@@ -1,8 +1,8 @@
-//! The catalog: each replica's in-memory copy of `outbox.endpoints`, `outbox.subscriptions`
-//! and the names in `outbox.event_types`.
+//! The catalog: each replica's in-memory copy of `outbox.endpoints` and
+//! `outbox.subscriptions`.
 //!
 //! Routing matches every event against it and workers take an endpoint's URL, secrets,
-//! headers, retry policy and client certificate from it, so neither touches the configuration
+//! headers and retry policy from it, so neither touches the configuration
 //! tables per event. It is reloaded when `outbox.config_version` changes (a trigger bumps it
 //! and sends `NOTIFY outboxd_config`). Invalid rows (a secret that does not parse, headers that
 //! are not valid HTTP) are logged and their endpoint is left out; they never stop the rest of
@@ -13,7 +13,7 @@
 //! routing (`crate::router`). Filter texts are interned, so routing sends each distinct text
 //! once per batch however many subscriptions share it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,8 +114,6 @@ pub struct Catalog {
     filters: Vec<SubscriptionFilter>,
     /// Distinct filter texts; [`SubscriptionFilter::text`] indexes it.
     filter_texts: Vec<String>,
-    /// Registered event types (`outbox.event_types`).
-    event_types: HashSet<String>,
 }
 
 /// A filtered subscription as `catalog_endpoints.sql` returns it.
@@ -159,11 +157,6 @@ impl Catalog {
             .map_or("", String::as_str)
     }
 
-    /// The event type is registered in `outbox.event_types`.
-    pub fn is_registered(&self, event_type: &str) -> bool {
-        self.event_types.contains(event_type)
-    }
-
     /// The ways an event reaches enabled endpoints: sorted by endpoint id, each endpoint's
     /// unfiltered way (if any) first, no duplicates. An endpoint receives the event once if
     /// it has an unfiltered way or if any of its filters passes.
@@ -200,16 +193,8 @@ impl Catalog {
             .on()
             .query(crate::sql::CATALOG_ENDPOINTS, &[])
             .await?;
-        let event_types = client
-            .on()
-            .query(crate::sql::CATALOG_EVENT_TYPES, &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
         let mut cat = Catalog {
             version,
-            event_types,
             ..Catalog::default()
         };
         let mut interned: HashMap<String, u32> = HashMap::new();

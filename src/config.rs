@@ -136,6 +136,18 @@ pub struct RunArgs {
     #[arg(long, env = "OUTBOXD_REPLICA_ID")]
     pub replica_id: Option<String>,
 
+    /// Serve the web console at /ui/ (signing in needs OUTBOXD_ADMIN_TOKEN).
+    #[arg(long, env = "OUTBOXD_CONSOLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub console: bool,
+
+    /// How long a console session lasts after signing in.
+    #[arg(long, env = "OUTBOXD_CONSOLE_SESSION_TTL", default_value = "12h")]
+    pub console_session_ttl: humantime::Duration,
+
+    /// Origins allowed to show the console in a frame (CSP frame-ancestors), space-separated,
+    /// e.g. https://ops.example.com; default: none (the console is never framed).
+    #[arg(long, env = "OUTBOXD_CONSOLE_FRAME_ANCESTORS", default_value = "")]
+    pub console_frame_ancestors: String,
     /// Which endpoints get their own endpoint_id label in /metrics: all, none, or top:N (at most N; the rest are summed as endpoint_id="other").
     #[arg(
         long,
@@ -161,10 +173,6 @@ pub struct RunArgs {
     /// forever (the HTTP listener is up meanwhile: /healthz 200, /readyz 503).
     #[arg(long, env = "OUTBOXD_STARTUP_TIMEOUT")]
     pub startup_timeout: Option<humantime::Duration>,
-
-    /// Events whose type is not registered in outbox.event_types get dead deliveries instead of pending ones.
-    #[arg(long, env = "OUTBOXD_STRICT_EVENT_TYPES", default_value_t = false)]
-    pub strict_event_types: bool,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -226,14 +234,16 @@ pub struct Config {
     pub retention_interval: Duration,
     pub migrate: bool,
     pub replica_id: String,
+    pub console: bool,
+    pub console_session_ttl: Duration,
+    /// CSP `frame-ancestors` sources; `None`: not frameable.
+    pub console_frame_ancestors: Option<String>,
     pub metrics_endpoint_labels: LabelPolicy,
     pub stats_interval: Duration,
     pub pooler: Pooler,
     pub listen_database_url: Option<String>,
     /// `None`: wait for PostgreSQL forever.
     pub startup_timeout: Option<Duration>,
-    /// `OUTBOXD_STRICT_EVENT_TYPES`.
-    pub strict_event_types: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -347,6 +357,16 @@ impl RunArgs {
             ));
         }
         let replica_id = self.replica_id.unwrap_or_else(default_replica_id);
+        let console_session_ttl: Duration = self.console_session_ttl.into();
+        if console_session_ttl < Duration::from_secs(60)
+            || console_session_ttl > Duration::from_secs(30 * 86_400)
+        {
+            return Err(invalid(
+                "OUTBOXD_CONSOLE_SESSION_TTL",
+                "must be between 1m and 30d",
+            ));
+        }
+        let console_frame_ancestors = parse_frame_ancestors(&self.console_frame_ancestors)?;
         let metrics_endpoint_labels = self
             .metrics_endpoint_labels
             .parse::<LabelPolicy>()
@@ -393,14 +413,39 @@ impl RunArgs {
             retention_interval: self.retention_interval.into(),
             migrate: self.migrate,
             replica_id,
+            console: self.console,
+            console_session_ttl,
+            console_frame_ancestors,
             metrics_endpoint_labels,
             stats_interval,
             pooler,
             listen_database_url,
             startup_timeout: self.startup_timeout.map(Into::into),
-            strict_event_types: self.strict_event_types,
         })
     }
+}
+
+/// `OUTBOXD_CONSOLE_FRAME_ANCESTORS`: CSP sources (`'self'`, `https://host[:port]`, with `*.`
+/// wildcards), space-separated; nothing that could end the header's directive.
+fn parse_frame_ancestors(s: &str) -> Result<Option<String>, ConfigError> {
+    let sources: Vec<&str> = s.split_whitespace().collect();
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    for src in &sources {
+        let ok = *src == "'self'"
+            || ((src.starts_with("https://") || src.starts_with("http://"))
+                && src
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ":/.-*".contains(c)));
+        if !ok {
+            return Err(invalid(
+                "OUTBOXD_CONSOLE_FRAME_ANCESTORS",
+                format!("{src:?} is not 'self' or an origin like https://ops.example.com"),
+            ));
+        }
+    }
+    Ok(Some(sources.join(" ")))
 }
 
 fn default_replica_id() -> String {
@@ -547,6 +592,42 @@ mod tests {
             !shown.contains("secretpw") && !shown.contains("0123456789abcdef"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn console_frame_ancestors_are_origins_only() {
+        let c = args(&[
+            "--console-frame-ancestors",
+            "'self'  https://ops.example.com:8443",
+        ])
+        .into_config(URL.into())
+        .unwrap();
+        assert_eq!(
+            c.console_frame_ancestors.as_deref(),
+            Some("'self' https://ops.example.com:8443")
+        );
+        assert_eq!(
+            args(&[])
+                .into_config(URL.into())
+                .unwrap()
+                .console_frame_ancestors,
+            None
+        );
+        for bad in [
+            "https://a.example; script-src *",
+            "*",
+            "javascript:x",
+            "'none'",
+        ] {
+            let err = args(&["--console-frame-ancestors", bad])
+                .into_config(URL.into())
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("OUTBOXD_CONSOLE_FRAME_ANCESTORS"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

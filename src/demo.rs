@@ -4,7 +4,9 @@
 //! receiver that checks every signature, registers two endpoints, publishes sample events in
 //! ordinary transactions (one of them rolled back, one receiver failure to show a retry),
 //! waits for the deliveries, prints them and the `outbox.attempts` rows, then pushes a quick
-//! load through and reports deliveries per second.
+//! load through and reports deliveries per second. It leaves one dead delivery (an event
+//! older than the retry max age that its receiver refused) and prints a one-time sign-in
+//! link to the console, where retrying it succeeds; it then runs until stopped.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -62,9 +64,16 @@ struct ReceiverState {
     secret: Arc<Secret>,
     seen: Arc<Mutex<Seen>>,
     quiet: Arc<std::sync::atomic::AtomicBool>,
+    /// Until set, the receiver refuses "dead until retried" (so it dies, and a retry from
+    /// the console, after the demo's story, succeeds).
+    accept_overdue: Arc<std::sync::atomic::AtomicBool>,
 }
 
-async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(s): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
     let (id, ts, sig) = (
         h("webhook-id"),
@@ -97,9 +106,16 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
         );
     }
     if retry_me && tries == 1 {
-        return StatusCode::SERVICE_UNAVAILABLE;
+        return (StatusCode::SERVICE_UNAVAILABLE, "busy, try again\n");
     }
-    StatusCode::NO_CONTENT
+    let overdue = body.windows(16).any(|w| w == b"dead until retri");
+    if overdue && !s.accept_overdue.load(std::sync::atomic::Ordering::Relaxed) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{\"error\": \"refund service unavailable\"}\n",
+        );
+    }
+    (StatusCode::NO_CONTENT, "")
 }
 
 async fn start_receiver(
@@ -123,10 +139,12 @@ async fn start_receiver(
 
 /// Runs the demo. `config` is the engine configuration (its `database_url` is ignored when
 /// `database_url` is `None`: a throwaway cluster is used); `load_events` sized the load test.
+/// With `stay`, the demo keeps running after its story (for the console) until it resolves.
 pub async fn run(
     mut config: Config,
     database_url: Option<String>,
     load_events: usize,
+    stay: Option<impl std::future::Future<Output = ()>>,
 ) -> Result<(), DemoError> {
     let _pg; // keeps the throwaway cluster alive until the end
     let url = match database_url {
@@ -152,6 +170,7 @@ pub async fn run(
         secret: Arc::new(secret),
         seen: Arc::default(),
         quiet: Arc::default(),
+        accept_overdue: Arc::default(),
     };
     let addr = start_receiver(state.clone(), shutdown.clone()).await?;
     println!("• receiver listening on http://{addr}/hooks/… (verifies every signature)");
@@ -178,12 +197,21 @@ pub async fn run(
 
     config.database_url = url.clone();
     config.migrate = false;
+    // The console needs a token to sign in with; the demo makes one up when none was given.
+    let admin_token = config
+        .admin_token
+        .get_or_insert_with(|| {
+            let bytes: [u8; 24] = rand::random();
+            format!("demo-{}", hex::encode(bytes))
+        })
+        .clone();
     if config.allow_networks.is_empty() {
         config.allow_networks = vec!["127.0.0.0/8".parse().map_err(|_| DemoError::BadSignature)?];
     }
     if config.retry.schedule.first() > Some(&Duration::from_secs(1)) {
         config.retry.schedule = vec![Duration::from_millis(500), Duration::from_secs(1)];
     }
+    let max_age = config.retry.max_age;
     let engine = Engine::start(config).await?;
     println!(
         "• outboxd running; metrics at http://{}/metrics",
@@ -208,6 +236,15 @@ pub async fn run(
     tx.rollback().await?;
     println!("  (order.cancelled for order 43 was rolled back: it must never arrive)");
     client.execute(q::INSERT_INVOICE, &[]).await?;
+    let overdue_secs = (max_age + Duration::from_secs(3600)).as_secs_f64();
+    let overdue: String = client
+        .query_one(q::PUBLISH_OVERDUE, &[&overdue_secs])
+        .await?
+        .get(0);
+    println!(
+        "  (invoice.refunded {overdue} is older than the retry max age and its receiver answers 500: \
+         it dies, and waits for you in the console)"
+    );
 
     wait_all_finished(&client, Duration::from_secs(30)).await?;
     println!("\n• deliveries:");
@@ -273,11 +310,31 @@ pub async fn run(
         .unwrap_or_else(|p| p.into_inner())
         .bad_signatures;
     println!("\n• receiver saw {seen} requests, {bad} with a bad signature");
-    engine.stop().await;
-    shutdown.cancel();
     if bad > 0 {
+        engine.stop().await;
+        shutdown.cancel();
         return Err(DemoError::BadSignature);
     }
+    if let Some(stay) = stay {
+        // From now on the receiver takes the dead event: a retry in the console succeeds.
+        state
+            .accept_overdue
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let base = format!("http://{}", engine.listen_addr);
+        let link = crate::console::session::login_link(
+            &admin_token,
+            &base,
+            chrono::Utc::now().timestamp(),
+        );
+        println!("\n• the console (signed in; the link works once, for 10 minutes):");
+        println!("  {link}");
+        println!("  Search for {overdue}: its delivery is dead; retry it and watch it succeed.");
+        println!("  Admin API: curl -H 'Authorization: Bearer {admin_token}' {base}/v1/events");
+        println!("• running until Ctrl-C …");
+        stay.await;
+    }
+    engine.stop().await;
+    shutdown.cancel();
     println!("• done. Re-run with DATABASE_URL=… to use your own database.");
     Ok(())
 }

@@ -15,6 +15,7 @@ const FLOORS: &[(u8, &[&str])] = &[
             "circuit",
             "embedded_pg",
             "locks",
+            "mask",
             "metrics",
             "pacing",
             "pattern",
@@ -34,14 +35,17 @@ const FLOORS: &[(u8, &[&str])] = &[
     (5, &["replica"]),
     // Services that need only the replica.
     (6, &["router", "record", "maintenance", "wakeup"]),
-    // A worker makes one attempt and hands its outcome to the recorder.
-    (7, &["worker"]),
-    // The claimer spawns workers; the admin API.
-    (8, &["claim", "admin"]),
+    // A worker makes one attempt and hands its outcome to the recorder; the event log's
+    // query layer (reads, and actions that queue deliveries the way routing does).
+    (7, &["worker", "eventlog"]),
+    // The claimer spawns workers; the console (pages over the event log).
+    (8, &["claim", "console"]),
+    // The HTTP listener: the admin API, with the console mounted beside it.
+    (9, &["admin"]),
     // Wiring.
-    (9, &["engine"]),
+    (10, &["engine"]),
     // The demo runs an engine.
-    (10, &["demo"]),
+    (11, &["demo"]),
 ];
 
 #[cfg(test)]

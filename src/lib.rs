@@ -23,7 +23,9 @@
 //! tasks, stops them), [`wakeup`] (LISTEN/NOTIFY), [`config`], [`db`] (TLS, poolers, the one
 //! way a query is sent, migrations, the role's privileges), [`sql`] (every named query),
 //! [`locks`] (every advisory lock), [`readiness`] (what `/readyz` says), [`admin`]
-//! (`/healthz`, `/readyz`, `/metrics`, the REST API `/v1`), [`metrics`], [`embedded_pg`] (a
+//! (`/healthz`, `/readyz`, `/metrics`, the REST API `/v1`), [`eventlog`] (search, detail and
+//! actions on every webhook: the query layer behind `/v1` and the [`console`] at `/ui/`),
+//! [`metrics`], [`embedded_pg`] (a
 //! throwaway PostgreSQL) and [`demo`].
 //! `ARCHITECTURE.md` draws it; the `layers` test keeps imports pointing downwards only.
 //!
@@ -34,21 +36,24 @@
 //! [`Config`] (built from [`RunArgs`], the flags and `OUTBOXD_*` variables, validated into a
 //! [`ConfigError`] naming the variable), [`Engine`] (start, stop), [`migrate`] and
 //! [`check_schema`] over a [`connect`]ed client ([`Connector`]: a `DATABASE_URL` with its TLS
-//! parameters and [`Pooler`] mode), [`embedded_pg`] and [`demo`]. Every other
-//! module is internal (`pub(crate)`).
+//! parameters and [`Pooler`] mode), [`embedded_pg`] and [`demo`]; and two documents:
+//! [`console_link`] and [`openapi_document`]. Every other module is internal (`pub(crate)`).
 
 pub(crate) mod admin;
 pub(crate) mod catalog;
 pub(crate) mod circuit;
 pub(crate) mod claim;
 pub(crate) mod config;
+pub(crate) mod console;
 pub(crate) mod db;
 pub(crate) mod delivery;
 pub mod demo;
 pub mod embedded_pg;
 pub(crate) mod engine;
+pub(crate) mod eventlog;
 pub(crate) mod locks;
 pub(crate) mod maintenance;
+pub(crate) mod mask;
 pub(crate) mod metrics;
 pub(crate) mod pacing;
 pub(crate) mod pattern;
@@ -72,3 +77,15 @@ pub use config::{Config, ConfigError, RunArgs};
 pub use db::{Connector, DbError, Pooler, check_schema, connect, latest_migration, migrate};
 pub use engine::{Engine, EngineError};
 pub use retry::RetryPolicy;
+
+/// A one-time sign-in link to the console (`/ui/`) of an outboxd with this admin token,
+/// listening at `base_url` (e.g. `http://127.0.0.1:9090`); valid for 10 minutes. What
+/// `outboxd demo` and `outboxd console-link` print.
+pub fn console_link(admin_token: &str, base_url: &str) -> String {
+    console::session::login_link(admin_token, base_url, chrono::Utc::now().timestamp())
+}
+
+/// The OpenAPI 3.1 document of `/v1`, as served at `/v1/openapi.json`.
+pub fn openapi_document() -> String {
+    admin::openapi_document()
+}

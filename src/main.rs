@@ -37,6 +37,16 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// Print the OpenAPI 3.1 document of the admin API (/v1) and exit.
+    Openapi,
+    /// Print a one-time sign-in link to the console (valid 10 minutes) and exit.
+    ConsoleLink {
+        #[arg(long, env = "OUTBOXD_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        /// Where browsers reach this outboxd's listener.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        base_url: String,
+    },
     /// See it work: throwaway PostgreSQL (unless DATABASE_URL is set), local receiver,
     /// sample events, the attempts table, and a quick load.
     Demo {
@@ -45,6 +55,9 @@ enum Command {
         /// Events in the quick load at the end (0 to skip).
         #[arg(long, default_value_t = 20_000)]
         events: usize,
+        /// Exit at the end instead of staying up for the console.
+        #[arg(long)]
+        exit: bool,
     },
 }
 
@@ -98,6 +111,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Openapi => {
+            println!("{}", outboxd::openapi_document());
+            Ok(())
+        }
+        Command::ConsoleLink {
+            admin_token,
+            base_url,
+        } => {
+            println!("{}", outboxd::console_link(&admin_token, &base_url));
+            Ok(())
+        }
         Command::Run(args) => {
             let url = args.database_url.clone().ok_or(ConfigError::Invalid {
                 name: "DATABASE_URL",
@@ -130,7 +154,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             engine.wait().await;
             Ok(())
         }
-        Command::Demo { mut run, events } => {
+        Command::Demo {
+            mut run,
+            events,
+            exit,
+        } => {
             let url = run.database_url.clone();
             if std::env::var_os("OUTBOXD_LISTEN").is_none() {
                 // Any free port, so the demo runs next to a real outboxd on 9090.
@@ -140,7 +168,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 url.clone()
                     .unwrap_or_else(|| "postgres://postgres@127.0.0.1/postgres".into()),
             )?;
-            outboxd::demo::run(config, url, events).await?;
+            let stay = (!exit).then_some(async {
+                let Ok(mut term) = signal(SignalKind::terminate()) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            });
+            outboxd::demo::run(config, url, events, stay).await?;
             Ok(())
         }
     }

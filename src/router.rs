@@ -17,8 +17,7 @@
 //! Content filters ([`filters`]): an (event, endpoint) pair that matched only through filtered
 //! subscriptions is a candidate until PostgreSQL has evaluated its filters, all of the batch's
 //! in one statement, before the lanes are counted (a lane must only count deliveries that
-//! exist). With `OUTBOXD_STRICT_EVENT_TYPES`, the deliveries of an event whose type is not
-//! registered are created dead instead of pending.
+//! exist).
 
 mod filters;
 
@@ -30,7 +29,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, CatalogHandle, Target};
-use crate::db::{Conn, DbError};
+use crate::db::{Conn, DbError, Tx};
 use crate::metrics::names;
 use crate::readiness::Task;
 use crate::replica::Replica;
@@ -69,26 +68,22 @@ pub(crate) struct NewDelivery {
     pub event_pk: i64,
     pub endpoint_id: i64,
     pub lane_key: Option<String>,
-    /// Empty: the event matched an unfiltered subscription of the endpoint. Otherwise the
-    /// catalog's filters ([`Target::filter`]) of the subscriptions it matched by type: the
-    /// delivery is created only if one of them passes.
+    /// Empty: the event matched an unfiltered subscription of the endpoint (or an operator
+    /// replays it). Otherwise the catalog's filters ([`Target::filter`]) of the subscriptions
+    /// it matched by type: the delivery is created only if one of them passes.
     pub filters: Vec<u32>,
-    /// Strict event types are on and the event's type is not registered: created dead.
-    pub unregistered: bool,
 }
 
 /// The pure part of a routing step: which deliveries (some still subject to filters) a batch
-/// of events produces. `already_routed` holds event_ids routed by earlier batches
-/// (idempotency); duplicates inside the batch are routed once, at their first occurrence.
-/// Stops early (returning how many events it consumed) once `max_deliveries` would be
-/// exceeded, so fan-out memory stays bounded. With `strict`, deliveries of unregistered event
-/// types are marked [`NewDelivery::unregistered`].
+/// of events produces.
+/// `already_routed` holds event_ids routed by earlier batches (idempotency); duplicates inside
+/// the batch are routed once, at their first occurrence. Stops early (returning how many events
+/// it consumed) once `max_deliveries` would be exceeded, so fan-out memory stays bounded.
 pub(crate) fn plan(
     catalog: &Catalog,
     events: &[UnroutedEvent],
     already_routed: &HashSet<String>,
     max_deliveries: usize,
-    strict: bool,
 ) -> (usize, Vec<NewDelivery>) {
     let mut seen: HashSet<&str> = HashSet::new();
     let mut out = Vec::new();
@@ -103,7 +98,6 @@ pub(crate) fn plan(
             return (i, out);
         }
         let lane = lane_key(e.resource_key.as_deref());
-        let unregistered = strict && !catalog.is_registered(&e.event_type);
         for ways in endpoints {
             // Sorted: an unfiltered way comes first, and then no filter matters.
             let filters = if ways[0].filter.is_none() {
@@ -116,17 +110,11 @@ pub(crate) fn plan(
                 endpoint_id: ways[0].endpoint_id,
                 lane_key: lane.clone(),
                 filters,
-                unregistered,
             });
         }
     }
     (events.len(), out)
 }
-
-/// `last_error` of the deliveries strict event types create dead.
-pub(crate) const UNREGISTERED_TYPE: &str = "the event type is not registered in \
-     outbox.event_types and OUTBOXD_STRICT_EVENT_TYPES is on: register it, then \
-     outbox.retry_dead(endpoint_id) delivers it";
 
 /// Number of new deliveries per lane, in lock order.
 pub(crate) fn lane_counts(deliveries: &[NewDelivery]) -> BTreeMap<(i64, &str), i32> {
@@ -154,8 +142,6 @@ pub(crate) struct RouteStats {
     pub filtered: usize,
     /// Filter evaluations that errored (each one is a row in `outbox.filter_errors`).
     pub filter_errors: usize,
-    /// Deliveries created dead because their event type is not registered (strict mode).
-    pub unregistered: usize,
 }
 
 /// Routes at most `batch` events in one short transaction. Reloads the catalog inside the
@@ -167,7 +153,6 @@ pub(crate) async fn route_once(
     cursor: &mut String,
     batch: usize,
     max_deliveries: usize,
-    strict: bool,
 ) -> Result<RouteStats, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let locked: bool = tx
@@ -209,7 +194,7 @@ pub(crate) async fn route_once(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let (consumed, candidates) = plan(&cat, &events, &already, max_deliveries, strict);
+    let (consumed, candidates) = plan(&cat, &events, &already, max_deliveries);
     // Mark first: lane locks (taken next) are held until commit, and completions of those
     // lanes wait for them, so take them as late as possible.
     let routed: Vec<i64> = events[..consumed].iter().map(|e| e.id).collect();
@@ -220,20 +205,33 @@ pub(crate) async fn route_once(
     tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
     let considered = candidates.len();
     let verdicts = filters::evaluate(&tx, &cat, &candidates).await?;
-    let (dead, deliveries): (Vec<NewDelivery>, Vec<NewDelivery>) = verdicts
-        .keep(candidates)
-        .into_iter()
-        .partition(|d| d.unregistered);
-    if !dead.is_empty() {
-        let ev: Vec<i64> = dead.iter().map(|d| d.event_pk).collect();
-        let ep: Vec<i64> = dead.iter().map(|d| d.endpoint_id).collect();
-        let lk: Vec<Option<&str>> = dead.iter().map(|d| d.lane_key.as_deref()).collect();
-        tx.execute(sql::ROUTE_DEAD_LETTER, &[&ev, &ep, &lk, &UNREGISTERED_TYPE])
-            .await?;
-    }
+    let deliveries = verdicts.keep(candidates);
 
-    // Lanes first (locks in key order), then the deliveries with their held flags.
-    let counts = lane_counts(&deliveries);
+    let ready = insert_deliveries(&tx, &deliveries).await?;
+    count_event_types(&tx, &events[..consumed]).await?;
+    if ready > 0 {
+        tx.execute(sql::NOTIFY_DELIVERIES, &[]).await?;
+    }
+    tx.commit().await?;
+    Ok(RouteStats {
+        busy: false,
+        events: consumed,
+        deliveries: deliveries.len(),
+        ready,
+        filtered: considered - deliveries.len(),
+        filter_errors: verdicts.errors,
+    })
+}
+
+/// Creates deliveries in the order given (delivery ids follow it, and lane order is id order):
+/// lanes first (locked in key order), then the deliveries, each `held` unless it is the first
+/// new delivery of a lane that was idle. Returns how many are claimable now. Used by routing
+/// and by an operator's replay (`crate::eventlog`), so both keep lanes the same way.
+pub(crate) async fn insert_deliveries(
+    tx: &Tx<'_>,
+    deliveries: &[NewDelivery],
+) -> Result<usize, tokio_postgres::Error> {
+    let counts = lane_counts(deliveries);
     let mut idle_lanes: HashSet<(i64, String)> = HashSet::new();
     if !counts.is_empty() {
         let (eps, keys, ns): (Vec<i64>, Vec<&str>, Vec<i32>) = counts
@@ -260,7 +258,7 @@ pub(crate) async fn route_once(
         Vec::with_capacity(deliveries.len()),
         Vec::with_capacity(deliveries.len()),
     );
-    for d in &deliveries {
+    for d in deliveries {
         let is_held = match &d.lane_key {
             None => false,
             // The first new delivery of an idle lane becomes its head; the rest wait.
@@ -278,19 +276,32 @@ pub(crate) async fn route_once(
         tx.execute(sql::ROUTE_INSERT, &[&ev, &ep, &lk, &held])
             .await?;
     }
-    if ready > 0 {
-        tx.execute(sql::NOTIFY_DELIVERIES, &[]).await?;
+    Ok(ready)
+}
+
+/// Counts a routed batch into `outbox.event_types` (per tenant and type), in the routing
+/// transaction: the event log's type picker and pattern searches read it.
+async fn count_event_types(
+    tx: &Tx<'_>,
+    events: &[UnroutedEvent],
+) -> Result<(), tokio_postgres::Error> {
+    let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for e in events {
+        let tenant = e.tenant_id.as_deref().unwrap_or("");
+        *counts.entry((tenant, e.event_type.as_str())).or_insert(0) += 1;
     }
-    tx.commit().await?;
-    Ok(RouteStats {
-        busy: false,
-        events: consumed,
-        deliveries: deliveries.len(),
-        ready,
-        filtered: considered - deliveries.len() - dead.len(),
-        filter_errors: verdicts.errors,
-        unregistered: dead.len(),
-    })
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let (mut tenants, mut types, mut ns) = (vec![], vec![], vec![]);
+    for ((t, ty), n) in counts {
+        tenants.push(t);
+        types.push(ty);
+        ns.push(n);
+    }
+    tx.execute(sql::ROUTE_EVENT_TYPES, &[&tenants, &types, &ns])
+        .await?;
+    Ok(())
 }
 
 /// The router task: route while there is a backlog, then wait for a notification or the
@@ -311,7 +322,6 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 &mut tenant_cursor,
                 batch,
                 max_deliveries,
-                replica.config.strict_event_types,
             )
             .await
             .map_err(DbError::from),
@@ -324,7 +334,7 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 if stats.events > 0 {
                     metrics::counter!(names::EVENTS_ROUTED).increment(stats.events as u64);
                     metrics::counter!(names::DELIVERIES_CREATED).increment(stats.deliveries as u64);
-                    count_filters_and_strictness(&stats);
+                    count_filters(&stats);
                 }
                 if stats.ready > 0 {
                     replica.work_ready.notify_one();
@@ -362,8 +372,8 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
     }
 }
 
-/// The routing metrics of filters and strict event types (README "Monitoring").
-fn count_filters_and_strictness(stats: &RouteStats) {
+/// The routing metrics of content filters (README "Monitoring").
+fn count_filters(stats: &RouteStats) {
     if stats.filtered > 0 {
         metrics::counter!(names::DELIVERIES_FILTERED).increment(stats.filtered as u64);
     }
@@ -373,9 +383,6 @@ fn count_filters_and_strictness(stats: &RouteStats) {
             errors = stats.filter_errors,
             "content filters errored on some events (see outbox.filter_errors)"
         );
-    }
-    if stats.unregistered > 0 {
-        metrics::counter!(names::UNREGISTERED_TYPE_DELIVERIES).increment(stats.unregistered as u64);
     }
 }
 

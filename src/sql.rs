@@ -1,12 +1,12 @@
 //! Every named query, one file each under `sql/`, loaded with `include_str!`: the engine's
-//! (`sql/engine/`, at the top of this module), the admin API's ([`admin`], `sql/admin/`) and
-//! the demo's ([`demo`], `sql/demo/`). No query string is written anywhere else in `src/`.
+//! (`sql/engine/`, at the top of this module), the admin API's ([`admin`], `sql/admin/`), the
+//! event log's ([`eventlog`], `sql/eventlog/`: the console and the search API) and the demo's
+//! ([`demo`], `sql/demo/`). No query string is written anywhere else in `src/`.
 //! The test at the bottom prepares every one of them against a freshly migrated schema, so a
 //! typo or a schema drift fails CI, not production. The DBAs' cookbook (`sql/cookbook/`) is
 //! run by the integration tests.
 
 pub(crate) const CATALOG_ENDPOINTS: &str = include_str!("../sql/engine/catalog_endpoints.sql");
-pub(crate) const CATALOG_EVENT_TYPES: &str = include_str!("../sql/engine/catalog_event_types.sql");
 pub(crate) const CATALOG_VERSION: &str = include_str!("../sql/engine/catalog_version.sql");
 pub(crate) const CLAIM: &str = include_str!("../sql/engine/claim.sql");
 pub(crate) const FETCH_PAYLOAD: &str = include_str!("../sql/engine/fetch_payload.sql");
@@ -33,7 +33,7 @@ pub(crate) const RETENTION_LOCK: &str = include_str!("../sql/engine/retention_lo
 pub(crate) const RETENTION_SUCCEEDED: &str = include_str!("../sql/engine/retention_succeeded.sql");
 pub(crate) const ROUTE_ALREADY_ROUTED: &str =
     include_str!("../sql/engine/route_already_routed.sql");
-pub(crate) const ROUTE_DEAD_LETTER: &str = include_str!("../sql/engine/route_dead_letter.sql");
+pub(crate) const ROUTE_EVENT_TYPES: &str = include_str!("../sql/engine/route_event_types.sql");
 pub(crate) const ROUTE_FETCH: &str = include_str!("../sql/engine/route_fetch.sql");
 pub(crate) const ROUTE_FILTER: &str = include_str!("../sql/engine/route_filter.sql");
 pub(crate) const ROUTE_INSERT: &str = include_str!("../sql/engine/route_insert.sql");
@@ -55,7 +55,6 @@ pub(crate) const MIGRATE_PREPARE: &str = include_str!("../sql/migrate/prepare.sq
 #[cfg(test)]
 pub(crate) const ALL: &[(&str, &str)] = &[
     ("catalog_endpoints", CATALOG_ENDPOINTS),
-    ("catalog_event_types", CATALOG_EVENT_TYPES),
     ("catalog_version", CATALOG_VERSION),
     ("claim", CLAIM),
     ("fetch_payload", FETCH_PAYLOAD),
@@ -78,7 +77,7 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("retention_lock", RETENTION_LOCK),
     ("retention_succeeded", RETENTION_SUCCEEDED),
     ("route_already_routed", ROUTE_ALREADY_ROUTED),
-    ("route_dead_letter", ROUTE_DEAD_LETTER),
+    ("route_event_types", ROUTE_EVENT_TYPES),
     ("route_fetch", ROUTE_FETCH),
     ("route_filter", ROUTE_FILTER),
     ("route_insert", ROUTE_INSERT),
@@ -98,8 +97,6 @@ pub(crate) const ALL: &[(&str, &str)] = &[
 /// engine's [`NOTIFY_DELIVERIES`](super::NOTIFY_DELIVERIES).
 pub(crate) mod admin {
     pub(crate) const DELIVERY_LIST: &str = include_str!("../sql/admin/delivery_list.sql");
-    pub(crate) const DELIVERY_OF_ENDPOINT: &str =
-        include_str!("../sql/admin/delivery_of_endpoint.sql");
     pub(crate) const ENDPOINT_DELETE: &str = include_str!("../sql/admin/endpoint_delete.sql");
     pub(crate) const ENDPOINT_FINISH_ROTATION: &str =
         include_str!("../sql/admin/endpoint_finish_rotation.sql");
@@ -107,8 +104,6 @@ pub(crate) mod admin {
     pub(crate) const ENDPOINT_INSERT: &str = include_str!("../sql/admin/endpoint_insert.sql");
     pub(crate) const ENDPOINT_LIST: &str = include_str!("../sql/admin/endpoint_list.sql");
     pub(crate) const ENDPOINT_LOCK: &str = include_str!("../sql/admin/endpoint_lock.sql");
-    pub(crate) const ENDPOINT_RETRY_DEAD: &str =
-        include_str!("../sql/admin/endpoint_retry_dead.sql");
     pub(crate) const ENDPOINT_ROTATE_SECRET: &str =
         include_str!("../sql/admin/endpoint_rotate_secret.sql");
     pub(crate) const ENDPOINT_SECRETS: &str = include_str!("../sql/admin/endpoint_secrets.sql");
@@ -116,12 +111,6 @@ pub(crate) mod admin {
     pub(crate) const EVENT_ATTEMPTS: &str = include_str!("../sql/admin/event_attempts.sql");
     pub(crate) const EVENT_DELIVERIES: &str = include_str!("../sql/admin/event_deliveries.sql");
     pub(crate) const EVENT_GET: &str = include_str!("../sql/admin/event_get.sql");
-    pub(crate) const EVENT_TYPE_DELETE: &str = include_str!("../sql/admin/event_type_delete.sql");
-    pub(crate) const EVENT_TYPE_GET: &str = include_str!("../sql/admin/event_type_get.sql");
-    pub(crate) const EVENT_TYPE_INSERT: &str = include_str!("../sql/admin/event_type_insert.sql");
-    pub(crate) const EVENT_TYPE_LIST: &str = include_str!("../sql/admin/event_type_list.sql");
-    pub(crate) const EVENT_TYPE_LOCK: &str = include_str!("../sql/admin/event_type_lock.sql");
-    pub(crate) const EVENT_TYPE_UPDATE: &str = include_str!("../sql/admin/event_type_update.sql");
     pub(crate) const FILTER_CHECK: &str = include_str!("../sql/admin/filter_check.sql");
     pub(crate) const ROUTING_LOCK: &str = include_str!("../sql/admin/routing_lock.sql");
     pub(crate) const SUBSCRIPTION_DELETE: &str =
@@ -138,26 +127,18 @@ pub(crate) mod admin {
     #[cfg(test)]
     pub(crate) const ALL: &[(&str, &str)] = &[
         ("delivery_list", DELIVERY_LIST),
-        ("delivery_of_endpoint", DELIVERY_OF_ENDPOINT),
         ("endpoint_delete", ENDPOINT_DELETE),
         ("endpoint_finish_rotation", ENDPOINT_FINISH_ROTATION),
         ("endpoint_get", ENDPOINT_GET),
         ("endpoint_insert", ENDPOINT_INSERT),
         ("endpoint_list", ENDPOINT_LIST),
         ("endpoint_lock", ENDPOINT_LOCK),
-        ("endpoint_retry_dead", ENDPOINT_RETRY_DEAD),
         ("endpoint_rotate_secret", ENDPOINT_ROTATE_SECRET),
         ("endpoint_secrets", ENDPOINT_SECRETS),
         ("endpoint_update", ENDPOINT_UPDATE),
         ("event_attempts", EVENT_ATTEMPTS),
         ("event_deliveries", EVENT_DELIVERIES),
         ("event_get", EVENT_GET),
-        ("event_type_delete", EVENT_TYPE_DELETE),
-        ("event_type_get", EVENT_TYPE_GET),
-        ("event_type_insert", EVENT_TYPE_INSERT),
-        ("event_type_list", EVENT_TYPE_LIST),
-        ("event_type_lock", EVENT_TYPE_LOCK),
-        ("event_type_update", EVENT_TYPE_UPDATE),
         ("filter_check", FILTER_CHECK),
         ("routing_lock", ROUTING_LOCK),
         ("subscription_delete", SUBSCRIPTION_DELETE),
@@ -167,6 +148,96 @@ pub(crate) mod admin {
         ("subscription_lock", SUBSCRIPTION_LOCK),
         ("subscription_update", SUBSCRIPTION_UPDATE),
     ];
+}
+
+/// The event log's queries (`sql/eventlog/`), behind the console and the `/v1` search and
+/// actions ([`crate::eventlog`]). The searches share one filter: each `search_*.sql` has
+/// `/*filter*/` where `search_filter.sql` goes, put in once at first use.
+pub(crate) mod eventlog {
+    use std::sync::LazyLock;
+
+    /// Not a query: the filter part of every search (see the file).
+    pub(crate) const SEARCH_FILTER: &str = include_str!("../sql/eventlog/search_filter.sql");
+
+    fn with_filter(query: &str) -> String {
+        // The fragment's own comment lines stay out of the WHERE clause.
+        let filter: String = SEARCH_FILTER
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        query.replace("/*filter*/", &format!("(\n{filter}\n)"))
+    }
+
+    pub(crate) static SEARCH_EVENTS: LazyLock<String> =
+        LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_events.sql")));
+    pub(crate) static SEARCH_TYPES: LazyLock<String> =
+        LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_types.sql")));
+    pub(crate) static SEARCH_ENDPOINT: LazyLock<String> =
+        LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_endpoint.sql")));
+    pub(crate) static SEARCH_STATUS: LazyLock<String> =
+        LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_status.sql")));
+    pub(crate) const DELIVERIES_DETAIL: &str =
+        include_str!("../sql/eventlog/deliveries_detail.sql");
+    pub(crate) const DELIVERIES_REQUEUE: &str =
+        include_str!("../sql/eventlog/deliveries_requeue.sql");
+    pub(crate) const DELIVERY_ATTEMPTS: &str =
+        include_str!("../sql/eventlog/delivery_attempts.sql");
+    pub(crate) const DELIVERY_RETRY_NOW: &str =
+        include_str!("../sql/eventlog/delivery_retry_now.sql");
+    pub(crate) const ENDPOINT_DEAD_DELIVERIES: &str =
+        include_str!("../sql/eventlog/endpoint_dead_deliveries.sql");
+    pub(crate) const ENDPOINT_HEALTH: &str = include_str!("../sql/eventlog/endpoint_health.sql");
+    pub(crate) const ENDPOINT_LOCK: &str = include_str!("../sql/eventlog/endpoint_lock.sql");
+    pub(crate) const ENDPOINT_SET_ENABLED: &str =
+        include_str!("../sql/eventlog/endpoint_set_enabled.sql");
+    pub(crate) const ENDPOINT_SUBSCRIPTIONS: &str =
+        include_str!("../sql/eventlog/endpoint_subscriptions.sql");
+    pub(crate) const ENDPOINT_TEST_EVENT: &str =
+        include_str!("../sql/eventlog/endpoint_test_event.sql");
+    pub(crate) const EVENT_GET: &str = include_str!("../sql/eventlog/event_get.sql");
+    pub(crate) const EVENT_PAYLOAD: &str = include_str!("../sql/eventlog/event_payload.sql");
+    pub(crate) const EVENT_TYPES: &str = include_str!("../sql/eventlog/event_types.sql");
+    pub(crate) const PAGE_DELIVERIES: &str = include_str!("../sql/eventlog/page_deliveries.sql");
+    pub(crate) const REPLAY_EVENTS: &str = include_str!("../sql/eventlog/replay_events.sql");
+    pub(crate) const REPLAY_START: &str = include_str!("../sql/eventlog/replay_start.sql");
+    pub(crate) const SEARCH_TIME_BOUNDS: &str =
+        include_str!("../sql/eventlog/search_time_bounds.sql");
+    pub(crate) const SEARCH_TYPE_COUNTS: &str =
+        include_str!("../sql/eventlog/search_type_counts.sql");
+
+    /// Files that are parts of queries, not queries (prepared inside the ones using them).
+    #[cfg(test)]
+    pub(crate) const FRAGMENTS: &[&str] = &["search_filter"];
+
+    /// Every query of this group, for the test that prepares each against the schema.
+    #[cfg(test)]
+    pub(crate) fn all() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("deliveries_detail", DELIVERIES_DETAIL),
+            ("deliveries_requeue", DELIVERIES_REQUEUE),
+            ("delivery_attempts", DELIVERY_ATTEMPTS),
+            ("delivery_retry_now", DELIVERY_RETRY_NOW),
+            ("endpoint_dead_deliveries", ENDPOINT_DEAD_DELIVERIES),
+            ("endpoint_health", ENDPOINT_HEALTH),
+            ("endpoint_lock", ENDPOINT_LOCK),
+            ("endpoint_set_enabled", ENDPOINT_SET_ENABLED),
+            ("endpoint_subscriptions", ENDPOINT_SUBSCRIPTIONS),
+            ("endpoint_test_event", ENDPOINT_TEST_EVENT),
+            ("event_get", EVENT_GET),
+            ("event_payload", EVENT_PAYLOAD),
+            ("event_types", EVENT_TYPES),
+            ("page_deliveries", PAGE_DELIVERIES),
+            ("replay_events", REPLAY_EVENTS),
+            ("replay_start", REPLAY_START),
+            ("search_endpoint", SEARCH_ENDPOINT.as_str()),
+            ("search_events", SEARCH_EVENTS.as_str()),
+            ("search_status", SEARCH_STATUS.as_str()),
+            ("search_time_bounds", SEARCH_TIME_BOUNDS),
+            ("search_type_counts", SEARCH_TYPE_COUNTS),
+            ("search_types", SEARCH_TYPES.as_str()),
+        ]
+    }
 }
 
 /// `outboxd demo`'s queries (`sql/demo/`).
@@ -180,6 +251,7 @@ pub(crate) mod demo {
     pub(crate) const LOAD_BATCH: &str = include_str!("../sql/demo/load_batch.sql");
     pub(crate) const PUBLISH_CANCELLED: &str = include_str!("../sql/demo/publish_cancelled.sql");
     pub(crate) const PUBLISH_ORDER: &str = include_str!("../sql/demo/publish_order.sql");
+    pub(crate) const PUBLISH_OVERDUE: &str = include_str!("../sql/demo/publish_overdue.sql");
     pub(crate) const RESET_ENDPOINTS: &str = include_str!("../sql/demo/reset_endpoints.sql");
     pub(crate) const UNFINISHED: &str = include_str!("../sql/demo/unfinished.sql");
 
@@ -195,6 +267,7 @@ pub(crate) mod demo {
         ("load_batch", LOAD_BATCH),
         ("publish_cancelled", PUBLISH_CANCELLED),
         ("publish_order", PUBLISH_ORDER),
+        ("publish_overdue", PUBLISH_OVERDUE),
         ("reset_endpoints", RESET_ENDPOINTS),
         ("unfinished", UNFINISHED),
     ];
@@ -204,11 +277,20 @@ pub(crate) mod demo {
 mod tests {
     use super::*;
 
+    fn groups() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
+        vec![
+            ("engine", ALL.to_vec()),
+            ("admin", admin::ALL.to_vec()),
+            ("eventlog", eventlog::all()),
+            ("demo", demo::ALL.to_vec()),
+        ]
+    }
+
     #[tokio::test]
     async fn every_named_query_prepares_against_the_migrated_schema() {
         let db = testkit::fresh_db().await;
         let client = db.client().await;
-        for (group, queries) in [("engine", ALL), ("admin", admin::ALL), ("demo", demo::ALL)] {
+        for (group, queries) in groups() {
             assert!(!queries.is_empty(), "sql/{group}/ lists no query");
             for (name, sql) in queries {
                 if let Err(e) = client.prepare(sql).await {
@@ -222,11 +304,11 @@ mod tests {
         }
     }
 
-    /// Every file under `sql/engine`, `sql/admin` and `sql/demo` is listed in `ALL` (and so
+    /// Every file under `sql/engine`, `sql/admin`, `sql/eventlog` and `sql/demo` is listed in `ALL` (and so
     /// prepared by the test above): a query file nobody loads is dead or forgotten.
     #[test]
     fn every_query_file_is_listed() {
-        for (group, queries) in [("engine", ALL), ("admin", admin::ALL), ("demo", demo::ALL)] {
+        for (group, queries) in groups() {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("sql")
                 .join(group);
@@ -237,6 +319,9 @@ mod tests {
                 .collect();
             files.sort();
             let mut listed: Vec<String> = queries.iter().map(|(n, _)| (*n).to_owned()).collect();
+            if group == "eventlog" {
+                listed.extend(eventlog::FRAGMENTS.iter().map(|f| (*f).to_owned()));
+            }
             listed.sort();
             assert_eq!(files, listed, "sql/{group}/");
         }

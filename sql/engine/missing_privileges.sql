@@ -8,6 +8,7 @@ WITH need(kind, schema_name, object_name, privilege) AS (VALUES
     ('schema',   'outbox', 'outbox',                 'USAGE'),
     ('table',    'outbox', 'schema_history',         'SELECT'),
     ('table',    'outbox', 'events',                 'SELECT'),
+    ('table',    'outbox', 'events',                 'INSERT'),
     ('table',    'outbox', 'events',                 'UPDATE'),
     ('table',    'outbox', 'events',                 'DELETE'),
     ('table',    'outbox', 'endpoints',              'SELECT'),
@@ -38,13 +39,9 @@ WITH need(kind, schema_name, object_name, privilege) AS (VALUES
     ('table',    'outbox', 'filter_errors',          'SELECT'),
     ('table',    'outbox', 'filter_errors',          'INSERT'),
     ('table',    'outbox', 'filter_errors',          'DELETE'),
-    ('table',    'outbox', 'event_type_stats',       'SELECT'),
-    ('table',    'outbox', 'event_type_stats',       'INSERT'),
-    ('table',    'outbox', 'event_type_stats',       'UPDATE'),
     ('table',    'outbox', 'event_types',            'SELECT'),
     ('table',    'outbox', 'event_types',            'INSERT'),
     ('table',    'outbox', 'event_types',            'UPDATE'),
-    ('table',    'outbox', 'event_types',            'DELETE'),
     ('function', 'outbox', 'check_filter',           'EXECUTE'),
     ('function', 'outbox', 'filter_vars',            'EXECUTE'),
     ('function', 'outbox', 'filter_match_safe',      'EXECUTE'),
@@ -53,7 +50,9 @@ WITH need(kind, schema_name, object_name, privilege) AS (VALUES
     ('function', 'outbox', 'new_secret',             'EXECUTE'),
     ('function', 'outbox', 'rotate_secret',          'EXECUTE'),
     ('function', 'outbox', 'finish_secret_rotation', 'EXECUTE'),
-    ('function', 'outbox', 'retry_dead',             'EXECUTE')
+    ('function', 'outbox', 'retry_dead',             'EXECUTE'),
+    ('function', 'outbox', 'requeue',                'EXECUTE'),
+    ('function', 'outbox', 'delivery_status',        'EXECUTE')
 )
 SELECT need.kind, need.schema_name || '.' || need.object_name AS object, need.privilege,
        (CASE need.kind WHEN 'schema' THEN n.oid WHEN 'table' THEN c.oid ELSE p.oid END)

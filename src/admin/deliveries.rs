@@ -4,9 +4,10 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, shorten};
 use super::views::{Attempt, Delivery, Event, Page, PageStart};
 use crate::sql::admin as q;
@@ -16,15 +17,23 @@ const STATES: &[&str] = &["pending", "delivering", "succeeded", "dead"];
 /// `GET /v1/events/{event_id}` shows this many of the event's most recent attempts.
 pub const MAX_EVENT_ATTEMPTS: i64 = 500;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1–500, default 50.
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
     endpoint_id: Option<i64>,
+    /// `pending`, `delivering`, `succeeded` or `dead`.
     state: Option<String>,
 }
 
+/// List deliveries in id order (oldest first). For the newest first, searchable, see
+/// `GET /v1/events`.
+#[utoipa::path(get, operation_id = "list_deliveries", path = "/v1/deliveries", tag = "deliveries", params(ListQuery),
+    responses((status = 200, description = "OK", body = Page<Delivery>), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -61,7 +70,7 @@ pub async fn list(
     Ok(Json(start.page(data, |d| d.id, KIND)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EventDetail {
     event: Event,
     deliveries: Vec<Delivery>,
@@ -69,6 +78,10 @@ pub struct EventDetail {
     attempts: Vec<Attempt>,
 }
 
+/// One event (without its payload), its deliveries and its latest 500 attempts.
+#[utoipa::path(get, operation_id = "get_event", path = "/v1/events/{event_id}", tag = "events",
+    params(("event_id" = String, Path)),
+    responses((status = 200, description = "OK", body = EventDetail), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn event(
     State(s): State<AppState>,
     event_id: Result<Path<String>, PathRejection>,

@@ -1,4 +1,5 @@
-//! `/v1/endpoints`: list, create, read, change, delete; secrets; reviving dead deliveries.
+//! `/v1/endpoints`: list, create, read, change, delete; secrets. (Reviving dead deliveries,
+//! replay and test events: `actions`.)
 
 use axum::Json;
 use axum::extract::State;
@@ -8,9 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_postgres::Row;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Id, JsonBody, OptionalJsonBody, Patch, not_null, present};
 use super::policy;
 use super::validate::{self, DEFAULT_MAX_IN_FLIGHT};
@@ -27,14 +29,21 @@ fn one(row: Option<Row>, id: i64) -> Result<Row, ApiError> {
     row.ok_or_else(|| not_found(id))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1–500, default 50.
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only this tenant's endpoints.
     tenant_id: Option<String>,
 }
 
+/// List endpoints, in id order (never their secrets).
+#[utoipa::path(get, operation_id = "list_endpoints", path = "/v1/endpoints", tag = "endpoints", params(ListQuery),
+    responses((status = 200, description = "OK", body = Page<Endpoint>), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -54,13 +63,16 @@ pub async fn list(
     Ok(Json(start.page(data, |e| e.id, KIND)))
 }
 
+/// One endpoint; its secrets are never shown here, only `secret_count`.
+#[utoipa::path(get, operation_id = "get_endpoint", path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
+    responses((status = 200, description = "OK", body = Endpoint), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn get(State(s): State<AppState>, Id(id): Id) -> Result<Json<Endpoint>, ApiError> {
     let db = s.db().await?;
     let row = one(db.query_opt(q::ENDPOINT_GET, &[&id]).await?, id)?;
     Ok(Json(Endpoint::from_row(&row)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
     url: String,
@@ -71,6 +83,7 @@ pub struct CreateEndpoint {
     #[serde(default)]
     secret: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
     headers: Option<Map<String, Value>>,
     #[serde(default)]
     enabled: Option<bool>,
@@ -95,7 +108,7 @@ pub struct CreateEndpoint {
 }
 
 /// The create response: the endpoint, its secret (shown this once) and the subscription.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Created {
     #[serde(flatten)]
     endpoint: Endpoint,
@@ -104,6 +117,9 @@ struct Created {
     subscription: Option<Subscription>,
 }
 
+/// Create an endpoint (and, with `event_types`, one subscription). The secret is shown once.
+#[utoipa::path(post, operation_id = "create_endpoint", path = "/v1/endpoints", tag = "endpoints", request_body = CreateEndpoint,
+    responses((status = 201, description = "Created", body = Created), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn create(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<CreateEndpoint>,
@@ -208,7 +224,7 @@ pub async fn create(
     Ok(no_store(response))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchEndpoint {
     #[serde(default, deserialize_with = "present")]
@@ -218,6 +234,7 @@ pub struct PatchEndpoint {
     #[serde(default, deserialize_with = "present")]
     all_tenants: Patch<bool>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<HashMap<String, String>>)]
     headers: Patch<Map<String, Value>>,
     #[serde(default, deserialize_with = "present")]
     enabled: Patch<bool>,
@@ -231,9 +248,11 @@ pub struct PatchEndpoint {
     disabled_reason: Patch<String>,
     /// Refused with a pointer to the rotation routes.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     secret: Patch<Value>,
     /// Refused with a pointer to `/v1/subscriptions`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     event_types: Patch<Value>,
     #[serde(default, deserialize_with = "present")]
     retry_schedule: Patch<String>,
@@ -467,6 +486,11 @@ fn unmask_headers(new: Value, stored: &Value) -> Result<Value, ApiError> {
         .map(Value::Object)
 }
 
+/// Change any subset of an endpoint's fields (`null` clears the nullable ones).
+#[utoipa::path(patch, operation_id = "update_endpoint", path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
+    request_body = PatchEndpoint,
+    responses((status = 200, description = "OK", body = Endpoint), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody),
+              (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn patch(
     State(s): State<AppState>,
     Id(id): Id,
@@ -507,6 +531,9 @@ pub async fn patch(
     Ok(Json(Endpoint::from_row(&row)?))
 }
 
+/// Delete an endpoint with its subscriptions, deliveries and lanes (its attempts stay).
+#[utoipa::path(delete, operation_id = "delete_endpoint", path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
+    responses((status = 204, description = "Done, no content"), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn delete(State(s): State<AppState>, Id(id): Id) -> Result<StatusCode, ApiError> {
     let mut db = s.db().await?;
     let tx = db.transaction().await?;
@@ -518,7 +545,7 @@ pub async fn delete(State(s): State<AppState>, Id(id): Id) -> Result<StatusCode,
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Secrets {
     endpoint_id: i64,
     /// Newest first; the first one is the current secret, all of them sign.
@@ -526,6 +553,9 @@ struct Secrets {
 }
 
 /// `GET /v1/endpoints/{id}/secret`: the explicit read of the active secrets.
+#[utoipa::path(get, operation_id = "get_endpoint_secrets", path = "/v1/endpoints/{id}/secret", tag = "endpoints",
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "OK", body = Secrets), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn secrets(State(s): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
     let db = s.db().await?;
     let row = one(db.query_opt(q::ENDPOINT_SECRETS, &[&id]).await?, id)?;
@@ -537,14 +567,14 @@ pub async fn secrets(State(s): State<AppState>, Id(id): Id) -> Result<Response, 
     })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
     #[serde(default)]
     secret: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Rotated {
     endpoint_id: i64,
     /// The new secret; it signs alongside the older ones until the rotation is finished.
@@ -555,6 +585,11 @@ struct Rotated {
 /// At most this many secrets are kept (`outbox.rotate_secret` drops the oldest beyond).
 const MAX_SECRETS: usize = 10;
 
+/// Start a rotation: the new secret (generated when not given) signs alongside the old ones.
+#[utoipa::path(post, operation_id = "rotate_endpoint_secret", path = "/v1/endpoints/{id}/secret/rotate", tag = "endpoints",
+    params(("id" = i64, Path)), request_body(content = Option<Rotate>),
+    responses((status = 200, description = "OK", body = Rotated), (status = 404, description = "No such resource", body = ErrorBody),
+              (status = 409, description = "Conflicts with its current state", body = ErrorBody)))]
 pub async fn rotate(
     State(s): State<AppState>,
     Id(id): Id,
@@ -587,6 +622,10 @@ pub async fn rotate(
     })))
 }
 
+/// End a rotation: keep only the newest secret.
+#[utoipa::path(post, operation_id = "finish_endpoint_secret_rotation", path = "/v1/endpoints/{id}/secret/finish-rotation", tag = "endpoints",
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "OK", body = Endpoint), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn finish_rotation(
     State(s): State<AppState>,
     Id(id): Id,
@@ -599,52 +638,6 @@ pub async fn finish_rotation(
     tx.commit().await?;
     tracing::info!(endpoint_id = id, "admin API: secret rotation finished");
     Ok(Json(Endpoint::from_row(&row)?))
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryDead {
-    #[serde(default)]
-    delivery_id: Option<i64>,
-}
-
-#[derive(Debug, Serialize)]
-struct Revived {
-    revived: i64,
-}
-
-pub async fn retry_dead(
-    State(s): State<AppState>,
-    Id(id): Id,
-    OptionalJsonBody(req): OptionalJsonBody<RetryDead>,
-) -> Result<Response, ApiError> {
-    let db = s.db().await?;
-    one(db.query_opt(q::ENDPOINT_GET, &[&id]).await?, id)?;
-    if let Some(d) = req.delivery_id
-        && db
-            .query_opt(q::DELIVERY_OF_ENDPOINT, &[&d, &id])
-            .await?
-            .is_none()
-    {
-        return Err(ApiError::NotFound(format!(
-            "delivery {d} of endpoint {id} does not exist"
-        )));
-    }
-    let row = db
-        .query_one(q::ENDPOINT_RETRY_DEAD, &[&id, &req.delivery_id])
-        .await?;
-    let revived: i64 = col(&row, "revived")?;
-    if revived > 0 {
-        // Every replica's claimer; ours at once.
-        db.execute(crate::sql::NOTIFY_DELIVERIES, &[]).await?;
-        s.replica.work_ready.notify_one();
-    }
-    tracing::info!(
-        endpoint_id = id,
-        revived,
-        "admin API: dead deliveries revived"
-    );
-    Ok(Json(Revived { revived }).into_response())
 }
 
 /// Responses carrying secrets must not be cached by anything in between.

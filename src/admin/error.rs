@@ -113,6 +113,26 @@ struct Detail<'a> {
     field: Option<&'a str>,
 }
 
+/// How every `/v1` error is answered (its schema in the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a description of `Body`, for the document only
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// `invalid_field`, `invalid_json`, `invalid_query`, `unauthorized`, `forbidden`,
+    /// `not_found`, `method_not_allowed`, `conflict`, `payload_too_large`,
+    /// `unsupported_media_type`, `unavailable`, `internal`.
+    code: String,
+    /// What went wrong; for an invalid input it starts with the field's name.
+    message: String,
+    /// The input at fault, when one is.
+    field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let field = match &self {

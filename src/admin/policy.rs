@@ -1,5 +1,5 @@
-//! Validation of what subscriptions and endpoints say they want: content filters, an
-//! endpoint's own retry policy, event-type names. Every error names
+//! Validation of what subscriptions and endpoints say they want: content filters, and an
+//! endpoint's own retry policy. Every error names
 //! its field.
 //!
 //! Filters are validated by PostgreSQL, by the function the subscriptions' CHECK uses
@@ -56,24 +56,6 @@ pub fn max_age(field: &str, s: &str) -> Result<f64, ApiError> {
     Ok(d.as_secs_f64())
 }
 
-/// An event-type name: 1–255 characters, no whitespace, control characters or `*` (which
-/// is for subscription patterns).
-pub fn event_type_name(field: &str, name: &str) -> Result<(), ApiError> {
-    if name.is_empty() || name.chars().count() > 255 {
-        return Err(ApiError::field(field, "must be 1 to 255 characters"));
-    }
-    if name
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '*')
-    {
-        return Err(ApiError::field(
-            field,
-            "must not contain whitespace, control characters or '*'",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,13 +72,5 @@ mod tests {
         assert_eq!(max_age("max_age", "2h").unwrap(), 7200.0);
         assert!(msg(max_age("max_age", "0s")).starts_with("max_age: "));
         assert!(msg(max_age("max_age", "tomorrow")).starts_with("max_age: not a duration"));
-    }
-
-    #[test]
-    fn event_type_names_are_not_patterns() {
-        assert!(event_type_name("name", "order.paid").is_ok());
-        assert!(msg(event_type_name("name", "order.*")).starts_with("name: "));
-        assert!(msg(event_type_name("name", "")).starts_with("name: "));
-        assert!(msg(event_type_name("name", "a b")).starts_with("name: "));
     }
 }

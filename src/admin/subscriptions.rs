@@ -8,9 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, sql_state};
+use super::error::{ApiError, ErrorBody, sql_state};
 use super::extract::{ApiQuery, Id, JsonBody, Patch, not_null, present};
 use super::views::{Page, PageStart, Subscription, col};
 use super::{policy, validate};
@@ -22,14 +23,21 @@ fn one(row: Option<Row>, id: i64) -> Result<Row, ApiError> {
     row.ok_or_else(|| ApiError::NotFound(format!("subscription {id} does not exist")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1–500, default 50.
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only this endpoint's subscriptions.
     endpoint_id: Option<i64>,
 }
 
+/// List subscriptions, in id order.
+#[utoipa::path(get, operation_id = "list_subscriptions", path = "/v1/subscriptions", tag = "subscriptions", params(ListQuery),
+    responses((status = 200, description = "OK", body = Page<Subscription>), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn list(
     State(s): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
@@ -49,13 +57,16 @@ pub async fn list(
     Ok(Json(start.page(data, |x| x.id, KIND)))
 }
 
+#[utoipa::path(get, operation_id = "get_subscription", path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "OK", body = Subscription), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn get(State(s): State<AppState>, Id(id): Id) -> Result<Json<Subscription>, ApiError> {
     let db = s.db().await?;
     let row = one(db.query_opt(q::SUBSCRIPTION_GET, &[&id]).await?, id)?;
     Ok(Json(Subscription::from_row(&row)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscription {
     endpoint_id: i64,
@@ -67,6 +78,10 @@ pub struct CreateSubscription {
     filter: Option<String>,
 }
 
+/// Bind an endpoint to event-type patterns.
+#[utoipa::path(post, operation_id = "create_subscription", path = "/v1/subscriptions", tag = "subscriptions",
+    request_body = CreateSubscription,
+    responses((status = 201, description = "Created", body = Subscription), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
 pub async fn create(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<CreateSubscription>,
@@ -107,7 +122,7 @@ pub async fn create(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSubscription {
     #[serde(default, deserialize_with = "present")]
@@ -119,9 +134,15 @@ pub struct PatchSubscription {
     filter: Patch<String>,
     /// Refused: a subscription stays with its endpoint.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     endpoint_id: Patch<serde_json::Value>,
 }
 
+/// Change a subscription's patterns or `active`.
+#[utoipa::path(patch, operation_id = "update_subscription", path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = i64, Path)), request_body = PatchSubscription,
+    responses((status = 200, description = "OK", body = Subscription), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody),
+              (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn patch(
     State(s): State<AppState>,
     Id(id): Id,
@@ -168,6 +189,9 @@ pub async fn patch(
     Ok(Json(Subscription::from_row(&row)?))
 }
 
+#[utoipa::path(delete, operation_id = "delete_subscription", path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = i64, Path)),
+    responses((status = 204, description = "Done, no content"), (status = 404, description = "No such resource", body = ErrorBody)))]
 pub async fn delete(State(s): State<AppState>, Id(id): Id) -> Result<StatusCode, ApiError> {
     let db = s.db().await?;
     one(db.query_opt(q::SUBSCRIPTION_DELETE, &[&id]).await?, id)?;

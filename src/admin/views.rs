@@ -7,8 +7,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
+pub use crate::mask::{MASK, masked_headers, masked_url};
 
 /// A column of a row the admin queries return; a mismatch is a bug, answered with a 500.
 pub fn col<'a, T: FromSql<'a>>(row: &'a Row, name: &str) -> Result<T, ApiError> {
@@ -30,47 +32,16 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// What the API shows instead of a write-only value: an extra header's value, the user name
-/// and password of an endpoint URL. Sent back in a PATCH, it keeps the stored value.
-pub const MASK: &str = "********";
-
-/// The extra headers with their values masked (the names stay: they tell what is set).
-pub fn masked_headers(headers: &Value) -> Value {
-    match headers {
-        Value::Object(map) => Value::Object(
-            map.keys()
-                .map(|k| (k.clone(), Value::String(MASK.to_owned())))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-/// The URL with its user name and password (if any) masked.
-pub fn masked_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            if !u.username().is_empty() {
-                let _ = u.set_username(MASK);
-            }
-            if u.password().is_some() {
-                let _ = u.set_password(Some(MASK));
-            }
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// An endpoint as shown by the API: everything but its secrets; header values and URL
 /// credentials masked ([`MASK`]).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Endpoint {
     pub id: i64,
     pub url: String,
     pub tenant_id: Option<String>,
     pub all_tenants: bool,
     pub secret_count: i32,
+    #[schema(value_type = Object)]
     pub headers: Value,
     pub enabled: bool,
     pub max_in_flight: i32,
@@ -113,7 +84,7 @@ pub fn duration_text(seconds: f64) -> String {
     humantime::format_duration(d).to_string()
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Subscription {
     pub id: i64,
     pub endpoint_id: i64,
@@ -139,7 +110,7 @@ impl Subscription {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Delivery {
     pub id: i64,
     /// The event's `event_id` (the `webhook-id`); null if the event row is already gone.
@@ -180,13 +151,14 @@ impl Delivery {
 }
 
 /// An event without its payload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Event {
     pub id: i64,
     pub event_id: String,
     pub event_type: String,
     pub resource_key: Option<String>,
     pub tenant_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub headers: Option<Value>,
     pub created_at: String,
     pub routed_at: Option<String>,
@@ -210,7 +182,7 @@ impl Event {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Attempt {
     pub id: i64,
     pub delivery_id: i64,
@@ -252,7 +224,7 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
 /// One page of a list: `next_cursor` is null on the last page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,

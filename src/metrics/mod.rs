@@ -20,7 +20,6 @@
 //! | `outboxd_deliveries_created_total` | counter | | every replica (grows on the router) |
 //! | `outboxd_deliveries_filtered_total` | counter | | every replica (grows on the router) |
 //! | `outboxd_filter_errors_total` | counter | | every replica (grows on the router) |
-//! | `outboxd_unregistered_event_deliveries_total` | counter | | every replica (grows on the router) |
 //! | `outboxd_attempts_total` | counter | `endpoint_id`, `result` = success / failure | every replica |
 //! | `outboxd_attempt_errors_total` | counter | `kind` = the error kinds of `outbox.attempts` | every replica |
 //! | `outboxd_deliveries_completed_total` | counter | `endpoint_id`, `state` = succeeded / dead | every replica |
@@ -60,7 +59,6 @@ pub mod names {
     pub const DELIVERIES_CREATED: &str = "outboxd_deliveries_created_total";
     pub const DELIVERIES_FILTERED: &str = "outboxd_deliveries_filtered_total";
     pub const FILTER_ERRORS: &str = "outboxd_filter_errors_total";
-    pub const UNREGISTERED_TYPE_DELIVERIES: &str = "outboxd_unregistered_event_deliveries_total";
     pub const ATTEMPTS: &str = "outboxd_attempts_total";
     pub const ATTEMPT_ERRORS: &str = "outboxd_attempt_errors_total";
     pub const DELIVERIES_COMPLETED: &str = "outboxd_deliveries_completed_total";
@@ -95,7 +93,6 @@ pub mod names {
         DELIVERIES_CREATED,
         DELIVERIES_FILTERED,
         FILTER_ERRORS,
-        UNREGISTERED_TYPE_DELIVERIES,
         ATTEMPTS,
         ATTEMPT_ERRORS,
         DELIVERIES_COMPLETED,
@@ -182,7 +179,7 @@ fn describe_and_register(error_kinds: &[&'static str]) {
     );
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // (name, help, label, its known values: every one is registered at 0)
-    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 10] = [
+    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 9] = [
         (
             names::EVENTS_ROUTED,
             "Events routed (fanned out to their endpoints) by this replica.",
@@ -204,12 +201,6 @@ fn describe_and_register(error_kinds: &[&'static str]) {
         (
             names::FILTER_ERRORS,
             "Content filter evaluations that errored at routing (each is a row in outbox.filter_errors).",
-            "",
-            &[],
-        ),
-        (
-            names::UNREGISTERED_TYPE_DELIVERIES,
-            "Deliveries created dead because their event type is not registered (OUTBOXD_STRICT_EVENT_TYPES).",
             "",
             &[],
         ),

@@ -150,7 +150,6 @@ mod tests {
             endpoint_id,
             lane_key: None,
             filters: filters.to_vec(),
-            unregistered: false,
         }
     }
 

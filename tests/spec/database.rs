@@ -11,7 +11,8 @@ use testkit::tls::{CERT_USER, Certs};
 use testkit::*;
 
 use crate::OUTBOXD;
-use crate::engine::{add_endpoint, order_violations, scalar_i64, wait_all_finished};
+use crate::engine::{order_violations, wait_all_finished};
+use crate::support::{add_endpoint, scalar_i64};
 
 const ROLES_SQL: &str = include_str!("../../sql/roles.sql");
 

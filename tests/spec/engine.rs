@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use testkit::*;
 
 use crate::OUTBOXD;
-use crate::support::Event;
+use crate::support::{Event, add_endpoint, scalar_i64};
 use outboxd::{Config, Engine};
 use serde_json::{Value, json};
 
@@ -22,26 +22,6 @@ pub(crate) async fn start(db: &TestDb, extra: &[&str]) -> Engine {
     Engine::start(config(db, extra))
         .await
         .expect("engine starts")
-}
-
-pub(crate) async fn add_endpoint(
-    c: &tokio_postgres::Client,
-    url: &str,
-    types: &[&str],
-    tenant: Option<&str>,
-) -> i64 {
-    let types: Vec<String> = types.iter().map(|s| s.to_string()).collect();
-    c.query_one(
-        "SELECT outbox.add_endpoint($1, $2, $3, $4)",
-        &[&url, &types, &tenant, &TEST_SECRET],
-    )
-    .await
-    .expect("add_endpoint")
-    .get(0)
-}
-
-pub(crate) async fn scalar_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
 /// Polls until every event is routed and every delivery finished (succeeded or dead).

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 use testkit::*;
 
-use crate::engine::{body_json, metrics_text, scalar_i64, start, wait_all_finished};
-use crate::support::Event;
+use crate::engine::{body_json, metrics_text, start, wait_all_finished};
+use crate::support::{Event, scalar_i64};
 
 /// `outbox.add_endpoint` with a filter on the subscription it creates.
 async fn add_filtered(
@@ -281,49 +281,5 @@ async fn an_endpoints_own_retry_schedule_and_max_age_replace_the_global_ones() {
     assert!((290..1500).contains(&gap(2)), "then ~300ms: {}", gap(2));
     let last: String = rows.last().map(|r| r.get(1)).unwrap_or_default();
     assert!(last.contains("max age"), "{last}");
-    engine.stop().await;
-}
-
-#[tokio::test]
-async fn strict_event_types_create_dead_deliveries_for_unregistered_types() {
-    let db = fresh_db().await;
-    let c = db.client().await;
-    let rx = Receiver::ok(TEST_SECRET).await;
-    let ep = add_filtered(&c, &rx.url(), None).await.unwrap();
-    c.execute("SELECT outbox.register_event_type('order.paid')", &[])
-        .await
-        .unwrap();
-    let engine = start(&db, &["--strict-event-types"]).await;
-    Event::new("order.paid")
-        .payload(json!({"e": "registered"}))
-        .publish(&c)
-        .await;
-    Event::new("order.typo")
-        .payload(json!({"e": "unregistered"}))
-        .publish(&c)
-        .await;
-    wait_all_finished(&c, Duration::from_secs(10)).await;
-    assert_eq!(names(&rx), ["registered"]);
-    let row = c
-        .query_one(
-            "SELECT d.state, d.last_error FROM outbox.deliveries d
-               JOIN outbox.events e ON e.id = d.event_pk WHERE e.event_type = 'order.typo'",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "dead");
-    let why: String = row.get(1);
-    assert!(why.contains("not registered"), "{why}");
-
-    // Registered afterwards, the dead delivery is revived and delivered.
-    c.execute("SELECT outbox.register_event_type('order.typo')", &[])
-        .await
-        .unwrap();
-    c.execute("SELECT outbox.retry_dead($1)", &[&ep])
-        .await
-        .unwrap();
-    wait_all_finished(&c, Duration::from_secs(10)).await;
-    assert_eq!(names(&rx), ["registered", "unregistered"]);
     engine.stop().await;
 }

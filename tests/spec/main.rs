@@ -2,8 +2,12 @@
 //! PostgreSQL and real HTTP receivers from [`testkit`].
 
 mod admin;
+mod browser;
+mod console;
+mod console_support;
 mod database;
 mod engine;
+mod event_log;
 mod filters;
 mod metrics;
 mod support;

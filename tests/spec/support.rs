@@ -77,3 +77,25 @@ impl Event {
         .get(0)
     }
 }
+
+/// `outbox.add_endpoint(url, types, tenant)` with the test secret, as a DBA would; its id.
+pub async fn add_endpoint(
+    c: &tokio_postgres::Client,
+    url: &str,
+    types: &[&str],
+    tenant: Option<&str>,
+) -> i64 {
+    let types: Vec<String> = types.iter().map(|s| s.to_string()).collect();
+    c.query_one(
+        "SELECT outbox.add_endpoint($1, $2, $3, $4)",
+        &[&url, &types, &tenant, &testkit::TEST_SECRET],
+    )
+    .await
+    .expect("add_endpoint")
+    .get(0)
+}
+
+/// The one number a query returns.
+pub async fn scalar_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.expect(sql).get(0)
+}

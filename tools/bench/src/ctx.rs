@@ -96,6 +96,11 @@ pub struct Opts {
     /// Extra OUTBOXD_* settings for the sidecar, e.g. --sidecar-env OUTBOXD_CLAIM_BATCH=512.
     #[arg(long, value_parser = parse_kv)]
     pub sidecar_env: Vec<(String, String)>,
+    /// Put PgBouncer (`pgbouncer` on PATH or in /usr/sbin) in this pool mode between the sidecar
+    /// and PostgreSQL, with OUTBOXD_POOLER set to match; producers and the receiver's checks stay
+    /// on the direct connection. What a pooler costs (BENCHMARKS.md, "Poolers").
+    #[arg(long, value_parser = ["session", "transaction"])]
+    pub pgbouncer: Option<String>,
 
     /// steady: do not measure the floor (no ratio to it).
     #[arg(long)]

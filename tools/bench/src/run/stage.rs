@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tokio::task::JoinHandle;
 
 use crate::ctx::Ctx;
 use testkit::Sidecar;
+use testkit::pgbouncer::{PgBouncer, PoolMode};
 
 use crate::pg::{BenchDb, DbSnapshot};
 use crate::producers::{self, ProducerRun, ProducerStats, Progress, Workload};
@@ -29,6 +31,8 @@ pub struct Stage {
     pub sidecar_cpu0: f64,
     /// The database's counters before the sidecar started.
     pub snap0: DbSnapshot,
+    /// Between the sidecar and PostgreSQL with `--pgbouncer`; stops when the stage is dropped.
+    pub _pooler: Option<PgBouncer>,
 }
 
 impl Stage {
@@ -53,7 +57,39 @@ impl Stage {
             .await?;
         let specs = Arc::new(specs.to_vec());
         let snap0 = db.snapshot().await?;
-        let sidecar = sidecar::start(&ctx.outboxd, &db.url, env, ctx.log_path(label)).await?;
+        let (pooler, sidecar_url, env) = match ctx.opts.pgbouncer.as_deref() {
+            None => (None, db.url.clone(), env.to_vec()),
+            Some(mode) => {
+                let mode = match mode {
+                    "session" => PoolMode::Session,
+                    _ => PoolMode::Transaction,
+                };
+                // What README "Poolers" tells users to do: the session settings outboxd cannot
+                // send through a transaction-mode pooler, set on the database instead.
+                let quoted = db.name.replace('"', "\"\"");
+                db.client
+                    .batch_execute(&format!(
+                        "ALTER DATABASE \"{quoted}\" SET jit = off; \
+                         ALTER DATABASE \"{quoted}\" SET max_parallel_workers_per_gather = 0"
+                    ))
+                    .await
+                    .context("setting jit and parallel workers for the pooled sidecar")?;
+                let url = db.url.clone();
+                let bouncer =
+                    tokio::task::spawn_blocking(move || PgBouncer::start(&url, mode, &[]))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("starting PgBouncer: {e}"))?;
+                let mut env = env.to_vec();
+                env.push(("OUTBOXD_POOLER".into(), mode.as_str().into()));
+                let through = bouncer.through(&db.url);
+                println!(
+                    "  sidecar through PgBouncer ({} mode): {through}",
+                    mode.as_str()
+                );
+                (Some(bouncer), through, env)
+            }
+        };
+        let sidecar = sidecar::start(&ctx.outboxd, &sidecar_url, &env, ctx.log_path(label)).await?;
         let sidecar_cpu0 = sidecar::cpu_seconds(&sidecar);
         Ok(Stage {
             workload,
@@ -63,6 +99,7 @@ impl Stage {
             sidecar,
             sidecar_cpu0,
             snap0,
+            _pooler: pooler,
         })
     }
 

@@ -1,2 +1,0 @@
--- The registered event types (strict routing refuses the others).
-SELECT t.name FROM outbox.event_types t

@@ -1,0 +1,9 @@
+-- Count a routed batch into outbox.event_types, in the routing transaction (one router runs
+-- at a time, so these rows are never contended). Rows in key order.
+-- $1 tenant keys ('' for events without a tenant), $2 event types, $3 events of each
+INSERT INTO outbox.event_types AS t (tenant_key, event_type, events, first_seen, last_seen)
+SELECT u.tenant_key, u.event_type, u.n, now(), now()
+  FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(tenant_key, event_type, n)
+ ORDER BY u.tenant_key, u.event_type
+ON CONFLICT (tenant_key, event_type)
+DO UPDATE SET events = t.events + excluded.events, last_seen = excluded.last_seen
