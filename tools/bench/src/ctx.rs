@@ -115,7 +115,7 @@ pub struct Opts {
     /// growth: largest pending-row level (levels: 10k, 1M, 10M, up to this).
     #[arg(long, default_value_t = 1_000_000)]
     pub max_rows: u64,
-    /// growth: largest endpoint level (levels: 10, 1000, 100000, up to this).
+    /// growth and filters: largest endpoint (subscription) level (levels: 10, 1000, 100000, up to this).
     #[arg(long, default_value_t = 100_000)]
     pub max_endpoints: u64,
     /// growth: fresh events published on top of each level.
