@@ -11,8 +11,10 @@
 //!
 //! The server binaries are found by [`bin_dir`]. The server settings are the defaults plus
 //! `max_connections`, `shared_buffers=256MB`, and, unless [`Options::fsync`] is set,
-//! `fsync=off`, `full_page_writes=off`, `synchronous_commit=off` (safe against process crashes
-//! and `kill -9`, not against an OS crash: fine for tests and demos, say so in benchmarks).
+//! `fsync=off`, `full_page_writes=off`, `synchronous_commit=off`: fine for tests and demos (say
+//! so in benchmarks), not durable. A client's crash loses nothing, but a crash of PostgreSQL
+//! itself (`kill -9` of a backend, an immediate shutdown) may lose the last ~200 ms of
+//! acknowledged commits, still in the WAL buffers; tests that crash PostgreSQL set `fsync`.
 
 use std::ffi::{CStr, CString};
 use std::fs;

@@ -1341,10 +1341,15 @@ async fn retention_deletes_old_work_and_keeps_recent_and_dead_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_recovers_by_itself_from_a_postgres_restart() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    // Its own cluster: restarting the shared one would break other tests.
-    let mut pg = Cluster::throwaway(PgOptions::default())
-        .await
-        .expect("own PostgreSQL");
+    // Its own cluster: restarting the shared one would break other tests. Durable, as in
+    // production: with synchronous_commit=off the crash may take the last recorded outcome
+    // with it, and that delivery would wait for its lease (45 s) to be sent again.
+    let mut pg = Cluster::throwaway(PgOptions {
+        fsync: true,
+        ..PgOptions::default()
+    })
+    .await
+    .expect("own PostgreSQL");
     let (url, name) = pg.create_database("outboxd_restart").await.unwrap();
     let db = TestDb { url, name };
     let c = db.client().await;
