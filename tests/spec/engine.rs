@@ -12,13 +12,13 @@ use outboxd::{Config, Engine};
 use serde_json::{Value, json};
 
 /// Engine configuration for these tests: loopback receivers allowed (see `common::engine_config`).
-fn config(db: &TestDb, extra: &[&str]) -> Config {
+pub(crate) fn config(db: &TestDb, extra: &[&str]) -> Config {
     let mut args = vec!["--allow-networks", "127.0.0.0/8"];
     args.extend_from_slice(extra);
     engine_config(db, &args)
 }
 
-async fn start(db: &TestDb, extra: &[&str]) -> Engine {
+pub(crate) async fn start(db: &TestDb, extra: &[&str]) -> Engine {
     Engine::start(config(db, extra))
         .await
         .expect("engine starts")
@@ -54,6 +54,21 @@ pub(crate) async fn wait_all_finished(c: &tokio_postgres::Client, deadline: Dura
         "deliveries not finished after {deadline:?}:\n{}",
         dump.join("\n")
     );
+}
+
+/// The engine's `/metrics` page.
+pub(crate) async fn metrics_text(engine: &Engine) -> String {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{}/metrics", engine.listen_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 pub(crate) fn body_json(r: &ReceivedRequest) -> Value {
@@ -958,17 +973,7 @@ async fn failing_endpoint_is_probed_not_hammered() {
         "{n} requests in {:?}: the endpoint was hammered",
         t0.elapsed()
     );
-    let state = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("http://{}/metrics", engine.listen_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let state = metrics_text(&engine).await;
     assert!(state.contains("outboxd_endpoint_circuit_state"), "{state}");
     engine.stop().await;
 }
