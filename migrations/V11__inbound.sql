@@ -244,7 +244,7 @@ SELECT r.id, r.source, r.received_at, r.method, r.path, r.query, r.headers, r.co
   FROM outbox.inbound_requests r;
 
 -- ---------------------------------------------------------------------------------------------
--- Roles (sql/roles.sql, migration V4): V9's outbox.grant_roles() plus the objects above. The
+-- Roles (sql/roles.sql, migration V4): V10's outbox.grant_roles() plus the objects above. The
 -- reader never sees secrets, raw headers, query strings or bodies (no outbox.inbound_log).
 -- sql/engine/missing_privileges.sql lists the same for `outboxd run`.
 -- ---------------------------------------------------------------------------------------------
@@ -256,8 +256,8 @@ BEGIN
         -- `outboxd run`: the engine and the admin API.
         GRANT USAGE ON SCHEMA outbox TO outboxd_runtime;
         GRANT SELECT ON outbox.schema_history TO outboxd_runtime;
-        -- INSERT: test events (sql/eventlog/endpoint_test_event.sql); inbound requests are
-        -- relayed as events (the listener, replays).
+        -- INSERT: test events (sql/eventlog/endpoint_test_event.sql).
+        -- (Inbound, V11: requests are relayed as events by the listener and replays.)
         GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.events TO outboxd_runtime;
         GRANT SELECT, INSERT, UPDATE, DELETE
            ON outbox.endpoints, outbox.subscriptions, outbox.deliveries, outbox.lanes
@@ -269,6 +269,14 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.leaders TO outboxd_runtime;
         -- The event types seen (the router counts them; the event log reads them).
         GRANT SELECT, INSERT, UPDATE ON outbox.event_types TO outboxd_runtime;
+        -- Routing records filter errors (retention deletes them).
+        GRANT SELECT, INSERT, DELETE ON outbox.filter_errors TO outboxd_runtime;
+        GRANT EXECUTE ON FUNCTION outbox.check_filter(text),
+              outbox.filter_vars(text, text, text, jsonb),
+              outbox.filter_match_safe(jsonb, jsonpath, jsonb),
+              outbox.filter_error_message(jsonb, jsonpath, jsonb),
+              outbox.check_retry_schedule(text)
+           TO outboxd_runtime;
         GRANT EXECUTE ON FUNCTION outbox.new_secret(), outbox.rotate_secret(bigint, text),
               outbox.finish_secret_rotation(bigint), outbox.retry_dead(bigint, bigint),
               outbox.requeue(bigint[], text), outbox.delivery_status(text, boolean, integer)
@@ -303,6 +311,9 @@ BEGIN
            TO outboxd_reader;
         GRANT EXECUTE ON FUNCTION outbox.delivery_status(text, boolean, integer)
            TO outboxd_reader;
+        -- Filter errors without PostgreSQL's message, which can quote a payload value.
+        GRANT SELECT (id, created_at, subscription_id, endpoint_id, event_id, event_type, filter)
+           ON outbox.filter_errors TO outboxd_reader;
         GRANT SELECT (id, event_id, event_type, resource_key, tenant_id, created_at, routed_at,
                       request_id)
            ON outbox.events TO outboxd_reader;
@@ -316,7 +327,8 @@ BEGIN
                       event_type, resource_key, tenant_id, peer)
            ON outbox.inbound_requests TO outboxd_reader;
         GRANT SELECT (id, url, tenant_id, all_tenants, enabled, max_in_flight, rate_limit,
-                      description, disabled_reason, created_at, updated_at)
+                      description, disabled_reason, created_at, updated_at, retry_schedule,
+                      max_age)
            ON outbox.endpoints TO outboxd_reader;
     END IF;
 END

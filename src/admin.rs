@@ -22,6 +22,7 @@ mod events;
 mod extract;
 mod metrics;
 mod openapi;
+mod policy;
 mod sources;
 mod subscriptions;
 mod validate;

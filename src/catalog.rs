@@ -1,18 +1,28 @@
-//! The catalog: each replica's in-memory copy of `outbox.endpoints` and `outbox.subscriptions`.
+//! The catalog: each replica's in-memory copy of `outbox.endpoints` and
+//! `outbox.subscriptions`.
 //!
-//! Routing matches every event against it and workers take an endpoint's URL, secrets and
-//! headers from it, so neither touches the configuration tables per event. It is reloaded
-//! when `outbox.config_version` changes (a trigger bumps it and sends `NOTIFY outboxd_config`).
-//! Invalid rows (a secret that does not parse, headers that are not valid HTTP) are logged and
-//! their endpoint is left out; they never stop the rest of the catalog from loading.
+//! Routing matches every event against it and workers take an endpoint's URL, secrets,
+//! headers and retry policy from it, so neither touches the configuration
+//! tables per event. It is reloaded when `outbox.config_version` changes (a trigger bumps it
+//! and sends `NOTIFY outboxd_config`). Invalid rows (a secret that does not parse, headers that
+//! are not valid HTTP) are logged and their endpoint is left out; they never stop the rest of
+//! the catalog from loading.
+//!
+//! Content filters are not evaluated here: a subscription with a filter is matched by event
+//! type like any other, and the match carries the filter, which PostgreSQL evaluates during
+//! routing (`crate::router`). Filter texts are interned, so routing sends each distinct text
+//! once per batch however many subscriptions share it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
 
 use crate::db::Queries;
 use crate::pattern::Pattern;
+use crate::retry::{RetryOverride, parse_schedule};
 use crate::signing::Secret;
 
 /// What workers need to send to one endpoint.
@@ -28,6 +38,26 @@ pub struct Endpoint {
     pub rate_limit: Option<f64>,
     /// Disabled endpoints get no new deliveries (and no series in `/metrics`).
     pub enabled: bool,
+    /// The endpoint's own retry schedule and max age (`None`s: the global ones).
+    pub retry: RetryOverride,
+}
+
+/// A subscription's content filter, as routing needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionFilter {
+    pub subscription_id: i64,
+    pub endpoint_id: i64,
+    /// Index of its text in the catalog's interned filter texts ([`Catalog::filter_text`]).
+    pub text: u32,
+}
+
+/// One way an event reaches an endpoint: through a subscription without a filter (`None`),
+/// or through the filtered subscription [`Catalog::filter`]`(id)`. Ordered by endpoint, the
+/// unfiltered way first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Target {
+    pub endpoint_id: i64,
+    pub filter: Option<u32>,
 }
 
 /// The enabled endpoints of one audience (a tenant, or the all-tenants endpoints), indexed so
@@ -35,14 +65,14 @@ pub struct Endpoint {
 /// patterns only: 100 000 endpoints with exact subscriptions route as fast as 10.
 #[derive(Debug, Default)]
 struct Audience {
-    /// Exact event type -> endpoints subscribed to it.
-    exact: HashMap<String, Vec<i64>>,
-    /// Endpoints with at least one wildcard pattern, with those patterns.
-    wildcard: Vec<(i64, Vec<Pattern>)>,
+    /// Exact event type -> the targets subscribed to it.
+    exact: HashMap<String, Vec<Target>>,
+    /// Targets with at least one wildcard pattern, with those patterns.
+    wildcard: Vec<(Target, Vec<Pattern>)>,
 }
 
 impl Audience {
-    fn add(&mut self, endpoint_id: i64, patterns: Vec<Pattern>) {
+    fn add(&mut self, target: Target, patterns: Vec<Pattern>) {
         let mut wild = Vec::new();
         for p in patterns {
             if p.is_wildcard() {
@@ -51,21 +81,21 @@ impl Audience {
                 self.exact
                     .entry(p.as_str().to_owned())
                     .or_default()
-                    .push(endpoint_id);
+                    .push(target);
             }
         }
         if !wild.is_empty() {
-            self.wildcard.push((endpoint_id, wild));
+            self.wildcard.push((target, wild));
         }
     }
 
-    fn route(&self, event_type: &str, out: &mut Vec<i64>) {
-        if let Some(eps) = self.exact.get(event_type) {
-            out.extend_from_slice(eps);
+    fn route(&self, event_type: &str, out: &mut Vec<Target>) {
+        if let Some(targets) = self.exact.get(event_type) {
+            out.extend_from_slice(targets);
         }
-        for (ep, patterns) in &self.wildcard {
+        for (target, patterns) in &self.wildcard {
             if patterns.iter().any(|p| p.matches(event_type)) {
-                out.push(*ep);
+                out.push(*target);
             }
         }
     }
@@ -80,6 +110,18 @@ pub struct Catalog {
     by_tenant: HashMap<Option<String>, Audience>,
     /// Enabled internal endpoints explicitly marked to see every tenant's events.
     all_tenants: Audience,
+    /// The filtered subscriptions of enabled endpoints; [`Target::filter`] indexes it.
+    filters: Vec<SubscriptionFilter>,
+    /// Distinct filter texts; [`SubscriptionFilter::text`] indexes it.
+    filter_texts: Vec<String>,
+}
+
+/// A filtered subscription as `catalog_endpoints.sql` returns it.
+#[derive(Debug, Deserialize)]
+struct FilteredRow {
+    id: i64,
+    event_types: Vec<String>,
+    filter: String,
 }
 
 impl Catalog {
@@ -103,8 +145,22 @@ impl Catalog {
         ids
     }
 
-    /// The enabled endpoints that must receive an event, each once, in ascending id order.
-    pub fn route(&self, tenant_id: Option<&str>, event_type: &str, out: &mut Vec<i64>) {
+    /// A filtered subscription of a [`Target`].
+    pub fn filter(&self, id: u32) -> Option<&SubscriptionFilter> {
+        self.filters.get(id as usize)
+    }
+
+    /// An interned filter text.
+    pub fn filter_text(&self, text: u32) -> &str {
+        self.filter_texts
+            .get(text as usize)
+            .map_or("", String::as_str)
+    }
+
+    /// The ways an event reaches enabled endpoints: sorted by endpoint id, each endpoint's
+    /// unfiltered way (if any) first, no duplicates. An endpoint receives the event once if
+    /// it has an unfiltered way or if any of its filters passes.
+    pub fn route(&self, tenant_id: Option<&str>, event_type: &str, out: &mut Vec<Target>) {
         out.clear();
         if let Some(own) = self.by_tenant.get(&tenant_id.map(str::to_owned)) {
             own.route(event_type, out);
@@ -112,6 +168,18 @@ impl Catalog {
         self.all_tenants.route(event_type, out);
         out.sort_unstable();
         out.dedup();
+    }
+
+    /// Where an enabled endpoint's subscriptions go: its tenant's audience, or the
+    /// all-tenants one.
+    fn audience(&mut self, endpoint: &Endpoint, all_tenants: bool) -> &mut Audience {
+        if all_tenants && endpoint.tenant_id.is_none() {
+            &mut self.all_tenants
+        } else {
+            self.by_tenant
+                .entry(endpoint.tenant_id.clone())
+                .or_default()
+        }
     }
 
     /// Loads the catalog. Runs in whatever transaction the caller holds.
@@ -129,61 +197,125 @@ impl Catalog {
             version,
             ..Catalog::default()
         };
+        let mut interned: HashMap<String, u32> = HashMap::new();
         for row in rows {
             let id: i64 = row.get("id");
-            let secrets: Vec<String> = row.get("secrets");
-            let secrets: Result<Vec<Secret>, _> =
-                secrets.iter().map(|s| Secret::parse(s)).collect();
-            let secrets = match secrets {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(endpoint_id = id, error = %e, "endpoint skipped: invalid secret");
-                    continue;
-                }
+            let Some(endpoint) = endpoint_of(&row) else {
+                continue;
             };
-            let headers_json: serde_json::Value = row.get("headers");
-            let headers = match header_map(&headers_json) {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::error!(endpoint_id = id, error = %e, "endpoint skipped: invalid headers");
-                    continue;
-                }
-            };
-            let max_in_flight: i32 = row.get("max_in_flight");
+            let endpoint = Arc::new(endpoint);
             let enabled: bool = row.get("enabled");
-            let endpoint = Arc::new(Endpoint {
-                id,
-                url: row.get("url"),
-                tenant_id: row.get("tenant_id"),
-                secrets,
-                headers,
-                max_in_flight: max_in_flight.max(1) as u32,
-                rate_limit: row.get("rate_limit"),
-                enabled,
-            });
             let all_tenants: bool = row.get("all_tenants");
-            let patterns: Vec<String> = row.get("patterns");
-            if enabled && !patterns.is_empty() {
-                let mut compiled = Vec::with_capacity(patterns.len());
-                for p in &patterns {
-                    match Pattern::parse(p) {
-                        Ok(p) => compiled.push(p),
-                        Err(e) => tracing::warn!(endpoint_id = id, error = %e, "pattern ignored"),
-                    }
+            if enabled {
+                let patterns: Vec<String> = row.get("patterns");
+                if !patterns.is_empty() {
+                    let target = Target {
+                        endpoint_id: id,
+                        filter: None,
+                    };
+                    let compiled = compile(id, &patterns);
+                    cat.audience(&endpoint, all_tenants).add(target, compiled);
                 }
-                if all_tenants && endpoint.tenant_id.is_none() {
-                    cat.all_tenants.add(id, compiled);
-                } else {
-                    cat.by_tenant
-                        .entry(endpoint.tenant_id.clone())
-                        .or_default()
-                        .add(id, compiled);
+                let filtered: serde_json::Value = row.get("filtered");
+                let filtered: Vec<FilteredRow> = match serde_json::from_value(filtered) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!(endpoint_id = id, error = %e, "filtered subscriptions ignored: unexpected shape");
+                        Vec::new()
+                    }
+                };
+                for sub in filtered {
+                    let next = cat.filter_texts.len() as u32;
+                    let text = *interned.entry(sub.filter.clone()).or_insert_with(|| {
+                        cat.filter_texts.push(sub.filter);
+                        next
+                    });
+                    let filter = cat.filters.len() as u32;
+                    cat.filters.push(SubscriptionFilter {
+                        subscription_id: sub.id,
+                        endpoint_id: id,
+                        text,
+                    });
+                    let target = Target {
+                        endpoint_id: id,
+                        filter: Some(filter),
+                    };
+                    let compiled = compile(id, &sub.event_types);
+                    cat.audience(&endpoint, all_tenants).add(target, compiled);
                 }
             }
             cat.endpoints.insert(id, endpoint);
         }
         Ok(cat)
     }
+}
+
+/// An endpoint from a `catalog_endpoints.sql` row; `None` (logged) when its secrets or
+/// headers are invalid.
+fn endpoint_of(row: &tokio_postgres::Row) -> Option<Endpoint> {
+    let id: i64 = row.get("id");
+    let secrets: Vec<String> = row.get("secrets");
+    let secrets: Result<Vec<Secret>, _> = secrets.iter().map(|s| Secret::parse(s)).collect();
+    let secrets = match secrets {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(endpoint_id = id, error = %e, "endpoint skipped: invalid secret");
+            return None;
+        }
+    };
+    let headers_json: serde_json::Value = row.get("headers");
+    let headers = match header_map(&headers_json) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(endpoint_id = id, error = %e, "endpoint skipped: invalid headers");
+            return None;
+        }
+    };
+    let max_in_flight: i32 = row.get("max_in_flight");
+    Some(Endpoint {
+        id,
+        url: row.get("url"),
+        tenant_id: row.get("tenant_id"),
+        secrets,
+        headers,
+        max_in_flight: max_in_flight.max(1) as u32,
+        rate_limit: row.get("rate_limit"),
+        enabled: row.get("enabled"),
+        retry: retry_override(id, row.get("retry_schedule"), row.get("max_age_seconds")),
+    })
+}
+
+/// The endpoint's retry settings. A schedule the database accepted but this binary cannot
+/// read (its CHECK is a close copy of the parser, not the parser) falls back to the global
+/// one, logged: retrying on the default schedule beats not delivering at all.
+fn retry_override(
+    id: i64,
+    schedule: Option<String>,
+    max_age_seconds: Option<f64>,
+) -> RetryOverride {
+    let schedule = schedule.and_then(|s| match parse_schedule(&s) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::error!(endpoint_id = id, error = %e, "retry_schedule ignored; the global OUTBOXD_RETRY_SCHEDULE applies");
+            None
+        }
+    });
+    let max_age = max_age_seconds
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(1e12)));
+    RetryOverride { schedule, max_age }
+}
+
+/// Compiles an endpoint's patterns, leaving out (logged) the ones that do not parse.
+fn compile(endpoint_id: i64, patterns: &[String]) -> Vec<Pattern> {
+    let mut compiled = Vec::with_capacity(patterns.len());
+    for p in patterns {
+        match Pattern::parse(p) {
+            Ok(p) => compiled.push(p),
+            Err(e) => tracing::warn!(endpoint_id, error = %e, "pattern ignored"),
+        }
+    }
+    compiled
 }
 
 /// Extra headers from a JSON object of strings.
@@ -236,25 +368,73 @@ mod tests {
         p.iter().map(|s| Pattern::parse(s).unwrap()).collect()
     }
 
+    fn plain(endpoint_id: i64) -> Target {
+        Target {
+            endpoint_id,
+            filter: None,
+        }
+    }
+
+    fn endpoints(out: &[Target]) -> Vec<i64> {
+        out.iter().map(|t| t.endpoint_id).collect()
+    }
+
     #[test]
     fn routes_exact_and_wildcard_subscriptions_once_per_endpoint() {
         let mut cat = Catalog::default();
         let acme = cat.by_tenant.entry(Some("acme".into())).or_default();
-        acme.add(1, pats(&["order.paid", "order.*"]));
-        acme.add(2, pats(&["invoice.paid"]));
+        acme.add(plain(1), pats(&["order.paid", "order.*"]));
+        acme.add(plain(2), pats(&["invoice.paid"]));
         for i in 10..10_000 {
-            acme.add(i, pats(&[&format!("type.{i}")]));
+            acme.add(plain(i), pats(&[&format!("type.{i}")]));
         }
-        cat.all_tenants.add(3, pats(&["*.paid"]));
-        cat.by_tenant.entry(None).or_default().add(4, pats(&["*"]));
+        cat.all_tenants.add(plain(3), pats(&["*.paid"]));
+        cat.by_tenant
+            .entry(None)
+            .or_default()
+            .add(plain(4), pats(&["*"]));
         let mut out = Vec::new();
         cat.route(Some("acme"), "order.paid", &mut out);
-        assert_eq!(out, [1, 3]);
+        assert_eq!(endpoints(&out), [1, 3]);
         cat.route(Some("acme"), "type.77", &mut out);
-        assert_eq!(out, [77]);
+        assert_eq!(endpoints(&out), [77]);
         cat.route(Some("globex"), "invoice.paid", &mut out);
-        assert_eq!(out, [3]);
+        assert_eq!(endpoints(&out), [3]);
         cat.route(None, "system.tick", &mut out);
-        assert_eq!(out, [4]);
+        assert_eq!(endpoints(&out), [4]);
+    }
+
+    #[test]
+    fn a_filtered_subscription_is_a_way_of_its_own_listed_after_the_unfiltered_one() {
+        let mut cat = Catalog::default();
+        let acme = cat.by_tenant.entry(Some("acme".into())).or_default();
+        let filtered = |endpoint_id, f| Target {
+            endpoint_id,
+            filter: Some(f),
+        };
+        acme.add(filtered(1, 0), pats(&["order.*"]));
+        acme.add(plain(1), pats(&["order.paid"]));
+        acme.add(filtered(2, 1), pats(&["order.paid"]));
+        acme.add(filtered(2, 2), pats(&["*"]));
+        let mut out = Vec::new();
+        cat.route(Some("acme"), "order.paid", &mut out);
+        assert_eq!(
+            out,
+            [plain(1), filtered(1, 0), filtered(2, 1), filtered(2, 2)]
+        );
+        cat.route(Some("acme"), "order.created", &mut out);
+        assert_eq!(out, [filtered(1, 0), filtered(2, 2)]);
+    }
+
+    #[test]
+    fn a_retry_schedule_this_binary_cannot_read_falls_back_to_the_global_one() {
+        let r = retry_override(1, Some("1m,5m".into()), Some(7200.0));
+        assert_eq!(
+            r.schedule,
+            Some(vec![Duration::from_secs(60), Duration::from_secs(300)])
+        );
+        assert_eq!(r.max_age, Some(Duration::from_secs(7200)));
+        let r = retry_override(1, Some("99999999999999999999999h".into()), Some(-1.0));
+        assert_eq!(r, RetryOverride::default());
     }
 }

@@ -6,7 +6,8 @@
 //!    (`migrations/`: tables, `outbox.publish()`, `outbox.add_endpoint()`).
 //! 2. **route**: [`router`] takes visible, unrouted events in id order (one replica at a
 //!    time), matches them against the [`catalog`] of endpoints and subscriptions
-//!    ([`pattern`]), and creates one delivery per matching endpoint; per-resource lanes keep
+//!    ([`pattern`]; content filters are evaluated by PostgreSQL in the same routing
+//!    transaction), and creates one delivery per matching endpoint; per-resource lanes keep
 //!    order.
 //! 3. **claim**: [`claim`] leases due deliveries with `FOR UPDATE SKIP LOCKED`, within the
 //!    limits its pure [`claim::policy`] computes (in-flight slots, [`pacing`], [`circuit`]).

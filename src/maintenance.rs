@@ -4,11 +4,12 @@
 //! * **stats**: the replica holding the stats lease (`outbox.leaders`) refreshes the
 //!   database-wide gauges of `/metrics`; the others leave them out;
 //! * **retention** (SPEC §5): deletes succeeded work after `retention_succeeded`, dead work
-//!   after `retention_dead`, then events left without deliveries, idle lanes, and stored
-//!   inbound requests after `OUTBOXD_INBOUND_RETENTION` that no kept event relays. Every batch
-//!   is its own short transaction under a try-lock (one replica at a time), walking an index
-//!   window by window with a cursor, and never touches unrouted events: publishers never wait
-//!   for it, and table sizes stay bounded while publishing continues.
+//!   after `retention_dead` (and filter errors with them), then events left without
+//!   deliveries, idle lanes, and stored inbound requests after `OUTBOXD_INBOUND_RETENTION`
+//!   that no kept event relays. Every batch is its own short transaction under a try-lock
+//!   (one replica at a time), walking an index window by window with a cursor, and never
+//!   touches unrouted events: publishers never wait for it, and table sizes stay bounded
+//!   while publishing continues.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,6 +138,7 @@ pub(crate) struct RetentionStats {
     pub deliveries: i64,
     pub attempts: i64,
     pub events: i64,
+    pub filter_errors: u64,
     pub lanes: u64,
     pub inbound_requests: i64,
 }
@@ -177,18 +179,19 @@ pub(crate) async fn retention(replica: Arc<Replica>, shutdown: CancellationToken
                     deliveries = s.deliveries,
                     attempts = s.attempts,
                     events = s.events,
+                    filter_errors = s.filter_errors,
                     lanes = s.lanes,
                     inbound_requests = s.inbound_requests,
                     "retention deleted old work"
                 );
                 for (table, n) in [
-                    ("deliveries", s.deliveries),
-                    ("attempts", s.attempts),
-                    ("events", s.events),
-                    ("inbound_requests", s.inbound_requests),
+                    ("deliveries", s.deliveries as u64),
+                    ("attempts", s.attempts as u64),
+                    ("events", s.events as u64),
+                    ("filter_errors", s.filter_errors),
+                    ("inbound_requests", s.inbound_requests as u64),
                 ] {
-                    metrics::counter!(names::RETENTION_DELETED, "table" => table)
-                        .increment(n as u64);
+                    metrics::counter!(names::RETENTION_DELETED, "table" => table).increment(n);
                 }
             }
             Ok(_) => {}
@@ -253,6 +256,19 @@ pub(crate) async fn retention_pass(
         match row.get::<_, Option<i64>>(0) {
             Some(c) => cursor = c,
             None => break,
+        }
+    }
+    // Filter errors past the dead-work retention.
+    while !shutdown.is_cancelled() {
+        let n = client
+            .execute(
+                sql::RETENTION_FILTER_ERRORS,
+                &[&dead_secs, &RETENTION_WINDOW],
+            )
+            .await?;
+        stats.filter_errors += n;
+        if n < RETENTION_WINDOW as u64 {
+            break;
         }
     }
     // Idle lanes.

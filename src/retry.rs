@@ -23,6 +23,14 @@ pub(crate) const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// The default `OUTBOXD_RETRY_AFTER_MAX`: an hour.
 pub(crate) const DEFAULT_RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
+/// An endpoint's own retry settings (`outbox.endpoints.retry_schedule`, `max_age`): each one,
+/// when set, replaces the global one for that endpoint's deliveries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetryOverride {
+    pub schedule: Option<Vec<Duration>>,
+    pub max_age: Option<Duration>,
+}
+
 /// Configured retry behaviour.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -92,14 +100,16 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, ScheduleError> {
     Ok(out)
 }
 
+/// The un-jittered delay after `failures` failures (1-based) of `schedule`.
+fn delay_of(schedule: &[Duration], failures: u32) -> Duration {
+    let idx = (failures.max(1) as usize - 1).min(schedule.len().saturating_sub(1));
+    schedule.get(idx).copied().unwrap_or(Duration::from_secs(5))
+}
+
 impl RetryPolicy {
     /// The un-jittered delay after `failures` failures (1-based).
     pub fn base_delay(&self, failures: u32) -> Duration {
-        let idx = (failures.max(1) as usize - 1).min(self.schedule.len().saturating_sub(1));
-        self.schedule
-            .get(idx)
-            .copied()
-            .unwrap_or(Duration::from_secs(5))
+        delay_of(&self.schedule, failures)
     }
 
     /// Decides the next state. `attempts` counts this attempt too; `unit` is a uniform random
@@ -112,6 +122,29 @@ impl RetryPolicy {
         now: DateTime<Utc>,
         unit: f64,
     ) -> Decision {
+        self.decide_for(
+            &RetryOverride::default(),
+            outcome,
+            attempts,
+            event_created_at,
+            now,
+            unit,
+        )
+    }
+
+    /// [`decide`](RetryPolicy::decide) for an endpoint with its own schedule and/or max age;
+    /// jitter and the `Retry-After` cap stay global.
+    pub fn decide_for(
+        &self,
+        endpoint: &RetryOverride,
+        outcome: &Outcome,
+        attempts: u32,
+        event_created_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        unit: f64,
+    ) -> Decision {
+        let schedule = endpoint.schedule.as_deref().unwrap_or(&self.schedule);
+        let max_age = endpoint.max_age.unwrap_or(self.max_age);
         let (kind, retry_after) = match outcome {
             Outcome::Delivered { .. } => return Decision::Succeeded,
             Outcome::Failed {
@@ -123,7 +156,7 @@ impl RetryPolicy {
                 reason: DeadReason::Permanent,
             };
         }
-        let deadline = event_created_at + chrono_dur(self.max_age);
+        let deadline = event_created_at + chrono_dur(max_age);
         if now >= deadline {
             return Decision::Dead {
                 reason: DeadReason::MaxAge,
@@ -132,7 +165,7 @@ impl RetryPolicy {
         let delay = match retry_after {
             Some(ra) => ra.min(self.retry_after_cap),
             None => {
-                let base = self.base_delay(attempts).as_secs_f64();
+                let base = delay_of(schedule, attempts).as_secs_f64();
                 let factor = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
                 Duration::from_secs_f64((base * factor).max(0.0))
             }
@@ -246,6 +279,52 @@ mod tests {
             Decision::Dead {
                 reason: DeadReason::Permanent
             }
+        );
+    }
+
+    #[test]
+    fn an_endpoints_own_schedule_and_max_age_replace_the_global_ones() {
+        let p = RetryPolicy::default();
+        let f = failed(ErrorKind::Status, None);
+        let own = RetryOverride {
+            schedule: Some(parse_schedule("1m,10m").unwrap()),
+            max_age: Some(Duration::from_secs(2 * 3600)),
+        };
+        let delays: Vec<Duration> = (1..=3)
+            .map(|n| retry_delay(p.decide_for(&own, &f, n, t0(), t0(), 0.5), t0()))
+            .collect();
+        assert_eq!(
+            delays,
+            [60, 600, 600].map(Duration::from_secs),
+            "the last entry repeats"
+        );
+        // Dead after its own max age (the global one is a day).
+        let late = t0() + chrono::Duration::hours(2);
+        assert_eq!(
+            p.decide_for(&own, &f, 5, t0(), late, 0.5),
+            Decision::Dead {
+                reason: DeadReason::MaxAge
+            }
+        );
+        // Only the schedule: the global max age still applies; jitter stays global.
+        let schedule_only = RetryOverride {
+            schedule: own.schedule.clone(),
+            max_age: None,
+        };
+        assert_eq!(
+            retry_delay(p.decide_for(&schedule_only, &f, 1, t0(), late, 0.0), late),
+            Duration::from_secs(48)
+        );
+        // Retry-After is still honoured and capped globally.
+        let ra = failed(ErrorKind::Status, Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_delay(p.decide_for(&own, &ra, 1, t0(), t0(), 0.5), t0()),
+            Duration::from_secs(7)
+        );
+        // No override: the same as decide.
+        assert_eq!(
+            p.decide_for(&RetryOverride::default(), &f, 2, t0(), t0(), 0.3),
+            p.decide(&f, 2, t0(), t0(), 0.3)
         );
     }
 

@@ -13,6 +13,13 @@
 //! (locking the row, in key order) and creates the new deliveries `held` unless the lane was
 //! idle, in which case the first one becomes the head. `crate::record` does the reverse under
 //! the same lock, so "exactly one head per lane" holds whatever the interleaving.
+//!
+//! Content filters ([`filters`]): an (event, endpoint) pair that matched only through filtered
+//! subscriptions is a candidate until PostgreSQL has evaluated its filters, all of the batch's
+//! in one statement, before the lanes are counted (a lane must only count deliveries that
+//! exist).
+
+mod filters;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -21,7 +28,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, CatalogHandle};
+use crate::catalog::{Catalog, CatalogHandle, Target};
 use crate::db::{Conn, DbError, Tx};
 use crate::metrics::names;
 use crate::readiness::Task;
@@ -61,9 +68,14 @@ pub(crate) struct NewDelivery {
     pub event_pk: i64,
     pub endpoint_id: i64,
     pub lane_key: Option<String>,
+    /// Empty: the event matched an unfiltered subscription of the endpoint (or an operator
+    /// replays it). Otherwise the catalog's filters ([`Target::filter`]) of the subscriptions
+    /// it matched by type: the delivery is created only if one of them passes.
+    pub filters: Vec<u32>,
 }
 
-/// The pure part of a routing step: which deliveries a batch of events produces.
+/// The pure part of a routing step: which deliveries (some still subject to filters) a batch
+/// of events produces.
 /// `already_routed` holds event_ids routed by earlier batches (idempotency); duplicates inside
 /// the batch are routed once, at their first occurrence. Stops early (returning how many events
 /// it consumed) once `max_deliveries` would be exceeded, so fan-out memory stays bounded.
@@ -75,21 +87,29 @@ pub(crate) fn plan(
 ) -> (usize, Vec<NewDelivery>) {
     let mut seen: HashSet<&str> = HashSet::new();
     let mut out = Vec::new();
-    let mut endpoints = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     for (i, e) in events.iter().enumerate() {
         if already_routed.contains(&e.event_id) || !seen.insert(e.event_id.as_str()) {
             continue;
         }
-        catalog.route(e.tenant_id.as_deref(), &e.event_type, &mut endpoints);
-        if i > 0 && out.len() + endpoints.len() > max_deliveries {
+        catalog.route(e.tenant_id.as_deref(), &e.event_type, &mut targets);
+        let endpoints = targets.chunk_by(|a, b| a.endpoint_id == b.endpoint_id);
+        if i > 0 && out.len() + endpoints.clone().count() > max_deliveries {
             return (i, out);
         }
         let lane = lane_key(e.resource_key.as_deref());
-        for &ep in &endpoints {
+        for ways in endpoints {
+            // Sorted: an unfiltered way comes first, and then no filter matters.
+            let filters = if ways[0].filter.is_none() {
+                Vec::new()
+            } else {
+                ways.iter().filter_map(|t| t.filter).collect()
+            };
             out.push(NewDelivery {
                 event_pk: e.id,
-                endpoint_id: ep,
+                endpoint_id: ways[0].endpoint_id,
                 lane_key: lane.clone(),
+                filters,
             });
         }
     }
@@ -118,6 +138,10 @@ pub(crate) struct RouteStats {
     pub deliveries: usize,
     /// Deliveries created as the head of an idle lane or unordered (claimable now).
     pub ready: usize,
+    /// Candidates left out because none of their filters passed.
+    pub filtered: usize,
+    /// Filter evaluations that errored (each one is a row in `outbox.filter_errors`).
+    pub filter_errors: usize,
 }
 
 /// Routes at most `batch` events in one short transaction. Reloads the catalog inside the
@@ -170,7 +194,7 @@ pub(crate) async fn route_once(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let (consumed, deliveries) = plan(&cat, &events, &already, max_deliveries);
+    let (consumed, candidates) = plan(&cat, &events, &already, max_deliveries);
     // Mark first: lane locks (taken next) are held until commit, and completions of those
     // lanes wait for them, so take them as late as possible.
     let routed: Vec<i64> = events[..consumed].iter().map(|e| e.id).collect();
@@ -179,6 +203,9 @@ pub(crate) async fn route_once(
         *cursor = last.tenant_id.clone().unwrap_or_default();
     }
     tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
+    let considered = candidates.len();
+    let verdicts = filters::evaluate(&tx, &cat, &candidates).await?;
+    let deliveries = verdicts.keep(candidates);
 
     let ready = insert_deliveries(&tx, &deliveries).await?;
     count_event_types(&tx, &events[..consumed]).await?;
@@ -191,6 +218,8 @@ pub(crate) async fn route_once(
         events: consumed,
         deliveries: deliveries.len(),
         ready,
+        filtered: considered - deliveries.len(),
+        filter_errors: verdicts.errors,
     })
 }
 
@@ -305,6 +334,7 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 if stats.events > 0 {
                     metrics::counter!(names::EVENTS_ROUTED).increment(stats.events as u64);
                     metrics::counter!(names::DELIVERIES_CREATED).increment(stats.deliveries as u64);
+                    count_filters(&stats);
                 }
                 if stats.ready > 0 {
                     replica.work_ready.notify_one();
@@ -339,6 +369,20 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+/// The routing metrics of content filters (README "Monitoring").
+fn count_filters(stats: &RouteStats) {
+    if stats.filtered > 0 {
+        metrics::counter!(names::DELIVERIES_FILTERED).increment(stats.filtered as u64);
+    }
+    if stats.filter_errors > 0 {
+        metrics::counter!(names::FILTER_ERRORS).increment(stats.filter_errors as u64);
+        tracing::warn!(
+            errors = stats.filter_errors,
+            "content filters errored on some events (see outbox.filter_errors)"
+        );
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) const RESCUE_EXPIRED_LEASES: &str =
 pub(crate) const RETENTION_BOUNDARY: &str = include_str!("../sql/engine/retention_boundary.sql");
 pub(crate) const RETENTION_DEAD: &str = include_str!("../sql/engine/retention_dead.sql");
 pub(crate) const RETENTION_EVENTS: &str = include_str!("../sql/engine/retention_events.sql");
+pub(crate) const RETENTION_FILTER_ERRORS: &str =
+    include_str!("../sql/engine/retention_filter_errors.sql");
 pub(crate) const RETENTION_INBOUND: &str = include_str!("../sql/engine/retention_inbound.sql");
 pub(crate) const RETENTION_LANES: &str = include_str!("../sql/engine/retention_lanes.sql");
 pub(crate) const RETENTION_LOCK: &str = include_str!("../sql/engine/retention_lock.sql");
@@ -36,6 +38,7 @@ pub(crate) const ROUTE_ALREADY_ROUTED: &str =
     include_str!("../sql/engine/route_already_routed.sql");
 pub(crate) const ROUTE_EVENT_TYPES: &str = include_str!("../sql/engine/route_event_types.sql");
 pub(crate) const ROUTE_FETCH: &str = include_str!("../sql/engine/route_fetch.sql");
+pub(crate) const ROUTE_FILTER: &str = include_str!("../sql/engine/route_filter.sql");
 pub(crate) const ROUTE_INSERT: &str = include_str!("../sql/engine/route_insert.sql");
 pub(crate) const ROUTE_LANES: &str = include_str!("../sql/engine/route_lanes.sql");
 pub(crate) const ROUTE_LOCK: &str = include_str!("../sql/engine/route_lock.sql");
@@ -73,6 +76,7 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("retention_boundary", RETENTION_BOUNDARY),
     ("retention_dead", RETENTION_DEAD),
     ("retention_events", RETENTION_EVENTS),
+    ("retention_filter_errors", RETENTION_FILTER_ERRORS),
     ("retention_inbound", RETENTION_INBOUND),
     ("retention_lanes", RETENTION_LANES),
     ("retention_lock", RETENTION_LOCK),
@@ -80,6 +84,7 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("route_already_routed", ROUTE_ALREADY_ROUTED),
     ("route_event_types", ROUTE_EVENT_TYPES),
     ("route_fetch", ROUTE_FETCH),
+    ("route_filter", ROUTE_FILTER),
     ("route_insert", ROUTE_INSERT),
     ("route_lanes", ROUTE_LANES),
     ("route_lock", ROUTE_LOCK),
@@ -111,6 +116,7 @@ pub(crate) mod admin {
     pub(crate) const EVENT_ATTEMPTS: &str = include_str!("../sql/admin/event_attempts.sql");
     pub(crate) const EVENT_DELIVERIES: &str = include_str!("../sql/admin/event_deliveries.sql");
     pub(crate) const EVENT_GET: &str = include_str!("../sql/admin/event_get.sql");
+    pub(crate) const FILTER_CHECK: &str = include_str!("../sql/admin/filter_check.sql");
     pub(crate) const ROUTING_LOCK: &str = include_str!("../sql/admin/routing_lock.sql");
     pub(crate) const SOURCE_DELETE: &str = include_str!("../sql/admin/source_delete.sql");
     pub(crate) const SOURCE_GET: &str = include_str!("../sql/admin/source_get.sql");
@@ -145,6 +151,7 @@ pub(crate) mod admin {
         ("event_attempts", EVENT_ATTEMPTS),
         ("event_deliveries", EVENT_DELIVERIES),
         ("event_get", EVENT_GET),
+        ("filter_check", FILTER_CHECK),
         ("routing_lock", ROUTING_LOCK),
         ("source_delete", SOURCE_DELETE),
         ("source_get", SOURCE_GET),

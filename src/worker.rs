@@ -8,12 +8,14 @@
 //! inbound request sends the stored body with its original content type and headers
 //! ([`crate::delivery::relay`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
 use rand::RngExt;
 
+use crate::catalog::Endpoint;
 use crate::db::DbError;
 use crate::delivery::Claimed;
 use crate::delivery::http::WebhookRequest;
@@ -22,18 +24,20 @@ use crate::metrics::endpoints::{Attempt, Completion};
 use crate::metrics::names;
 use crate::record::Completed;
 use crate::replica::Replica;
-use crate::retry::Decision;
+use crate::retry::{Decision, RetryOverride};
 use crate::sql;
 
 /// One attempt of one delivery, and what it leads to.
 pub(crate) async fn deliver(replica: &Replica, mut c: Claimed) -> Completed {
     let started_at = c.db_time();
     let t0 = Instant::now();
-    let outcome = attempt(replica, &mut c).await;
+    let (outcome, endpoint) = attempt(replica, &mut c).await;
     let elapsed = t0.elapsed();
     // Failures so far (for the backoff schedule) include this one.
     let failures = (c.attempt_count + 1).max(1) as u32;
-    let decision = replica.config.retry.decide(
+    let global = RetryOverride::default();
+    let decision = replica.config.retry.decide_for(
+        endpoint.as_ref().map_or(&global, |e| &e.retry),
         &outcome,
         failures,
         c.event_created_at,
@@ -120,7 +124,9 @@ fn failed(kind: ErrorKind, message: impl Into<String>) -> Outcome {
     }
 }
 
-async fn attempt(replica: &Replica, c: &mut Claimed) -> Outcome {
+/// The attempt's outcome, and the endpoint it was made to (for its retry policy); `None`
+/// when the endpoint is not in the catalog.
+async fn attempt(replica: &Replica, c: &mut Claimed) -> (Outcome, Option<Arc<Endpoint>>) {
     let mut endpoint = replica.catalog.get().endpoint(c.endpoint_id).cloned();
     if endpoint.is_none() {
         // Created after our last reload, or left out because its row is invalid.
@@ -128,11 +134,17 @@ async fn attempt(replica: &Replica, c: &mut Claimed) -> Outcome {
         endpoint = replica.catalog.get().endpoint(c.endpoint_id).cloned();
     }
     let Some(endpoint) = endpoint else {
-        return failed(
+        let outcome = failed(
             ErrorKind::Request,
             "endpoint configuration is invalid (see outboxd logs: secret or headers); fix it and the delivery is retried",
         );
+        return (outcome, None);
     };
+    let outcome = attempt_to(replica, c, &endpoint).await;
+    (outcome, Some(endpoint))
+}
+
+async fn attempt_to(replica: &Replica, c: &mut Claimed, endpoint: &Endpoint) -> Outcome {
     if let Some(rate) = endpoint.rate_limit {
         let wait = replica.pacer().reserve(endpoint.id, rate, Instant::now());
         if !wait.is_zero() {

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Id, JsonBody, OptionalJsonBody, Patch, not_null, present};
+use super::policy;
 use super::validate::{self, DEFAULT_MAX_IN_FLIGHT};
 use super::views::{Endpoint, MASK, Page, PageStart, Subscription, col, masked_url};
 use crate::sql::admin as q;
@@ -97,6 +98,13 @@ pub struct CreateEndpoint {
     /// Creates one subscription with these patterns at the same time.
     #[serde(default)]
     event_types: Option<Vec<String>>,
+    /// The content filter of that subscription.
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    retry_schedule: Option<String>,
+    #[serde(default)]
+    max_age: Option<String>,
 }
 
 /// The create response: the endpoint, its secret (shown this once) and the subscription.
@@ -151,8 +159,19 @@ pub async fn create(
     if let Some(types) = &req.event_types {
         validate::event_types("event_types", types)?;
     }
+    let own = OwnPolicy::validate(Some(req.retry_schedule), Some(req.max_age))?;
 
     let mut db = s.db().await?;
+    if let Some(f) = &req.filter {
+        if req.event_types.is_none() {
+            return Err(ApiError::field(
+                "filter",
+                "belongs to the subscription created with event_types (send event_types too)",
+            ));
+        }
+        policy::filter(&*db, "filter", f).await?;
+    }
+    let own = own.apply(OwnPolicy::default());
     let tx = db.transaction().await?;
     let row = tx
         .query_one(
@@ -168,6 +187,8 @@ pub async fn create(
                 &req.rate_limit,
                 &description,
                 &req.disabled_reason,
+                &own.retry_schedule,
+                &own.max_age_seconds,
             ],
         )
         .await?;
@@ -176,7 +197,10 @@ pub async fn create(
     let subscription = match &req.event_types {
         Some(types) => {
             let row = tx
-                .query_one(q::SUBSCRIPTION_INSERT, &[&endpoint.id, types, &true])
+                .query_one(
+                    q::SUBSCRIPTION_INSERT,
+                    &[&endpoint.id, types, &true, &req.filter],
+                )
                 .await?;
             Some(Subscription::from_row(&row)?)
         }
@@ -230,6 +254,64 @@ pub struct PatchEndpoint {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     event_types: Patch<Value>,
+    #[serde(default, deserialize_with = "present")]
+    retry_schedule: Patch<String>,
+    #[serde(default, deserialize_with = "present")]
+    max_age: Patch<String>,
+}
+
+/// An endpoint's own retry policy (nullable: null means the global setting).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct OwnPolicy {
+    retry_schedule: Option<String>,
+    max_age_seconds: Option<f64>,
+}
+
+/// Changes to an [`OwnPolicy`], validated: `None` leaves a field, `Some(None)` clears it.
+#[derive(Debug, Default)]
+struct OwnPolicyChanges {
+    retry_schedule: Patch<String>,
+    max_age_seconds: Patch<f64>,
+}
+
+impl OwnPolicy {
+    fn from_row(row: &Row) -> Result<OwnPolicy, ApiError> {
+        Ok(OwnPolicy {
+            retry_schedule: col(row, "retry_schedule")?,
+            max_age_seconds: col(row, "max_age_seconds")?,
+        })
+    }
+
+    /// Validates the request's fields (`None`: absent, `Some(None)`: null).
+    fn validate(
+        retry_schedule: Patch<String>,
+        max_age: Patch<String>,
+    ) -> Result<OwnPolicyChanges, ApiError> {
+        if let Some(Some(r)) = &retry_schedule {
+            policy::retry_schedule("retry_schedule", r)?;
+        }
+        let max_age_seconds = match max_age {
+            Some(Some(m)) => Some(Some(policy::max_age("max_age", &m)?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        Ok(OwnPolicyChanges {
+            retry_schedule,
+            max_age_seconds,
+        })
+    }
+}
+
+impl OwnPolicyChanges {
+    fn apply(self, mut p: OwnPolicy) -> OwnPolicy {
+        if let Some(r) = self.retry_schedule {
+            p.retry_schedule = r;
+        }
+        if let Some(m) = self.max_age_seconds {
+            p.max_age_seconds = m;
+        }
+        p
+    }
 }
 
 /// The settable columns of an endpoint, as written by `endpoint_update.sql`.
@@ -244,6 +326,7 @@ struct Settable {
     rate_limit: Option<f64>,
     description: String,
     disabled_reason: Option<String>,
+    own: OwnPolicy,
 }
 
 impl Settable {
@@ -258,6 +341,7 @@ impl Settable {
             rate_limit: col(row, "rate_limit")?,
             description: col(row, "description")?,
             disabled_reason: col(row, "disabled_reason")?,
+            own: OwnPolicy::from_row(row)?,
         })
     }
 }
@@ -274,6 +358,7 @@ struct Changes {
     rate_limit: Option<Option<f64>>,
     description: Option<String>,
     disabled_reason: Option<Option<String>>,
+    own: OwnPolicyChanges,
 }
 
 impl Changes {
@@ -312,6 +397,7 @@ impl Changes {
         if let Some(Some(r)) = &p.disabled_reason {
             validate::text("disabled_reason", r)?;
         }
+        let own = OwnPolicy::validate(p.retry_schedule, p.max_age)?;
         Ok(Changes {
             url,
             tenant_id: p.tenant_id,
@@ -322,6 +408,7 @@ impl Changes {
             rate_limit: p.rate_limit,
             description,
             disabled_reason: p.disabled_reason,
+            own,
         })
     }
 
@@ -370,6 +457,7 @@ impl Changes {
             }
             row.disabled_reason = reason;
         }
+        row.own = self.own.apply(row.own);
         Ok(row)
     }
 }
@@ -433,6 +521,8 @@ pub async fn patch(
                 &new.rate_limit,
                 &new.description,
                 &new.disabled_reason,
+                &new.own.retry_schedule,
+                &new.own.max_age_seconds,
             ],
         )
         .await?;
@@ -575,7 +665,31 @@ mod tests {
             rate_limit: Some(5.0),
             description: "d".into(),
             disabled_reason: Some("410 Gone at …".into()),
+            own: OwnPolicy {
+                retry_schedule: Some("1m".into()),
+                max_age_seconds: Some(3600.0),
+            },
         }
+    }
+
+    #[test]
+    fn an_endpoints_own_policy_is_kept_changed_or_cleared_field_by_field() {
+        let new = Changes {
+            own: OwnPolicyChanges {
+                retry_schedule: Some(None),
+                max_age_seconds: Some(Some(60.0)),
+            },
+            ..Changes::default()
+        }
+        .apply(row())
+        .unwrap();
+        assert_eq!(
+            new.own,
+            OwnPolicy {
+                retry_schedule: None,
+                max_age_seconds: Some(60.0),
+            }
+        );
     }
 
     #[test]

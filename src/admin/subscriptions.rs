@@ -13,8 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ErrorBody, sql_state};
 use super::extract::{ApiQuery, Id, JsonBody, Patch, not_null, present};
-use super::validate;
 use super::views::{Page, PageStart, Subscription, col};
+use super::{policy, validate};
 use crate::sql::admin as q;
 
 const KIND: &str = "subscriptions";
@@ -73,6 +73,9 @@ pub struct CreateSubscription {
     event_types: Vec<String>,
     #[serde(default)]
     active: Option<bool>,
+    /// A content filter (SQL/JSON path over the payload); absent or null: none.
+    #[serde(default)]
+    filter: Option<String>,
 }
 
 /// Bind an endpoint to event-type patterns.
@@ -86,10 +89,13 @@ pub async fn create(
     validate::event_types("event_types", &req.event_types)?;
     let active = req.active.unwrap_or(true);
     let db = s.db().await?;
+    if let Some(f) = &req.filter {
+        policy::filter(&*db, "filter", f).await?;
+    }
     let row = db
         .query_one(
             q::SUBSCRIPTION_INSERT,
-            &[&req.endpoint_id, &req.event_types, &active],
+            &[&req.endpoint_id, &req.event_types, &active, &req.filter],
         )
         .await
         .map_err(|e| {
@@ -123,6 +129,9 @@ pub struct PatchSubscription {
     event_types: Patch<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     active: Patch<bool>,
+    /// `null` removes the filter.
+    #[serde(default, deserialize_with = "present")]
+    filter: Patch<String>,
     /// Refused: a subscription stays with its endpoint.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
@@ -151,19 +160,29 @@ pub async fn patch(
     }
     let active = not_null("active", req.active)?;
     let mut db = s.db().await?;
+    if let Some(Some(f)) = &req.filter {
+        policy::filter(&*db, "filter", f).await?;
+    }
     let tx = db.transaction().await?;
     let current = one(tx.query_opt(q::SUBSCRIPTION_LOCK, &[&id]).await?, id)?;
-    let (old_types, old_active): (Vec<String>, bool) =
-        (col(&current, "event_types")?, col(&current, "active")?);
+    let (old_types, old_active, old_filter): (Vec<String>, bool, Option<String>) = (
+        col(&current, "event_types")?,
+        col(&current, "active")?,
+        col(&current, "filter")?,
+    );
     let event_types = event_types.unwrap_or_else(|| old_types.clone());
     let active = active.unwrap_or(old_active);
-    if (&event_types, active) == (&old_types, old_active) {
+    let filter = req.filter.unwrap_or_else(|| old_filter.clone());
+    if (&event_types, active, &filter) == (&old_types, old_active, &old_filter) {
         // Nothing changes: no write, no new updated_at.
         tx.commit().await?;
         return Ok(Json(Subscription::from_row(&current)?));
     }
     let row = tx
-        .query_one(q::SUBSCRIPTION_UPDATE, &[&id, &event_types, &active])
+        .query_one(
+            q::SUBSCRIPTION_UPDATE,
+            &[&id, &event_types, &active, &filter],
+        )
         .await?;
     tx.commit().await?;
     tracing::info!(subscription_id = id, "admin API: subscription changed");

@@ -208,10 +208,11 @@ pub fn all_tenants(all: bool, tenant: Option<&str>) -> Result<(), ApiError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn msg(r: Result<impl std::fmt::Debug, ApiError>) -> String {
+    /// The message of a refusal (panics on acceptance).
+    pub(in crate::admin) fn msg(r: Result<impl std::fmt::Debug, ApiError>) -> String {
         match r {
             Err(e) => e.to_string(),
             Ok(v) => panic!("accepted: {v:?}"),

@@ -50,6 +50,10 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The endpoint's own retry schedule (null: `OUTBOXD_RETRY_SCHEDULE`).
+    pub retry_schedule: Option<String>,
+    /// The endpoint's own max age, e.g. `"2h"` (null: `OUTBOXD_MAX_AGE`).
+    pub max_age: Option<String>,
 }
 
 impl Endpoint {
@@ -68,8 +72,16 @@ impl Endpoint {
             disabled_reason: col(row, "disabled_reason")?,
             created_at: ts(row, "created_at")?,
             updated_at: ts(row, "updated_at")?,
+            retry_schedule: col(row, "retry_schedule")?,
+            max_age: col::<Option<f64>>(row, "max_age_seconds")?.map(duration_text),
         })
     }
+}
+
+/// Seconds as an `OUTBOXD_MAX_AGE`-style duration, e.g. `2h 30m`.
+pub fn duration_text(seconds: f64) -> String {
+    let d = std::time::Duration::from_secs_f64(seconds.clamp(0.0, 1e12));
+    humantime::format_duration(d).to_string()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,6 +89,8 @@ pub struct Subscription {
     pub id: i64,
     pub endpoint_id: i64,
     pub event_types: Vec<String>,
+    /// The content filter (SQL/JSON path); null: every event of the types.
+    pub filter: Option<String>,
     pub active: bool,
     pub created_at: String,
     pub updated_at: String,
@@ -88,6 +102,7 @@ impl Subscription {
             id: col(row, "id")?,
             endpoint_id: col(row, "endpoint_id")?,
             event_types: col(row, "event_types")?,
+            filter: col(row, "filter")?,
             active: col(row, "active")?,
             created_at: ts(row, "created_at")?,
             updated_at: ts(row, "updated_at")?,

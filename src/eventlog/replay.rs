@@ -165,6 +165,7 @@ pub(crate) async fn replay(
                     event_pk: id,
                     endpoint_id,
                     lane_key: lane_key(key.as_deref()),
+                    filters: Vec::new(),
                 });
             }
         }

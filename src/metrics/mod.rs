@@ -18,6 +18,8 @@
 //! | `outboxd_ready` | gauge | | every replica: 1 when `/readyz` would answer 200 |
 //! | `outboxd_events_routed_total` | counter | | every replica (grows on the router) |
 //! | `outboxd_deliveries_created_total` | counter | | every replica (grows on the router) |
+//! | `outboxd_deliveries_filtered_total` | counter | | every replica (grows on the router) |
+//! | `outboxd_filter_errors_total` | counter | | every replica (grows on the router) |
 //! | `outboxd_attempts_total` | counter | `endpoint_id`, `result` = success / failure | every replica |
 //! | `outboxd_attempt_errors_total` | counter | `kind` = the error kinds of `outbox.attempts` | every replica |
 //! | `outboxd_deliveries_completed_total` | counter | `endpoint_id`, `state` = succeeded / dead | every replica |
@@ -55,6 +57,8 @@ pub mod names {
     pub const READY: &str = "outboxd_ready";
     pub const EVENTS_ROUTED: &str = "outboxd_events_routed_total";
     pub const DELIVERIES_CREATED: &str = "outboxd_deliveries_created_total";
+    pub const DELIVERIES_FILTERED: &str = "outboxd_deliveries_filtered_total";
+    pub const FILTER_ERRORS: &str = "outboxd_filter_errors_total";
     pub const ATTEMPTS: &str = "outboxd_attempts_total";
     pub const ATTEMPT_ERRORS: &str = "outboxd_attempt_errors_total";
     pub const DELIVERIES_COMPLETED: &str = "outboxd_deliveries_completed_total";
@@ -90,6 +94,8 @@ pub mod names {
         READY,
         EVENTS_ROUTED,
         DELIVERIES_CREATED,
+        DELIVERIES_FILTERED,
+        FILTER_ERRORS,
         ATTEMPTS,
         ATTEMPT_ERRORS,
         DELIVERIES_COMPLETED,
@@ -134,7 +140,13 @@ pub const DB_ERROR_TASKS: &[&str] = &[
 ];
 
 /// The tables retention deletes from (`outboxd_retention_deleted_total{table}`).
-pub const RETENTION_TABLES: &[&str] = &["deliveries", "attempts", "events", "inbound_requests"];
+pub const RETENTION_TABLES: &[&str] = &[
+    "deliveries",
+    "attempts",
+    "events",
+    "filter_errors",
+    "inbound_requests",
+];
 
 /// Counts a database error of `task` (one of [`DB_ERROR_TASKS`]).
 pub fn db_error(task: &'static str) {
@@ -180,7 +192,7 @@ fn describe_and_register(error_kinds: &[&'static str]) {
     );
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // (name, help, label, its known values: every one is registered at 0)
-    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 7] = [
+    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 9] = [
         (
             names::EVENTS_ROUTED,
             "Events routed (fanned out to their endpoints) by this replica.",
@@ -190,6 +202,18 @@ fn describe_and_register(error_kinds: &[&'static str]) {
         (
             names::DELIVERIES_CREATED,
             "Deliveries created by this replica's routing (one per event and matching endpoint).",
+            "",
+            &[],
+        ),
+        (
+            names::DELIVERIES_FILTERED,
+            "(Event, endpoint) pairs routing left out because none of the matching subscriptions' content filters passed.",
+            "",
+            &[],
+        ),
+        (
+            names::FILTER_ERRORS,
+            "Content filter evaluations that errored at routing (each is a row in outbox.filter_errors).",
             "",
             &[],
         ),

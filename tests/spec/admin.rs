@@ -1197,3 +1197,109 @@ async fn without_a_token_v1_is_open_to_plain_local_clients_only() {
     );
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn subscription_filters_are_validated_by_postgresql_when_saved() {
+    let db = fresh_db().await;
+    let (engine, api) = start(&db, &[]).await;
+    let ep = id(&api
+        .create_endpoint(json!({"url": "https://a.example.com/"}))
+        .await);
+
+    // A syntax error: 400 naming the field, with PostgreSQL's own message.
+    let message = assert_invalid(
+        api.post(
+            "/v1/subscriptions",
+            json!({"endpoint_id": ep, "event_types": ["*"], "filter": "$.amount >"}),
+        )
+        .await,
+        "filter",
+    );
+    assert!(message.contains("syntax error"), "{message}");
+    let message = assert_invalid(
+        api.post(
+            "/v1/subscriptions",
+            json!({"endpoint_id": ep, "event_types": ["*"], "filter": "$.region == $region"}),
+        )
+        .await,
+        "filter",
+    );
+    assert!(message.contains("unknown variable $region"), "{message}");
+    assert_invalid(
+        api.post(
+            "/v1/subscriptions",
+            json!({"endpoint_id": ep, "event_types": ["*"], "filter": " "}),
+        )
+        .await,
+        "filter",
+    );
+
+    let filter = r#"$.amount > 1000 && $.currency == "EUR""#;
+    let (status, s) = api
+        .post(
+            "/v1/subscriptions",
+            json!({"endpoint_id": ep, "event_types": ["order.*"], "filter": filter}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(s["filter"], filter);
+    let path = format!("/v1/subscriptions/{}", id(&s));
+    assert_eq!(api.get(&path).await.1["filter"], filter);
+    assert_invalid(
+        api.patch(&path, json!({"filter": "$.a =="})).await,
+        "filter",
+    );
+    let (status, s) = api.patch(&path, json!({"filter": null})).await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["filter"], Value::Null);
+    assert_eq!(s["event_types"], json!(["order.*"]), "untouched");
+
+    // With the endpoint, on the subscription created with it.
+    let e = api
+        .create_endpoint(
+            json!({"url": "https://b.example.com/", "event_types": ["*"],
+                                "filter": "$tenant_id == \"eu\""}),
+        )
+        .await;
+    assert_eq!(e["subscription"]["filter"], "$tenant_id == \"eu\"");
+    assert_invalid(
+        api.post(
+            "/v1/endpoints",
+            json!({"url": "https://c.example.com/", "filter": "$.a == 1"}),
+        )
+        .await,
+        "filter",
+    );
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoints_own_retry_policy_is_validated_shown_and_cleared() {
+    let db = fresh_db().await;
+    let (engine, api) = start(&db, &[]).await;
+    let e = api
+        .create_endpoint(json!({"url": "https://a.example.com/",
+                                "retry_schedule": "10s,1m", "max_age": "2h"}))
+        .await;
+    assert_eq!(
+        (e["retry_schedule"].clone(), e["max_age"].clone()),
+        (json!("10s,1m"), json!("2h"))
+    );
+    let path = format!("/v1/endpoints/{}", id(&e));
+    assert_invalid(
+        api.patch(&path, json!({"retry_schedule": "0s"})).await,
+        "retry_schedule",
+    );
+    assert_invalid(
+        api.patch(&path, json!({"retry_schedule": "soon"})).await,
+        "retry_schedule",
+    );
+    assert_invalid(api.patch(&path, json!({"max_age": "-1h"})).await, "max_age");
+    let (status, v) = api.patch(&path, json!({"retry_schedule": null})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["retry_schedule"].clone(), v["max_age"].clone()),
+        (Value::Null, json!("2h"))
+    );
+    engine.stop().await;
+}

@@ -8,6 +8,7 @@ mod console_support;
 mod database;
 mod engine;
 mod event_log;
+mod filters;
 mod inbound;
 mod metrics;
 mod support;

@@ -20,6 +20,7 @@ pub enum Scenario {
     Latency,
     Isolation,
     Hotkeys,
+    Filters,
     All,
     Smoke,
 }
@@ -33,6 +34,7 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::Isolation => "isolation",
             Scenario::Hotkeys => "hotkeys",
+            Scenario::Filters => "filters",
             Scenario::All => "all",
             Scenario::Smoke => "smoke",
         }
@@ -113,7 +115,7 @@ pub struct Opts {
     /// growth: largest pending-row level (levels: 10k, 1M, 10M, up to this).
     #[arg(long, default_value_t = 1_000_000)]
     pub max_rows: u64,
-    /// growth: largest endpoint level (levels: 10, 1000, 100000, up to this).
+    /// growth and filters: largest endpoint (subscription) level (levels: 10, 1000, 100000, up to this).
     #[arg(long, default_value_t = 100_000)]
     pub max_endpoints: u64,
     /// growth: fresh events published on top of each level.

@@ -10,6 +10,7 @@
 //!   latency    4. commit → receive latency at low load (--rate 100 --seconds 20)
 //!   isolation  5. hanging / failing endpoints; a tenant's burst (--burst) vs a quiet tenant
 //!   hotkeys    6. 10 hot keys vs 10 000 keys
+//!   filters    7. routing cost of content filters at 10, 1 000, 100 000 subscriptions (--max-endpoints)
 //!   all        every scenario (floor first, so steady reports its ratio to it)
 //!   smoke      every scenario at a tiny size (< 60 s); exits non-zero on a correctness failure
 //! ```
@@ -24,7 +25,7 @@
 //!
 //! ```text
 //! main                        parses, runs the scenario list, writes the JSON
-//!  scenarios::{floor, steady, growth, latency, isolation, hotkeys}    (never each other)
+//!  scenarios::{floor, steady, growth, latency, isolation, hotkeys, filters}    (never each other)
 //!   floor (db, http)          the machine's floor, measured (scenario 2 and steady use it)
 //!    run (stage, figures, endpoints, db)    the measured run the other five scenarios use
 //!     ctx                     Opts (the command line) and Ctx (cluster, binary, out dir)

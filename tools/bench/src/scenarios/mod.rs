@@ -3,6 +3,7 @@
 //! ([`crate::floor`]). No scenario imports another: what one hands to a later one travels
 //! through [`Carried`], and [`run_one`] passes it on.
 
+pub mod filters;
 pub mod floor;
 pub mod growth;
 pub mod hotkeys;
@@ -15,13 +16,14 @@ use crate::floor::FloorResult;
 use crate::report::ScenarioReport;
 
 /// `all` and `smoke` run these, floor first so that steady reports its ratio to it.
-const EVERY: [Scenario; 6] = [
+const EVERY: [Scenario; 7] = [
     Scenario::Floor,
     Scenario::Steady,
     Scenario::Growth,
     Scenario::Latency,
     Scenario::Isolation,
     Scenario::Hotkeys,
+    Scenario::Filters,
 ];
 
 /// What a scenario leaves for later ones and for the end of the output.
@@ -59,6 +61,7 @@ pub async fn run_one(
         Scenario::Latency => latency::scenario(ctx).await?,
         Scenario::Isolation => isolation::scenario(ctx).await?,
         Scenario::Hotkeys => hotkeys::scenario(ctx).await?,
+        Scenario::Filters => filters::scenario(ctx).await?,
         Scenario::All | Scenario::Smoke => {
             anyhow::bail!("{} is a list of scenarios, not one", s.name())
         }

@@ -1,0 +1,285 @@
+//! Content filters on subscriptions (issue 13; README "Content filters"): evaluated by
+//! PostgreSQL while routing, on a real PostgreSQL and real HTTP receivers. Each test has its
+//! own fresh database.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+use testkit::*;
+
+use crate::engine::{body_json, metrics_text, start, wait_all_finished};
+use crate::support::{Event, scalar_i64};
+
+/// `outbox.add_endpoint` with a filter on the subscription it creates.
+async fn add_filtered(
+    c: &tokio_postgres::Client,
+    url: &str,
+    filter: Option<&str>,
+) -> Result<i64, tokio_postgres::Error> {
+    let types = vec!["*".to_owned()];
+    Ok(c.query_one(
+        "SELECT outbox.add_endpoint($1, $2, secret => $3, filter => $4)",
+        &[&url, &types, &TEST_SECRET, &filter],
+    )
+    .await?
+    .get(0))
+}
+
+/// The `e` of every payload a receiver got, sorted.
+fn names(rx: &Receiver) -> Vec<String> {
+    let mut v: Vec<String> = rx
+        .requests()
+        .iter()
+        .map(|r| body_json(r)["e"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn filters_decide_per_subscription_and_runtime_errors_are_counted_not_delivered() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let big_eur = Receiver::ok(TEST_SECRET).await;
+    let paid = Receiver::ok(TEST_SECRET).await;
+    let eu_tenant = Receiver::ok(TEST_SECRET).await;
+    let eu_header = Receiver::ok(TEST_SECRET).await;
+    let strict = Receiver::ok(TEST_SECRET).await;
+    let either = Receiver::ok(TEST_SECRET).await;
+    let everything = Receiver::ok(TEST_SECRET).await;
+    let big_eur_filter = r#"$.amount > 1000 && $.currency == "EUR""#;
+    let strict_filter = "strict $.amount > 10";
+    add_filtered(&c, &big_eur.url(), Some(big_eur_filter))
+        .await
+        .unwrap();
+    add_filtered(&c, &paid.url(), Some(r#"$.status == "paid""#))
+        .await
+        .unwrap();
+    let eu = add_filtered(&c, &eu_tenant.url(), Some(r#"$tenant_id == "eu""#))
+        .await
+        .unwrap();
+    c.execute(
+        "UPDATE outbox.endpoints SET all_tenants = true WHERE id = $1",
+        &[&eu],
+    )
+    .await
+    .unwrap();
+    add_filtered(&c, &eu_header.url(), Some(r#"$headers."x-region" == "eu""#))
+        .await
+        .unwrap();
+    add_filtered(&c, &strict.url(), Some(strict_filter))
+        .await
+        .unwrap();
+    // Two filtered subscriptions on one endpoint: an event goes once if either matches.
+    let two = add_filtered(&c, &either.url(), Some("$.amount > 1000"))
+        .await
+        .unwrap();
+    c.execute(
+        r#"INSERT INTO outbox.subscriptions (endpoint_id, event_types, filter)
+           VALUES ($1, '{*}', '$.status == "paid"')"#,
+        &[&two],
+    )
+    .await
+    .unwrap();
+    add_filtered(&c, &everything.url(), None).await.unwrap();
+    let engine = start(&db, &[]).await;
+
+    for (e, payload) in [
+        (
+            "big-eur",
+            json!({"amount": 1500, "currency": "EUR", "status": "paid"}),
+        ),
+        ("big-usd", json!({"amount": 1500.5, "currency": "USD"})),
+        ("small-paid", json!({"amount": 5, "status": "paid"})),
+        // A missing field: false in lax mode (no error), an error in strict mode.
+        ("no-amount", json!({"status": "open"})),
+        // A type mismatch (a string compared with a number): unknown, counted as an error.
+        ("text-amount", json!({"amount": "1500", "currency": "EUR"})),
+    ] {
+        let mut payload = payload;
+        payload["e"] = json!(e);
+        Event::new("order.created")
+            .payload(payload)
+            .publish(&c)
+            .await;
+    }
+    Event::new("order.created")
+        .headers(json!({"X-Region": "eu"}))
+        .payload(json!({"e": "eu-header", "amount": 1}))
+        .publish(&c)
+        .await;
+    for tenant in ["eu", "us"] {
+        Event::new("order.created")
+            .tenant(tenant)
+            .payload(json!({"e": format!("{tenant}-tenant"), "amount": 1}))
+            .publish(&c)
+            .await;
+    }
+    wait_all_finished(&c, Duration::from_secs(15)).await;
+
+    assert_eq!(names(&big_eur), ["big-eur"]);
+    assert_eq!(names(&paid), ["big-eur", "small-paid"]);
+    assert_eq!(names(&eu_tenant), ["eu-tenant"]);
+    assert_eq!(names(&eu_header), ["eu-header"]);
+    assert_eq!(names(&strict), ["big-eur", "big-usd"]);
+    assert_eq!(names(&either), ["big-eur", "big-usd", "small-paid"]);
+    assert_eq!(
+        names(&everything),
+        [
+            "big-eur",
+            "big-usd",
+            "eu-header",
+            "no-amount",
+            "small-paid",
+            "text-amount"
+        ]
+    );
+
+    // The evaluations that could not decide: the strict filter on the payload without an
+    // amount and on the text amount; the lax ones on the text amount.
+    let rows = c
+        .query(
+            "SELECT f.filter, e.payload->>'e', f.message
+               FROM outbox.filter_errors f JOIN outbox.events e USING (event_id)
+              ORDER BY f.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut errors: BTreeMap<(String, String), String> = BTreeMap::new();
+    for r in &rows {
+        errors.insert((r.get(0), r.get(1)), r.get(2));
+    }
+    let keys: Vec<(&str, &str)> = errors
+        .keys()
+        .map(|(f, e)| (f.as_str(), e.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("$.amount > 1000", "text-amount"),
+            (r#"$.amount > 1000 && $.currency == "EUR""#, "text-amount"),
+            (strict_filter, "no-amount"),
+            (strict_filter, "text-amount"),
+        ],
+        "{rows:?}"
+    );
+    assert_eq!(rows.len(), 4, "one row per (event, subscription)");
+    assert!(errors.values().all(|m| m.contains("unknown")), "{errors:?}");
+    // Every routed event is marked routed, filtered out or not.
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM outbox.events WHERE routed_at IS NULL"
+        )
+        .await,
+        0
+    );
+
+    // And the operator sees them in /metrics too.
+    let text = metrics_text(&engine).await;
+    let counter = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+    };
+    assert!(counter("outboxd_filter_errors_total") >= 4.0);
+    assert!(counter("outboxd_deliveries_filtered_total") >= 1.0);
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_filter_that_is_not_valid_sql_json_path_is_refused_when_saved() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let rx = Receiver::ok(TEST_SECRET).await;
+
+    let err = add_filtered(&c, &rx.url(), Some("$.amount >"))
+        .await
+        .expect_err("a syntax error is refused");
+    let db_err = err.as_db_error().expect("a PostgreSQL error");
+    assert!(
+        db_err.message().contains("syntax error"),
+        "{}",
+        db_err.message()
+    );
+    let err = add_filtered(&c, &rx.url(), Some("$.region == $region"))
+        .await
+        .expect_err("an unknown variable is refused");
+    assert!(
+        err.as_db_error()
+            .is_some_and(|e| e.message().contains("unknown variable $region")),
+        "{err:?}"
+    );
+    // The column's CHECK holds for direct writes too.
+    let id = add_filtered(&c, &rx.url(), Some("$.ok == true"))
+        .await
+        .unwrap();
+    let err = c
+        .execute(
+            "UPDATE outbox.subscriptions SET filter = '$.a ==' WHERE endpoint_id = $1",
+            &[&id],
+        )
+        .await
+        .expect_err("the CHECK refuses it");
+    assert!(err.as_db_error().is_some(), "{err:?}");
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM outbox.subscriptions WHERE filter IS NOT NULL"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_endpoints_own_retry_schedule_and_max_age_replace_the_global_ones() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let failing = Receiver::start(TEST_SECRET, always(Reply::status(500))).await;
+    let ep = add_filtered(&c, &failing.url(), None).await.unwrap();
+    // The global schedule starts at 5s and the global max age is a day: only the endpoint's
+    // own policy can make the delivery retry fast and die within seconds.
+    c.execute(
+        "UPDATE outbox.endpoints SET retry_schedule = '100ms,300ms', max_age = '1500ms'
+          WHERE id = $1",
+        &[&ep],
+    )
+    .await
+    .unwrap();
+    let bad = c
+        .execute(
+            "UPDATE outbox.endpoints SET retry_schedule = '0s' WHERE id = $1",
+            &[&ep],
+        )
+        .await;
+    assert!(bad.is_err(), "the column's CHECK refuses a zero delay");
+    let engine = start(&db, &["--circuit-failures", "1000"]).await;
+    Event::new("doomed")
+        .payload(json!({"x": 1}))
+        .publish(&c)
+        .await;
+    wait_all_finished(&c, Duration::from_secs(15)).await;
+
+    let rows = c
+        .query(
+            "SELECT started_at, error_message FROM outbox.attempts ORDER BY attempt",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(rows.len() >= 4, "attempts: {}", rows.len());
+    let started: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.get(0)).collect();
+    let gap = |i: usize| (started[i] - started[i - 1]).num_milliseconds();
+    assert!(
+        (90..1000).contains(&gap(1)),
+        "first retry after ~100ms: {}",
+        gap(1)
+    );
+    assert!((290..1500).contains(&gap(2)), "then ~300ms: {}", gap(2));
+    let last: String = rows.last().map(|r| r.get(1)).unwrap_or_default();
+    assert!(last.contains("max age"), "{last}");
+    engine.stop().await;
+}
