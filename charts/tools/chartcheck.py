@@ -350,13 +350,15 @@ def cmd_docs(chart, shop_rendered, mode):
 def cmd_binary(binary, rendered, name):
     """Starts `outboxd run` with the rendered ConfigMap as its environment and a database that
     refuses connections: exit code 1 (cannot connect) means every setting was accepted, exit
-    code 2 means the binary rejected the chart's configuration."""
+    code 2 means the binary rejected the chart's configuration. `run` waits for the database
+    forever by default, so the check gives it OUTBOXD_STARTUP_TIMEOUT=1s."""
     import subprocess
 
     cms = [c for c in load_docs(rendered) if c["kind"] == "ConfigMap" and "OUTBOXD_LISTEN" in c.get("data", {})]
     env = {"PATH": "/usr/bin:/bin", **cms[0]["data"],
            "DATABASE_URL": "postgres://outboxd@127.0.0.1:1/outboxd",
-           "OUTBOXD_ADMIN_TOKEN": "chart-check-token-0123456789abcdef"}
+           "OUTBOXD_ADMIN_TOKEN": "chart-check-token-0123456789abcdef",
+           "OUTBOXD_STARTUP_TIMEOUT": "1s"}
     try:
         p = subprocess.run([binary, "run"], env=env, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:

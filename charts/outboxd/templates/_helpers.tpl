@@ -200,6 +200,15 @@ metricsEndpointLabels: OUTBOXD_METRICS_ENDPOINT_LABELS
 statsInterval: OUTBOXD_STATS_INTERVAL
 pooler: OUTBOXD_POOLER
 startupTimeout: OUTBOXD_STARTUP_TIMEOUT
+console: OUTBOXD_CONSOLE
+consoleSessionTtl: OUTBOXD_CONSOLE_SESSION_TTL
+consoleFrameAncestors: OUTBOXD_CONSOLE_FRAME_ANCESTORS
+inboundListen: OUTBOXD_INBOUND_LISTEN
+inboundRetention: OUTBOXD_INBOUND_RETENTION
+inboundReadTimeout: OUTBOXD_INBOUND_READ_TIMEOUT
+inboundMaxConnections: OUTBOXD_INBOUND_MAX_CONNECTIONS
+inboundWriters: OUTBOXD_INBOUND_WRITERS
+inboundMaxBuffered: OUTBOXD_INBOUND_MAX_BUFFERED
 {{- end }}
 
 {{/* The ConfigMap's data: every non-empty config value, sorted by variable name. */}}
