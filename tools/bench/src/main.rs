@@ -11,13 +11,15 @@
 //!   isolation  5. hanging / failing endpoints; a tenant's burst (--burst) vs a quiet tenant
 //!   hotkeys    6. 10 hot keys vs 10 000 keys
 //!   filters    7. routing cost of content filters at 10, 1 000, 100 000 subscriptions (--max-endpoints)
+//!   hotlane    8. one resource key to one endpoint answering in 1 ms (--hotlane-events 5000)
 //!   all        every scenario (floor first, so steady reports its ratio to it)
 //!   smoke      every scenario at a tiny size (< 60 s); exits non-zero on a correctness failure
 //! ```
 //!
 //! Everything it runs against comes from the test kit ([`testkit`]): PostgreSQL is
 //! `DATABASE_URL` when set (a fresh database per run is created there, and dropped afterwards),
-//! otherwise a throwaway local cluster; the sidecar is the `outboxd` binary named by
+//! otherwise a throwaway local cluster, durable (PostgreSQL's defaults for `fsync`,
+//! `full_page_writes`, `synchronous_commit`) unless `--unsafe-fast` turns all three off; the sidecar is the `outboxd` binary named by
 //! `--outboxd PATH` or `OUTBOXD_BIN` (build it first), run as a child process (`outboxd run`);
 //! the webhook receiver is the test kit's, with the bench's script doing the counting.
 //!
@@ -25,7 +27,7 @@
 //!
 //! ```text
 //! main                        parses, runs the scenario list, writes the JSON
-//!  scenarios::{floor, steady, growth, latency, isolation, hotkeys, filters}    (never each other)
+//!  scenarios::{floor, steady, growth, latency, isolation, hotkeys, filters, hotlane}  (never each other)
 //!   floor (db, http)          the machine's floor, measured (scenario 2 and steady use it)
 //!    run (stage, figures, endpoints, db)    the measured run the other five scenarios use
 //!     ctx                     Opts (the command line) and Ctx (cluster, binary, out dir)

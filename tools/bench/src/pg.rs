@@ -31,12 +31,12 @@ pub struct ClusterInfo {
 }
 
 impl BenchCluster {
-    /// `DATABASE_URL`, else a throwaway cluster with `fsync` (off also turns
-    /// `full_page_writes` and `synchronous_commit` off) and, with `pgss`, pg_stat_statements
-    /// loaded.
-    pub async fn start(fsync: bool, pgss: bool, keep: bool) -> anyhow::Result<BenchCluster> {
+    /// `DATABASE_URL`, else a throwaway cluster, `durable` (PostgreSQL's defaults for `fsync`,
+    /// `full_page_writes` and `synchronous_commit`) or with all three off, and, with `pgss`,
+    /// pg_stat_statements loaded.
+    pub async fn start(durable: bool, pgss: bool, keep: bool) -> anyhow::Result<BenchCluster> {
         let mut options = PgOptions {
-            fsync,
+            fsync: durable,
             ..PgOptions::default()
         };
         if pgss {

@@ -25,6 +25,9 @@ pub enum Behaviour {
     Hang(Duration),
     /// 500 at once.
     Fail,
+    /// Counted like `Ok`, answered 204 after this delay (a receiver doing a little work: the
+    /// hot lane scenario).
+    Slow(Duration),
 }
 
 /// One endpoint as the bench sees it.
@@ -215,7 +218,7 @@ impl RecvState {
         let status = self.count(ep, &req.id, req.signature_ok, &req.body, t_ns);
         let reply = Reply::status(status);
         match ep.and_then(|i| self.slots.get(i)).map(|s| s.spec.behaviour) {
-            Some(Behaviour::Hang(d)) => reply.with_delay(d),
+            Some(Behaviour::Hang(d) | Behaviour::Slow(d)) => reply.with_delay(d),
             _ => reply,
         }
     }
@@ -251,7 +254,7 @@ impl RecvState {
             }
         };
         match slot.spec.behaviour {
-            Behaviour::Ok => {}
+            Behaviour::Ok | Behaviour::Slow(_) => {}
             Behaviour::Fail => return 500,
             // The delay is the reply's (see `answer`).
             Behaviour::Hang(_) => return 204,

@@ -7,6 +7,7 @@ pub mod filters;
 pub mod floor;
 pub mod growth;
 pub mod hotkeys;
+pub mod hotlane;
 pub mod isolation;
 pub mod latency;
 pub mod steady;
@@ -16,7 +17,7 @@ use crate::floor::FloorResult;
 use crate::report::ScenarioReport;
 
 /// `all` and `smoke` run these, floor first so that steady reports its ratio to it.
-const EVERY: [Scenario; 7] = [
+const EVERY: [Scenario; 8] = [
     Scenario::Floor,
     Scenario::Steady,
     Scenario::Growth,
@@ -24,6 +25,7 @@ const EVERY: [Scenario; 7] = [
     Scenario::Isolation,
     Scenario::Hotkeys,
     Scenario::Filters,
+    Scenario::Hotlane,
 ];
 
 /// What a scenario leaves for later ones and for the end of the output.
@@ -62,6 +64,7 @@ pub async fn run_one(
         Scenario::Isolation => isolation::scenario(ctx).await?,
         Scenario::Hotkeys => hotkeys::scenario(ctx).await?,
         Scenario::Filters => filters::scenario(ctx).await?,
+        Scenario::Hotlane => hotlane::scenario(ctx).await?,
         Scenario::All | Scenario::Smoke => {
             anyhow::bail!("{} is a list of scenarios, not one", s.name())
         }
