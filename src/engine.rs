@@ -308,8 +308,10 @@ async fn run(
     }
 
     let (done_tx, done_rx) = mpsc::channel(r.config.concurrency.max(16));
-    let recorder = tokio::spawn(crate::record::recorder(r.clone(), done_rx));
-    crate::claim::claimer(r.clone(), done_tx, shutdown.clone()).await;
+    // Hot lane hand-offs, recorder → claimer (bounded by the replica's concurrency).
+    let (handoff_tx, handoff_rx) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(crate::record::recorder(r.clone(), done_rx, handoff_tx));
+    crate::claim::claimer(r.clone(), done_tx, handoff_rx, shutdown.clone()).await;
     // All workers are finished or aborted and every sender is dropped: the recorder writes
     // what is left and ends. If the database is gone it cannot; leases then expire.
     let grace = r.config.shutdown_grace.max(Duration::from_secs(1));

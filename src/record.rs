@@ -7,6 +7,16 @@
 //! 3. one `outbox.attempts` row per attempt is inserted;
 //! 4. endpoints that answered 410 Gone are disabled.
 //!
+//! **Hot lane hand-off.** A lane's next delivery can only start once its head is recorded.
+//! Left to the claimer, one event of a busy resource key costs a whole deliver → record →
+//! claim round. Instead, step 2 leases the promoted delivery to this replica at once when
+//! [`handoff_quota`] allows it (the same limits as a claim: the endpoint's free `max_in_flight`
+//! slots, no rate limit, a closed circuit, the replica's concurrency), and after the commit
+//! the claimer starts its worker straight away. The lease is an ordinary one (claim_count + 1,
+//! `lease_until`): if this replica dies first, it expires and is rescued like any other. The
+//! slots are reserved in [`crate::replica::Capacity`] before the transaction, so the claimer
+//! cannot hand them out twice meanwhile.
+//!
 //! A batch that fails to commit is retried (its outcomes stay in memory, bounded by the
 //! replica's concurrency) until it commits; only then is its capacity freed. Meanwhile the
 //! replica is not ready and its claimer starts nothing new (`crate::readiness`): if the
@@ -14,16 +24,18 @@
 //! replica takes them over, and that is logged and counted
 //! (`outboxd_outcomes_after_lease_total`), never silent.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use crate::circuit::Breakers;
 use crate::db::{Conn, DbError};
-use crate::delivery::{EXCERPT_LIMIT, Outcome};
+use crate::delivery::{Claimed, EXCERPT_LIMIT, Outcome};
 use crate::readiness::Task;
-use crate::replica::Replica;
+use crate::replica::{Capacity, Replica};
 use crate::retry::{DeadReason, Decision};
 use crate::sql;
 
@@ -47,10 +59,87 @@ pub(crate) struct Completed {
 }
 
 /// What a batch write did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default)]
 pub(crate) struct RecordStats {
     pub applied: i64,
     pub promoted: i64,
+    /// Promoted deliveries leased to this replica by the same transaction (hot lane
+    /// hand-off): to be sent now.
+    pub handed_off: Vec<Claimed>,
+}
+
+/// Which endpoints may take hand-offs in a batch, and how many each, with the lease to give
+/// them ([`handoff_quota`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct HandOff {
+    pub endpoints: Vec<i64>,
+    pub counts: Vec<i32>,
+    pub lease: Duration,
+}
+
+impl HandOff {
+    fn slots(&self) -> impl Iterator<Item = (i64, u32)> + '_ {
+        self.endpoints
+            .iter()
+            .zip(&self.counts)
+            .map(|(&ep, &n)| (ep, n.max(0) as u32))
+    }
+}
+
+/// How many of a batch's finishing lane heads may lease their lane's next delivery to this
+/// replica right away, per endpoint: what a claim would allow now. `max_in_flight(ep)` is the
+/// endpoint's limit, `None` when it takes no hand-offs (not in the catalog, disabled, or
+/// rate-limited: pacing stays with the claimer). An endpoint whose circuit is not closed gets
+/// none; the others get their free slots (the batch's requests are answered already), and
+/// all of them together at most what `concurrency` leaves once the batch is recorded.
+/// Endpoints that answered 410 Gone in this batch get none. Pure.
+pub(crate) fn handoff_quota(
+    batch: &[Completed],
+    max_in_flight: impl Fn(i64) -> Option<u32>,
+    capacity: &Capacity,
+    breakers: &Breakers,
+    concurrency: usize,
+    now: Instant,
+) -> Vec<(i64, u32)> {
+    let gone: HashSet<i64> = batch
+        .iter()
+        .filter(|c| c.outcome.is_gone())
+        .map(|c| c.endpoint_id)
+        .collect();
+    let mut finishing: BTreeMap<i64, u32> = BTreeMap::new();
+    for c in batch {
+        if c.lane_key.is_some()
+            && !matches!(c.decision, Decision::Retry { .. })
+            && !gone.contains(&c.endpoint_id)
+        {
+            *finishing.entry(c.endpoint_id).or_insert(0) += 1;
+        }
+    }
+    if finishing.is_empty() {
+        return Vec::new();
+    }
+    let not_closed: HashSet<i64> = breakers.not_closed(now).map(|(ep, _)| ep).collect();
+    let mut budget = concurrency.saturating_sub(capacity.total().saturating_sub(batch.len()));
+    let mut out = Vec::new();
+    for (ep, lanes) in finishing {
+        if budget == 0 {
+            break;
+        }
+        if not_closed.contains(&ep) {
+            continue;
+        }
+        let Some(limit) = max_in_flight(ep) else {
+            continue;
+        };
+        let n = lanes
+            .min(limit.saturating_sub(capacity.in_flight(ep)))
+            .min(budget.min(u32::MAX as usize) as u32);
+        if n > 0 {
+            budget -= n as usize;
+            out.push((ep, n));
+        }
+    }
+    out
 }
 
 /// `outbox.attempts.error_message` is cut at this many bytes.
@@ -75,7 +164,13 @@ fn clean(s: &str, max: usize) -> String {
 /// The recorder: batches outcomes into one transaction each, retrying on database errors
 /// (outcomes are kept until written), then frees their capacity and wakes the claimer. Ends
 /// when every worker's sender is dropped and everything received is written.
-pub(crate) async fn recorder(replica: Arc<Replica>, mut rx: mpsc::Receiver<Completed>) {
+/// Deliveries handed off by a committed batch go to the claimer through `handoff`, which
+/// starts their workers; once it stops listening (shutdown), no more are handed off.
+pub(crate) async fn recorder(
+    replica: Arc<Replica>,
+    mut rx: mpsc::Receiver<Completed>,
+    handoff: mpsc::UnboundedSender<Vec<Claimed>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -86,15 +181,30 @@ pub(crate) async fn recorder(replica: Arc<Replica>, mut rx: mpsc::Receiver<Compl
             }
         }
         let mut backoff = Duration::from_millis(50);
+        let mut handed_off: Vec<Claimed> = Vec::new();
         loop {
+            let quota = reserve_handoffs(&replica, &batch, &handoff);
             let result = match replica.db().await {
-                Ok(mut client) => record(&mut client, &batch, &replica.config.replica_id)
+                Ok(mut client) => record(&mut client, &batch, &replica.config.replica_id, &quota)
                     .await
                     .map_err(DbError::from),
                 Err(e) => Err(e),
             };
+            {
+                let mut cap = replica.capacity();
+                for (ep, n) in quota.slots() {
+                    cap.unreserve(ep, n);
+                }
+                if let Ok(stats) = &result {
+                    cap.recorded(batch.iter().map(|c| c.delivery_id));
+                    for c in &stats.handed_off {
+                        cap.claimed(c.id, c.endpoint_id);
+                    }
+                }
+            }
             match result {
-                Ok(stats) => {
+                Ok(mut stats) => {
+                    std::mem::swap(&mut handed_off, &mut stats.handed_off);
                     replica.readiness.ok(Task::Recorder, Instant::now());
                     let stale = batch.len() - (stats.applied as usize).min(batch.len());
                     if stale > 0 {
@@ -110,7 +220,11 @@ pub(crate) async fn recorder(replica: Arc<Replica>, mut rx: mpsc::Receiver<Compl
                         );
                     }
                     if stats.promoted > 0 {
-                        tracing::trace!(promoted = stats.promoted, "lanes handed over");
+                        tracing::trace!(
+                            promoted = stats.promoted,
+                            handed_off = handed_off.len(),
+                            "lanes handed over"
+                        );
                     }
                     break;
                 }
@@ -129,11 +243,81 @@ pub(crate) async fn recorder(replica: Arc<Replica>, mut rx: mpsc::Receiver<Compl
                 }
             }
         }
-        replica
-            .capacity()
-            .recorded(batch.iter().map(|c| c.delivery_id));
         batch.clear();
+        if !handed_off.is_empty() {
+            metrics::counter!(crate::metrics::names::LANE_HANDOFFS)
+                .increment(handed_off.len() as u64);
+            if let Err(mpsc::error::SendError(back)) = handoff.send(handed_off) {
+                give_back(&replica, back).await;
+            }
+        }
         replica.work_ready.notify_one();
+    }
+}
+
+/// The hand-offs the next write of `batch` may make, their slots reserved in the replica's
+/// capacity (the caller takes the reservation back after the write). None while the claimer
+/// no longer takes them (shutting down) or the recorder is failing (then nothing new starts).
+fn reserve_handoffs(
+    replica: &Replica,
+    batch: &[Completed],
+    handoff: &mpsc::UnboundedSender<Vec<Claimed>>,
+) -> HandOff {
+    let mut h = HandOff {
+        lease: replica.config.lease,
+        ..HandOff::default()
+    };
+    if handoff.is_closed() || replica.readiness.is_failing(Task::Recorder) {
+        return h;
+    }
+    let catalog = replica.catalog.get();
+    let limits = |ep: i64| {
+        catalog
+            .endpoint(ep)
+            .filter(|e| e.enabled && e.rate_limit.is_none())
+            .map(|e| e.max_in_flight)
+    };
+    let mut cap = replica.capacity();
+    let quota = {
+        let breakers = replica.breakers();
+        handoff_quota(
+            batch,
+            limits,
+            &cap,
+            &breakers,
+            replica.config.concurrency,
+            Instant::now(),
+        )
+    };
+    for (ep, n) in quota {
+        cap.reserve(ep, n);
+        h.endpoints.push(ep);
+        h.counts.push(n.min(i32::MAX as u32) as i32);
+    }
+    h
+}
+
+/// Hand-offs the claimer can no longer start (it stopped between our check and the commit):
+/// their leases are given back at once, or expire.
+async fn give_back(replica: &Replica, handed: Vec<Claimed>) {
+    let ids: Vec<i64> = handed.iter().map(|c| c.id).collect();
+    {
+        let mut cap = replica.capacity();
+        for c in &handed {
+            cap.answered(c.id, c.endpoint_id);
+        }
+        cap.recorded(ids.iter().copied());
+    }
+    let released = async {
+        let client = replica.db().await?;
+        client
+            .execute(sql::RELEASE_LEASES, &[&replica.config.replica_id, &ids])
+            .await?;
+        Ok::<_, DbError>(())
+    };
+    if let Err(e) = released.await {
+        crate::metrics::db_error("record");
+        tracing::warn!(error = %e, count = ids.len(), "could not give back handed-off leases; they will expire");
     }
 }
 
@@ -142,7 +326,10 @@ pub(crate) async fn record(
     client: &mut Conn,
     batch: &[Completed],
     replica_id: &str,
+    handoff: &HandOff,
 ) -> Result<RecordStats, tokio_postgres::Error> {
+    // Hand-offs are leased from the transaction's now(), a little after this instant.
+    let lease_start = Instant::now();
     let tx = client.transaction().await?;
 
     // 1. Lock the lanes whose head is finishing, in key order. This must be its own
@@ -228,12 +415,34 @@ pub(crate) async fn record(
     let row = tx
         .query_one(
             sql::RECORD_COMPLETE,
-            &[&ids, &claims, &states, &next_at, &statuses, &errors],
+            &[
+                &ids,
+                &claims,
+                &states,
+                &next_at,
+                &statuses,
+                &errors,
+                &handoff.endpoints,
+                &handoff.counts,
+                &handoff.lease.as_secs_f64(),
+                &replica_id,
+            ],
         )
         .await?;
+    let handed_ids: Vec<i64> = row.try_get(2)?;
+    let handed_off = if handed_ids.is_empty() {
+        Vec::new()
+    } else {
+        tx.query(sql::RECORD_HANDOFF_FETCH, &[&handed_ids])
+            .await?
+            .iter()
+            .map(|r| Claimed::from_row(r, lease_start))
+            .collect()
+    };
     let stats = RecordStats {
-        applied: row.get(0),
-        promoted: row.get(1),
+        applied: row.try_get(0)?,
+        promoted: row.try_get(1)?,
+        handed_off,
     };
 
     // 3. The attempts.
@@ -271,4 +480,143 @@ pub(crate) async fn record(
     }
     tx.commit().await?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::ErrorKind;
+
+    fn done(
+        delivery_id: i64,
+        endpoint_id: i64,
+        lane: Option<&str>,
+        decision: Decision,
+    ) -> Completed {
+        Completed {
+            delivery_id,
+            claim_count: 1,
+            endpoint_id,
+            lane_key: lane.map(str::to_owned),
+            event_id: format!("evt_{delivery_id}"),
+            attempt: 1,
+            started_at: Utc::now(),
+            duration_ms: 1,
+            outcome: Outcome::Delivered {
+                status: 200,
+                excerpt: String::new(),
+            },
+            decision,
+        }
+    }
+
+    fn gone(delivery_id: i64, endpoint_id: i64, lane: &str) -> Completed {
+        let mut c = done(
+            delivery_id,
+            endpoint_id,
+            Some(lane),
+            Decision::Dead {
+                reason: DeadReason::Permanent,
+            },
+        );
+        c.outcome = Outcome::Failed {
+            kind: ErrorKind::Status,
+            status: Some(410),
+            message: "gone".into(),
+            excerpt: None,
+            retry_after: None,
+        };
+        c
+    }
+
+    /// Endpoints 1 and 2: 4 slots; 3: none (not in the catalog, disabled or rate-limited).
+    fn limits(ep: i64) -> Option<u32> {
+        (ep != 3).then_some(4)
+    }
+
+    /// The batch's deliveries are claimed and answered, as when the recorder gets them.
+    fn capacity_after(batch: &[Completed]) -> Capacity {
+        let mut cap = Capacity::default();
+        for c in batch {
+            cap.claimed(c.delivery_id, c.endpoint_id);
+            cap.answered(c.delivery_id, c.endpoint_id);
+        }
+        cap
+    }
+
+    fn breakers() -> Breakers {
+        Breakers::new(1, Duration::from_secs(30))
+    }
+
+    #[test]
+    fn only_finished_lane_heads_hand_off_within_the_endpoints_free_slots() {
+        let now = Instant::now();
+        let batch = [
+            done(1, 1, Some("a"), Decision::Succeeded),
+            done(
+                2,
+                1,
+                Some("b"),
+                Decision::Dead {
+                    reason: DeadReason::MaxAge,
+                },
+            ),
+            // A retry keeps its lane; an unordered delivery has none.
+            done(3, 1, Some("c"), Decision::Retry { at: Utc::now() }),
+            done(4, 1, None, Decision::Succeeded),
+            done(5, 2, Some("a"), Decision::Succeeded),
+            done(6, 3, Some("a"), Decision::Succeeded),
+        ];
+        let mut cap = capacity_after(&batch);
+        assert_eq!(
+            handoff_quota(&batch, limits, &cap, &breakers(), 100, now),
+            [(1, 2), (2, 1)]
+        );
+        // Endpoint 1 has 3 of its 4 slots busy with other requests: one hand-off.
+        for id in 10..13 {
+            cap.claimed(id, 1);
+        }
+        assert_eq!(
+            handoff_quota(&batch, limits, &cap, &breakers(), 100, now),
+            [(1, 1), (2, 1)]
+        );
+    }
+
+    #[test]
+    fn open_circuits_gone_endpoints_and_a_full_replica_take_no_hand_offs() {
+        let now = Instant::now();
+        let batch = [
+            done(1, 1, Some("a"), Decision::Succeeded),
+            done(2, 2, Some("a"), Decision::Succeeded),
+            gone(3, 2, "b"),
+        ];
+        let cap = capacity_after(&batch);
+        // 410 Gone from endpoint 2: it is being disabled.
+        assert_eq!(
+            handoff_quota(&batch, limits, &cap, &breakers(), 100, now),
+            [(1, 1)]
+        );
+        let mut b = breakers();
+        b.record(1, false, now);
+        assert!(handoff_quota(&batch, limits, &cap, &b, 100, now).is_empty());
+        // Concurrency 3 with 3 deliveries being recorded and one more claimed: 2 free.
+        let two = [
+            done(1, 1, Some("a"), Decision::Succeeded),
+            done(2, 1, Some("b"), Decision::Succeeded),
+            done(3, 2, Some("a"), Decision::Succeeded),
+        ];
+        let mut cap = capacity_after(&two);
+        assert_eq!(
+            handoff_quota(&two, limits, &cap, &breakers(), 3, now),
+            [(1, 2), (2, 1)]
+        );
+        cap.claimed(9, 2);
+        assert_eq!(
+            handoff_quota(&two, limits, &cap, &breakers(), 3, now),
+            [(1, 2)]
+        );
+        cap.claimed(10, 2);
+        cap.claimed(11, 2);
+        assert!(handoff_quota(&two, limits, &cap, &breakers(), 3, now).is_empty());
+    }
 }

@@ -236,6 +236,25 @@ impl Capacity {
         }
     }
 
+    /// Sets `n` slots of `endpoint_id` (and of the total) aside for deliveries about to be
+    /// handed to this replica by the recorder ([`crate::record`]), so the claimer cannot give
+    /// them away meanwhile. [`unreserve`](Capacity::unreserve) takes them back; each hand-off
+    /// that happened is then counted with [`claimed`](Capacity::claimed).
+    pub fn reserve(&mut self, endpoint_id: i64, n: u32) {
+        self.total += n as usize;
+        *self.per_endpoint.entry(endpoint_id).or_insert(0) += n;
+    }
+
+    pub fn unreserve(&mut self, endpoint_id: i64, n: u32) {
+        self.total = self.total.saturating_sub(n as usize);
+        if let Some(m) = self.per_endpoint.get_mut(&endpoint_id) {
+            *m = m.saturating_sub(n);
+            if *m == 0 {
+                self.per_endpoint.remove(&endpoint_id);
+            }
+        }
+    }
+
     /// Outcomes were committed: these deliveries are no longer ours.
     pub fn recorded(&mut self, delivery_ids: impl IntoIterator<Item = i64>) {
         for id in delivery_ids {
@@ -279,6 +298,11 @@ mod tests {
         let mut running = c.take_running();
         running.sort_unstable();
         assert_eq!(running, [2, 3]);
+        // A reservation holds slots like a claim until it is taken back.
+        c.reserve(11, 2);
+        assert_eq!((c.total(), c.in_flight(11)), (4, 3));
+        c.unreserve(11, 2);
+        assert_eq!((c.total(), c.in_flight(11)), (2, 1));
         // Recording twice (a retried batch) does not count twice.
         c.recorded([2, 2, 3]);
         assert_eq!(c.total(), 0);

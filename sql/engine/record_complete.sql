@@ -1,7 +1,14 @@
 -- Apply a batch of attempt outcomes; finished lane heads hand over to the next delivery of
 -- their lane. An outcome applies only if the delivery is still leased under the same claim
 -- (a replica whose lease expired cannot overwrite the replica that took over).
--- $1 ids, $2 claim counts, $3 new states, $4 next attempt times, $5 statuses, $6 errors
+-- Hot lane hand-off: for endpoints in $7 (with at most $8 lanes each, what the recording
+-- replica's claim policy allows: free in-flight slots, no rate limit, circuit closed), the
+-- promoted delivery is leased at once to this replica ($10, for $9 seconds), exactly as a claim
+-- would lease it (claim_count + 1, lease_until): the replica sends it right after the commit,
+-- without waiting for a claim round. Other promoted deliveries become due lane heads, claimed
+-- as usual. A handed-off lease that is never reported expires and is rescued like any other.
+-- $1 ids, $2 claim counts, $3 new states, $4 next attempt times, $5 statuses, $6 errors,
+-- $7 endpoint ids that may take hand-offs, $8 how many each, $9 lease seconds, $10 replica id
 WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], $5::int[],
                          $6::text[])
@@ -33,15 +40,40 @@ lanes AS (
      WHERE l.endpoint_id = f.endpoint_id AND l.lane_key = f.lane_key
     RETURNING l.endpoint_id, l.lane_key, l.pending
 ),
+nexts AS (
+    SELECT l.endpoint_id,
+           (SELECT h.id FROM outbox.deliveries h
+             WHERE h.endpoint_id = l.endpoint_id AND h.lane_key = l.lane_key
+               AND h.held
+             ORDER BY h.id LIMIT 1) AS id
+      FROM lanes l
+     WHERE l.pending > 0
+),
+quota AS (
+    SELECT q.endpoint_id, q.n
+      FROM unnest($7::bigint[], $8::int[]) AS q(endpoint_id, n)
+      JOIN outbox.endpoints e ON e.id = q.endpoint_id AND e.enabled
+),
+chosen AS (
+    SELECT n.id,
+           coalesce(row_number() OVER (PARTITION BY n.endpoint_id ORDER BY n.id) <= q.n,
+                    false) AS handoff
+      FROM nexts n
+      LEFT JOIN quota q ON q.endpoint_id = n.endpoint_id
+     WHERE n.id IS NOT NULL
+),
 promoted AS (
     UPDATE outbox.deliveries d
-       SET held = false, next_attempt_at = now(), updated_at = now()
-     WHERE d.id IN (SELECT (SELECT h.id FROM outbox.deliveries h
-                             WHERE h.endpoint_id = l.endpoint_id AND h.lane_key = l.lane_key
-                               AND h.held
-                             ORDER BY h.id LIMIT 1)
-                      FROM lanes l
-                     WHERE l.pending > 0)
-    RETURNING d.id
+       SET held = false, next_attempt_at = now(), updated_at = now(),
+           state = CASE WHEN c.handoff THEN 'delivering' ELSE d.state END,
+           claim_count = d.claim_count + CASE WHEN c.handoff THEN 1 ELSE 0 END,
+           lease_until = CASE WHEN c.handoff
+                              THEN now() + make_interval(secs => $9::float8) END,
+           leased_by = CASE WHEN c.handoff THEN $10::text END
+      FROM chosen c
+     WHERE d.id = c.id
+    RETURNING d.id, c.handoff
 )
-SELECT (SELECT count(*) FROM applied) AS applied, (SELECT count(*) FROM promoted) AS promoted
+SELECT (SELECT count(*) FROM applied) AS applied, (SELECT count(*) FROM promoted) AS promoted,
+       (SELECT coalesce(array_agg(p.id ORDER BY p.id), '{}') FROM promoted p WHERE p.handoff)
+           AS handed_off

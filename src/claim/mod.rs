@@ -29,10 +29,14 @@ use policy::{EndpointLimits, claim_request};
 use query::{ClaimRequest, claim, next_cursor};
 
 /// The claimer: runs until `shutdown`, then drains (or, after the grace period, aborts and
-/// releases) its workers. Dropping `done_tx` at the end lets the recorder finish.
+/// releases) its workers. Dropping `done_tx` at the end lets the recorder finish. It also
+/// starts the workers of deliveries the recorder handed off (`handed`: already leased and
+/// counted, see [`crate::record`]), at once, even while a claim is running; at shutdown it
+/// stops taking them and drains the ones already handed over with the rest.
 pub(crate) async fn claimer(
     replica: Arc<Replica>,
     done_tx: mpsc::Sender<Completed>,
+    mut handed: mpsc::UnboundedReceiver<Vec<Claimed>>,
     shutdown: CancellationToken,
 ) {
     let mut workers: JoinSet<()> = JoinSet::new();
@@ -42,6 +46,9 @@ pub(crate) async fn claimer(
     let mut unsure = false;
     while !shutdown.is_cancelled() {
         while workers.try_join_next().is_some() {}
+        while let Ok(h) = handed.try_recv() {
+            spawn_workers(&replica, h, &done_tx, &mut workers);
+        }
         // Outcomes that cannot be written keep their deliveries leased until the lease runs
         // out and they are sent again: start nothing new meanwhile.
         let free = if replica.readiness.is_failing(Task::Recorder) {
@@ -51,7 +58,15 @@ pub(crate) async fn claimer(
         };
         if free == 0 {
             replica.readiness.ok(Task::Claimer, Instant::now());
-            if wait_for_work(&replica, &shutdown, replica.config.poll_interval).await {
+            if wait_for_work(
+                &replica,
+                &shutdown,
+                replica.config.poll_interval,
+                &mut handed,
+            )
+            .await
+            .start(&replica, &done_tx, &mut workers)
+            {
                 break;
             }
             continue;
@@ -78,7 +93,16 @@ pub(crate) async fn claimer(
             }
         }
         let req = request(&replica, free.min(replica.config.claim_batch), cursor);
-        let claimed = match claim_with_pool(&replica, &req).await {
+        // Hand-offs arriving meanwhile start at once: that is their point.
+        let claiming = claim_with_pool(&replica, &req);
+        tokio::pin!(claiming);
+        let result = loop {
+            tokio::select! {
+                r = &mut claiming => break r,
+                Some(h) = handed.recv() => spawn_workers(&replica, h, &done_tx, &mut workers),
+            }
+        };
+        let claimed = match result {
             Ok(c) => {
                 replica.readiness.ok(Task::Claimer, Instant::now());
                 backoff.reset();
@@ -100,9 +124,24 @@ pub(crate) async fn claimer(
         start_workers(&replica, claimed, &done_tx, &mut workers);
         // Nothing claimable (no due work, or every endpoint with work is at its limit): wait
         // for new work, freed capacity, or the poll interval. Otherwise claim again at once.
-        if got == 0 && wait_for_work(&replica, &shutdown, replica.config.poll_interval).await {
+        if got == 0
+            && wait_for_work(
+                &replica,
+                &shutdown,
+                replica.config.poll_interval,
+                &mut handed,
+            )
+            .await
+            .start(&replica, &done_tx, &mut workers)
+        {
             break;
         }
+    }
+    // The recorder hands off nothing more (and gives back what it can no longer hand over);
+    // what was handed over already runs and is drained like the rest.
+    handed.close();
+    while let Ok(h) = handed.try_recv() {
+        spawn_workers(&replica, h, &done_tx, &mut workers);
     }
     drain(&replica, workers).await;
 }
@@ -143,6 +182,16 @@ fn start_workers(
             cap.claimed(c.id, c.endpoint_id);
         }
     }
+    spawn_workers(replica, claimed, done_tx, workers);
+}
+
+/// One worker per delivery, already counted in the replica's capacity.
+fn spawn_workers(
+    replica: &Arc<Replica>,
+    claimed: Vec<Claimed>,
+    done_tx: &mpsc::Sender<Completed>,
+    workers: &mut JoinSet<()>,
+) {
     for c in claimed {
         let replica = replica.clone();
         let tx = done_tx.clone();
@@ -157,12 +206,46 @@ fn start_workers(
     }
 }
 
-/// Waits for new work, freed capacity or `poll`; true when shutting down.
-async fn wait_for_work(replica: &Replica, shutdown: &CancellationToken, poll: Duration) -> bool {
+/// What ended a wait for work.
+enum Woke {
+    Shutdown,
+    /// New work, freed capacity, or the poll interval.
+    Work,
+    /// The recorder handed these deliveries off.
+    HandedOff(Vec<Claimed>),
+}
+
+impl Woke {
+    /// Starts handed-off deliveries; true when shutting down.
+    fn start(
+        self,
+        replica: &Arc<Replica>,
+        done_tx: &mpsc::Sender<Completed>,
+        workers: &mut JoinSet<()>,
+    ) -> bool {
+        match self {
+            Woke::Shutdown => true,
+            Woke::Work => false,
+            Woke::HandedOff(h) => {
+                spawn_workers(replica, h, done_tx, workers);
+                false
+            }
+        }
+    }
+}
+
+/// Waits for new work, freed capacity, a hand-off or `poll`.
+async fn wait_for_work(
+    replica: &Replica,
+    shutdown: &CancellationToken,
+    poll: Duration,
+    handed: &mut mpsc::UnboundedReceiver<Vec<Claimed>>,
+) -> Woke {
     tokio::select! {
-        _ = shutdown.cancelled() => true,
-        _ = replica.work_ready.notified() => false,
-        _ = tokio::time::sleep(poll) => false,
+        _ = shutdown.cancelled() => Woke::Shutdown,
+        _ = replica.work_ready.notified() => Woke::Work,
+        Some(h) = handed.recv() => Woke::HandedOff(h),
+        _ = tokio::time::sleep(poll) => Woke::Work,
     }
 }
 

@@ -4,11 +4,8 @@
 //! (for an event relaying an inbound request: the stored request's body, content type and
 //! headers); large payloads are fetched by the worker under a memory-bounding semaphore.
 
-use bytes::Bytes;
-
 use crate::db::Conn;
 use crate::delivery::Claimed;
-use crate::delivery::relay::StoredRequest;
 use crate::sql;
 
 /// What this replica is already doing, so the claim respects per-endpoint limits; built by
@@ -49,43 +46,7 @@ pub(crate) async fn claim(
     let claimed_at = std::time::Instant::now();
     Ok(rows
         .iter()
-        .map(|r| {
-            let request_id: Option<i64> = r.get("request_id");
-            let relayed = match (request_id, r.get::<_, Option<String>>("request_source")) {
-                (Some(request_id), Some(source)) => Some(StoredRequest {
-                    request_id,
-                    source,
-                    content_type: r.get("request_content_type"),
-                    query: r.get("request_query"),
-                    headers: r
-                        .get::<_, Option<String>>("request_headers")
-                        .unwrap_or_default(),
-                }),
-                _ => None,
-            };
-            let body = match request_id {
-                None => r
-                    .get::<_, Option<String>>("body")
-                    .map(|b| Bytes::from(b.into_bytes())),
-                Some(_) => r.get::<_, Option<Vec<u8>>>("request_body").map(Bytes::from),
-            };
-            Claimed {
-                db_now: r.get("db_now"),
-                claimed_at,
-                id: r.get("id"),
-                event_pk: r.get("event_pk"),
-                claim_count: r.get("claim_count"),
-                attempt_count: r.get("attempt_count"),
-                endpoint_id: r.get("endpoint_id"),
-                lane_key: r.get("lane_key"),
-                event_id: r.get("event_id"),
-                event_created_at: r.get("event_created_at"),
-                headers: r.get("headers"),
-                body,
-                request_id,
-                relayed,
-            }
-        })
+        .map(|r| Claimed::from_row(r, claimed_at))
         .collect())
 }
 

@@ -7,7 +7,8 @@
 //!      │ route (lane busy)            │  │ retry: next_attempt_at =       │  │  │ 2xx
 //!      ▼                              │  │ backoff / Retry-After          │  │  ▼
 //!   pending+held ──── head done ──────┘  └────────────────────────────────┘  │ succeeded
-//!                     (promote)            lease expired (replica died) ─────┤
+//!        │            (promote)            lease expired (replica died) ─────┤
+//!        └──── head done, hand-off (leased at once to the recording replica) ───► delivering
 //!                                          max age / permanent error ────────┴──► dead
 //!                                                                    outbox.retry_dead() ──► pending
 //! ```
@@ -15,7 +16,8 @@
 //! * `pending` + `held`: an earlier delivery of the same `resource_key` to the same endpoint
 //!   is not finished yet (per-resource order, SPEC §4). The lane's head is the only
 //!   non-held one; when it ends (`succeeded` or `dead`) the next one is promoted in the same
-//!   transaction (`crate::record`).
+//!   transaction (`crate::record`), and leased right there to the recording replica when its
+//!   claim policy allows (hot lane hand-off: no claim round between a lane's deliveries).
 //! * `delivering` is held under a lease; `crate::maintenance` returns expired leases to
 //!   `pending`, so a killed replica's work is redelivered (same `webhook-id`).
 //! * An [`Outcome`] is data: [`crate::retry`] turns it into the next state.
@@ -60,6 +62,49 @@ pub(crate) struct Claimed {
 }
 
 impl Claimed {
+    /// A leased delivery from a row with the claim's columns (`sql/engine/claim.sql`'s
+    /// `RETURNING`, also `sql/engine/record_handoff_fetch.sql`); the lease began at
+    /// `claimed_at`.
+    pub fn from_row(r: &tokio_postgres::Row, claimed_at: std::time::Instant) -> Claimed {
+        let request_id: Option<i64> = r.get("request_id");
+        let relayed = match (request_id, r.get::<_, Option<String>>("request_source")) {
+            (Some(request_id), Some(source)) => Some(relay::StoredRequest {
+                request_id,
+                source,
+                content_type: r.get("request_content_type"),
+                query: r.get("request_query"),
+                headers: r
+                    .get::<_, Option<String>>("request_headers")
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let body = match request_id {
+            None => r
+                .get::<_, Option<String>>("body")
+                .map(|b| bytes::Bytes::from(b.into_bytes())),
+            Some(_) => r
+                .get::<_, Option<Vec<u8>>>("request_body")
+                .map(bytes::Bytes::from),
+        };
+        Claimed {
+            db_now: r.get("db_now"),
+            claimed_at,
+            id: r.get("id"),
+            event_pk: r.get("event_pk"),
+            claim_count: r.get("claim_count"),
+            attempt_count: r.get("attempt_count"),
+            endpoint_id: r.get("endpoint_id"),
+            lane_key: r.get("lane_key"),
+            event_id: r.get("event_id"),
+            event_created_at: r.get("event_created_at"),
+            headers: r.get("headers"),
+            body,
+            request_id,
+            relayed,
+        }
+    }
+
     /// The database's clock now, extrapolated from the claim with the monotonic clock.
     pub fn db_time(&self) -> DateTime<Utc> {
         self.db_now + chrono::Duration::from_std(self.claimed_at.elapsed()).unwrap_or_default()

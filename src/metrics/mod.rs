@@ -33,6 +33,7 @@
 //! | `outboxd_db_pool_waiting_tasks` | gauge | | every replica |
 //! | `outboxd_leases_rescued_total` | counter | | every replica |
 //! | `outboxd_outcomes_after_lease_total` | counter | | every replica |
+//! | `outboxd_lane_handoffs_total` | counter | | every replica: lane successors leased by the recording transaction |
 //! | `outboxd_db_errors_total` | counter | `task` | every replica |
 //! | `outboxd_retention_deleted_total` | counter | `table` | every replica |
 //! | `outboxd_stats_leader` | gauge | | every replica: 1 on the stats exporter |
@@ -72,6 +73,7 @@ pub mod names {
     pub const POOL_WAITING: &str = "outboxd_db_pool_waiting_tasks";
     pub const LEASES_RESCUED: &str = "outboxd_leases_rescued_total";
     pub const OUTCOMES_AFTER_LEASE: &str = "outboxd_outcomes_after_lease_total";
+    pub const LANE_HANDOFFS: &str = "outboxd_lane_handoffs_total";
     pub const DB_ERRORS: &str = "outboxd_db_errors_total";
     pub const RETENTION_DELETED: &str = "outboxd_retention_deleted_total";
     pub const STATS_LEADER: &str = "outboxd_stats_leader";
@@ -109,6 +111,7 @@ pub mod names {
         POOL_WAITING,
         LEASES_RESCUED,
         OUTCOMES_AFTER_LEASE,
+        LANE_HANDOFFS,
         DB_ERRORS,
         RETENTION_DELETED,
         STATS_LEADER,
@@ -192,7 +195,7 @@ fn describe_and_register(error_kinds: &[&'static str]) {
     );
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // (name, help, label, its known values: every one is registered at 0)
-    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 9] = [
+    let counters: [(&'static str, &'static str, &'static str, &[&'static str]); 10] = [
         (
             names::EVENTS_ROUTED,
             "Events routed (fanned out to their endpoints) by this replica.",
@@ -232,6 +235,12 @@ fn describe_and_register(error_kinds: &[&'static str]) {
         (
             names::OUTCOMES_AFTER_LEASE,
             "Outcomes written after their lease ran out (another replica may have sent the delivery again).",
+            "",
+            &[],
+        ),
+        (
+            names::LANE_HANDOFFS,
+            "Deliveries leased to this replica by the transaction that recorded their lane's previous delivery (sent without a claim round).",
             "",
             &[],
         ),

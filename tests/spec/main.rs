@@ -9,6 +9,7 @@ mod database;
 mod engine;
 mod event_log;
 mod filters;
+mod hot_lane;
 mod inbound;
 mod metrics;
 mod support;
