@@ -7,10 +7,10 @@
 //!      │ route (lane busy)            │  │ retry: next_attempt_at =       │  │  │ 2xx
 //!      ▼                              │  │ backoff / Retry-After          │  │  ▼
 //!   pending+held ──── head done ──────┘  └────────────────────────────────┘  │ succeeded
-//!        │            (promote)            lease expired (replica died) ─────┤
-//!        └──── head done, hand-off (leased at once to the recording replica) ───► delivering
+//!                     (promote)            lease expired (replica died) ─────┤
 //!                                          max age / permanent error ────────┴──► dead
 //!                                                                    outbox.retry_dead() ──► pending
+//!   pending+held ──── head done + hand-off (leased at once by the recording replica) ──► delivering
 //! ```
 //!
 //! * `pending` + `held`: an earlier delivery of the same `resource_key` to the same endpoint
