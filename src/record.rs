@@ -243,6 +243,10 @@ pub(crate) async fn recorder(
                 }
             }
         }
+        // The claimer has something to do if this batch freed capacity beyond what its
+        // hand-offs took, or left due work behind (a promotion not handed off, a retry):
+        // a batch of hot lanes that only handed off wakes no claim.
+        let wake = batch.len() > handed_off.len() || handed_off.is_empty();
         batch.clear();
         if !handed_off.is_empty() {
             metrics::counter!(crate::metrics::names::LANE_HANDOFFS)
@@ -251,7 +255,9 @@ pub(crate) async fn recorder(
                 give_back(&replica, back).await;
             }
         }
-        replica.work_ready.notify_one();
+        if wake {
+            replica.work_ready.notify_one();
+        }
     }
 }
 

@@ -63,9 +63,10 @@ pub(crate) async fn claimer(
                 &shutdown,
                 replica.config.poll_interval,
                 &mut handed,
+                &done_tx,
+                &mut workers,
             )
             .await
-            .start(&replica, &done_tx, &mut workers)
             {
                 break;
             }
@@ -130,9 +131,10 @@ pub(crate) async fn claimer(
                 &shutdown,
                 replica.config.poll_interval,
                 &mut handed,
+                &done_tx,
+                &mut workers,
             )
             .await
-            .start(&replica, &done_tx, &mut workers)
         {
             break;
         }
@@ -206,46 +208,27 @@ fn spawn_workers(
     }
 }
 
-/// What ended a wait for work.
-enum Woke {
-    Shutdown,
-    /// New work, freed capacity, or the poll interval.
-    Work,
-    /// The recorder handed these deliveries off.
-    HandedOff(Vec<Claimed>),
-}
-
-impl Woke {
-    /// Starts handed-off deliveries; true when shutting down.
-    fn start(
-        self,
-        replica: &Arc<Replica>,
-        done_tx: &mpsc::Sender<Completed>,
-        workers: &mut JoinSet<()>,
-    ) -> bool {
-        match self {
-            Woke::Shutdown => true,
-            Woke::Work => false,
-            Woke::HandedOff(h) => {
-                spawn_workers(replica, h, done_tx, workers);
-                false
-            }
-        }
-    }
-}
-
-/// Waits for new work, freed capacity, a hand-off or `poll`.
+/// Waits for new work, freed capacity or `poll`; true when shutting down. Deliveries the
+/// recorder hands off meanwhile are started at once, and the wait goes on: a hand-off needs
+/// no claim (the recorder wakes the claimer when its batch also left due work or free
+/// capacity behind).
 async fn wait_for_work(
-    replica: &Replica,
+    replica: &Arc<Replica>,
     shutdown: &CancellationToken,
     poll: Duration,
     handed: &mut mpsc::UnboundedReceiver<Vec<Claimed>>,
-) -> Woke {
-    tokio::select! {
-        _ = shutdown.cancelled() => Woke::Shutdown,
-        _ = replica.work_ready.notified() => Woke::Work,
-        Some(h) = handed.recv() => Woke::HandedOff(h),
-        _ = tokio::time::sleep(poll) => Woke::Work,
+    done_tx: &mpsc::Sender<Completed>,
+    workers: &mut JoinSet<()>,
+) -> bool {
+    let timeout = tokio::time::sleep(poll);
+    tokio::pin!(timeout);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return true,
+            _ = replica.work_ready.notified() => return false,
+            Some(h) = handed.recv() => spawn_workers(replica, h, done_tx, workers),
+            _ = &mut timeout => return false,
+        }
     }
 }
 
