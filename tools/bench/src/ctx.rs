@@ -151,7 +151,8 @@ pub struct Opts {
     /// Embedded cluster: `fsync`, `full_page_writes` and `synchronous_commit` off (as in the
     /// tests): not durable, only for comparing with figures taken that way. The default is
     /// PostgreSQL's own (all three on), what a production server runs; the floor is always
-    /// measured on the same cluster, so with the same settings.
+    /// measured on the same cluster, so with the same settings. `smoke` always runs this way:
+    /// it checks correctness at tiny sizes, in CI, and must stay fast.
     #[arg(long)]
     pub unsafe_fast: bool,
     /// Accepted and ignored: durability is the default now (older builds of the bench needed
@@ -203,8 +204,8 @@ impl Ctx {
         println!("outboxd binary: {about}");
         // After the sidecar binary is (re)built: its build time goes into the report.
         let machine = Machine::read(&outboxd);
-        let cluster =
-            BenchCluster::start(!opts.unsafe_fast, opts.pg_stat_statements, opts.keep).await?;
+        let durable = !opts.unsafe_fast && opts.scenario != Scenario::Smoke;
+        let cluster = BenchCluster::start(durable, opts.pg_stat_statements, opts.keep).await?;
         let ctx = Ctx {
             smoke: opts.scenario == Scenario::Smoke,
             opts,
