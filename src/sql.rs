@@ -134,6 +134,7 @@ pub(crate) mod admin {
     pub(crate) const SUBSCRIPTION_LOCK: &str = include_str!("../sql/admin/subscription_lock.sql");
     pub(crate) const SUBSCRIPTION_UPDATE: &str =
         include_str!("../sql/admin/subscription_update.sql");
+    pub(crate) const PORTAL_SET_KEY: &str = include_str!("../sql/admin/portal_set_key.sql");
 
     /// Every query of this group, for the test that prepares each against the schema.
     #[cfg(test)]
@@ -152,6 +153,7 @@ pub(crate) mod admin {
         ("event_deliveries", EVENT_DELIVERIES),
         ("event_get", EVENT_GET),
         ("filter_check", FILTER_CHECK),
+        ("portal_set_key", PORTAL_SET_KEY),
         ("routing_lock", ROUTING_LOCK),
         ("source_delete", SOURCE_DELETE),
         ("source_get", SOURCE_GET),
@@ -211,6 +213,8 @@ pub(crate) mod eventlog {
         LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_endpoint.sql")));
     pub(crate) static SEARCH_STATUS: LazyLock<String> =
         LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_status.sql")));
+    pub(crate) static SEARCH_TENANT_STATUS: LazyLock<String> =
+        LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_tenant_status.sql")));
     pub(crate) const DELIVERIES_DETAIL: &str =
         include_str!("../sql/eventlog/deliveries_detail.sql");
     pub(crate) const DELIVERIES_REQUEUE: &str =
@@ -221,7 +225,12 @@ pub(crate) mod eventlog {
         include_str!("../sql/eventlog/delivery_retry_now.sql");
     pub(crate) const ENDPOINT_DEAD_DELIVERIES: &str =
         include_str!("../sql/eventlog/endpoint_dead_deliveries.sql");
+    pub(crate) const ENDPOINT_DELETE: &str = include_str!("../sql/eventlog/endpoint_delete.sql");
+    pub(crate) const ENDPOINT_EDIT: &str = include_str!("../sql/eventlog/endpoint_edit.sql");
     pub(crate) const ENDPOINT_HEALTH: &str = include_str!("../sql/eventlog/endpoint_health.sql");
+    pub(crate) const ENDPOINT_SECRETS: &str = include_str!("../sql/eventlog/endpoint_secrets.sql");
+    pub(crate) const SUBSCRIPTIONS_REPLACE: &str =
+        include_str!("../sql/eventlog/subscriptions_replace.sql");
     pub(crate) const ENDPOINT_LOCK: &str = include_str!("../sql/eventlog/endpoint_lock.sql");
     pub(crate) const ENDPOINT_SET_ENABLED: &str =
         include_str!("../sql/eventlog/endpoint_set_enabled.sql");
@@ -253,7 +262,10 @@ pub(crate) mod eventlog {
             ("delivery_attempts", DELIVERY_ATTEMPTS),
             ("delivery_retry_now", DELIVERY_RETRY_NOW),
             ("endpoint_dead_deliveries", ENDPOINT_DEAD_DELIVERIES),
+            ("endpoint_delete", ENDPOINT_DELETE),
+            ("endpoint_edit", ENDPOINT_EDIT),
             ("endpoint_health", ENDPOINT_HEALTH),
+            ("endpoint_secrets", ENDPOINT_SECRETS),
             ("endpoint_lock", ENDPOINT_LOCK),
             ("endpoint_set_enabled", ENDPOINT_SET_ENABLED),
             ("endpoint_subscriptions", ENDPOINT_SUBSCRIPTIONS),
@@ -267,9 +279,11 @@ pub(crate) mod eventlog {
             ("search_endpoint", SEARCH_ENDPOINT.as_str()),
             ("search_events", SEARCH_EVENTS.as_str()),
             ("search_status", SEARCH_STATUS.as_str()),
+            ("search_tenant_status", SEARCH_TENANT_STATUS.as_str()),
             ("search_time_bounds", SEARCH_TIME_BOUNDS),
             ("search_type_counts", SEARCH_TYPE_COUNTS),
             ("search_types", SEARCH_TYPES.as_str()),
+            ("subscriptions_replace", SUBSCRIPTIONS_REPLACE),
         ]
     }
 }
