@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{actions, deliveries, endpoints, events, sources, subscriptions};
+use super::{actions, deliveries, endpoints, events, portal, sources, subscriptions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +56,7 @@ use super::{actions, deliveries, endpoints, events, sources, subscriptions};
         sources::patch,
         sources::delete,
         sources::replay,
+        portal::create,
         document,
     ),
     modifiers(&BearerAuth),
@@ -66,6 +67,7 @@ use super::{actions, deliveries, endpoints, events, sources, subscriptions};
         (name = "deliveries", description = "One event to one endpoint, and its attempts"),
         (name = "events", description = "The event log: search, detail, types"),
         (name = "sources", description = "Inbound webhooks: sources, and replay of their stored requests"),
+        (name = "portal", description = "Links to one tenant's portal, for an iframe in your product"),
         (name = "meta", description = "This document"),
     )
 )]
