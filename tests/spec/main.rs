@@ -11,6 +11,7 @@ mod event_log;
 mod filters;
 mod inbound;
 mod metrics;
+mod portal;
 mod support;
 
 /// The `outboxd` binary Cargo built for this test binary.
