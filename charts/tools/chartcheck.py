@@ -234,7 +234,8 @@ def cmd_env(repo, chart):
     helpers = (chart / "templates" / "_helpers.tpl").read_text()
     block = re.search(r'define "outboxd.configEnvNames" -}}(.*?){{- end }}', helpers, re.S).group(1)
     chart_vars = set(re.findall(r"OUTBOXD_[A-Z0-9_]+", block)) | {"OUTBOXD_ADMIN_TOKEN", "DATABASE_URL",
-                                                                              "OUTBOXD_LISTEN_DATABASE_URL"}
+                                                                              "OUTBOXD_LISTEN_DATABASE_URL",
+                                                                              "OUTBOXD_PORTAL_KEY"}
     missing = sorted(code - chart_vars)
     unknown = sorted(chart_vars - code)
     rc = 0

@@ -203,6 +203,8 @@ startupTimeout: OUTBOXD_STARTUP_TIMEOUT
 console: OUTBOXD_CONSOLE
 consoleSessionTtl: OUTBOXD_CONSOLE_SESSION_TTL
 consoleFrameAncestors: OUTBOXD_CONSOLE_FRAME_ANCESTORS
+portalFrameAncestors: OUTBOXD_PORTAL_FRAME_ANCESTORS
+portalUrl: OUTBOXD_PORTAL_URL
 inboundListen: OUTBOXD_INBOUND_LISTEN
 inboundRetention: OUTBOXD_INBOUND_RETENTION
 inboundReadTimeout: OUTBOXD_INBOUND_READ_TIMEOUT
@@ -348,6 +350,13 @@ The outboxd container as a YAML list item. Call with (dict "ctx" <chart scope> "
         secretKeyRef:
           name: {{ include "outboxd.databaseSecretName" . }}
           key: {{ .Values.database.listenUrlKey }}
+  {{- end }}
+  {{- if .Values.portalKey.existingSecret }}
+    - name: OUTBOXD_PORTAL_KEY
+      valueFrom:
+        secretKeyRef:
+          name: {{ .Values.portalKey.existingSecret }}
+          key: {{ .Values.portalKey.existingSecretKey | default "OUTBOXD_PORTAL_KEY" }}
   {{- end }}
   {{- if include "outboxd.adminTokenSecretName" . }}
     - name: OUTBOXD_ADMIN_TOKEN
