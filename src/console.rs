@@ -213,7 +213,7 @@ async fn not_found(_: Authed) -> Response {
 
 /// The portal's keys: from `OUTBOXD_PORTAL_KEY`, else derived from the admin token (with a
 /// warning: rotating the admin token then also revokes every portal link and session).
-pub(crate) fn portal_keys(config: &crate::Config) -> Option<crate::portal::PortalKeys> {
+pub(crate) fn portal_keys(config: &crate::config::Config) -> Option<crate::portal::PortalKeys> {
     match (&config.portal_key, &config.admin_token) {
         (Some(k), _) => Some(crate::portal::PortalKeys::from_portal_key(k)),
         (None, Some(t)) => Some(crate::portal::PortalKeys::from_admin_token(t)),
