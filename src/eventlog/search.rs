@@ -195,9 +195,15 @@ pub(crate) async fn resolve(db: &Conn, scope: &Scope, search: &Search) -> Result
         }
     };
     // Types within a tenant (asked for, or the scope's): walk whichever has fewer events.
+    let mut types = types;
     let tenant_narrower = match (&types, tenant_id.as_deref().or(scope.tenant())) {
         (Some(t), Some(tenant)) if !t.is_empty() => {
             let row = db.query_one(q::SEARCH_TYPE_COUNTS, &[t, &tenant]).await?;
+            // A tenant's portal asking for types its tenant never had: nothing to walk.
+            // (The operator's search keeps looking: it also finds events not routed yet.)
+            if scope.tenant().is_some() && col::<i64>(&row, "tenant_typed")? == 0 {
+                types = Some(Vec::new());
+            }
             col::<i64>(&row, "tenant")? < col::<i64>(&row, "typed")?
         }
         _ => false,
