@@ -38,9 +38,7 @@ pub(crate) const ROUTE_ALREADY_ROUTED: &str =
     include_str!("../sql/engine/route_already_routed.sql");
 pub(crate) const ROUTE_EVENT_TYPES: &str = include_str!("../sql/engine/route_event_types.sql");
 pub(crate) const ROUTE_FETCH: &str = include_str!("../sql/engine/route_fetch.sql");
-pub(crate) const ROUTE_FILTER: &str = include_str!("../sql/engine/route_filter.sql");
 pub(crate) const ROUTE_INSERT: &str = include_str!("../sql/engine/route_insert.sql");
-pub(crate) const ROUTE_LANES: &str = include_str!("../sql/engine/route_lanes.sql");
 pub(crate) const ROUTE_LOCK: &str = include_str!("../sql/engine/route_lock.sql");
 pub(crate) const ROUTE_MARK: &str = include_str!("../sql/engine/route_mark.sql");
 pub(crate) const SCHEMA_VERSION: &str = include_str!("../sql/engine/schema_version.sql");
@@ -84,9 +82,7 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("route_already_routed", ROUTE_ALREADY_ROUTED),
     ("route_event_types", ROUTE_EVENT_TYPES),
     ("route_fetch", ROUTE_FETCH),
-    ("route_filter", ROUTE_FILTER),
     ("route_insert", ROUTE_INSERT),
-    ("route_lanes", ROUTE_LANES),
     ("route_lock", ROUTE_LOCK),
     ("route_mark", ROUTE_MARK),
     ("schema_version", SCHEMA_VERSION),
@@ -235,6 +231,8 @@ pub(crate) mod eventlog {
     pub(crate) const PAGE_DELIVERIES: &str = include_str!("../sql/eventlog/page_deliveries.sql");
     pub(crate) const REPLAY_EVENTS: &str = include_str!("../sql/eventlog/replay_events.sql");
     pub(crate) const REPLAY_START: &str = include_str!("../sql/eventlog/replay_start.sql");
+    pub(crate) const REPLAY_SUBSCRIPTIONS: &str =
+        include_str!("../sql/eventlog/replay_subscriptions.sql");
     pub(crate) const SEARCH_TIME_BOUNDS: &str =
         include_str!("../sql/eventlog/search_time_bounds.sql");
     pub(crate) const SEARCH_TYPE_COUNTS: &str =
@@ -264,6 +262,7 @@ pub(crate) mod eventlog {
             ("page_deliveries", PAGE_DELIVERIES),
             ("replay_events", REPLAY_EVENTS),
             ("replay_start", REPLAY_START),
+            ("replay_subscriptions", REPLAY_SUBSCRIPTIONS),
             ("search_endpoint", SEARCH_ENDPOINT.as_str()),
             ("search_events", SEARCH_EVENTS.as_str()),
             ("search_status", SEARCH_STATUS.as_str()),

@@ -189,6 +189,122 @@ async fn filters_decide_per_subscription_and_runtime_errors_are_counted_not_deli
     engine.stop().await;
 }
 
+/// Comparing a date with a timestamptz raises even with `silent => true`: that statement fails,
+/// the router routes the batch again in safe mode, and the one bad evaluation is an error row
+/// while everything else in the batch is routed as usual.
+#[tokio::test]
+async fn a_filter_error_that_silent_mode_does_not_catch_is_counted_and_routing_goes_on() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let dated = Receiver::ok(TEST_SECRET).await;
+    let everything = Receiver::ok(TEST_SECRET).await;
+    let filter = r#"$.at.datetime() < "2021-01-01 10:00:00+01".datetime()"#;
+    add_filtered(&c, &dated.url(), Some(filter)).await.unwrap();
+    add_filtered(&c, &everything.url(), None).await.unwrap();
+    // Published before the engine starts: one routing batch holds all three.
+    for (e, at) in [
+        ("before", "2020-06-01T00:00:00+00:00"),
+        ("a-date", "2020-06-01"),
+        ("after", "2022-06-01T00:00:00+00:00"),
+    ] {
+        Event::new("order.created")
+            .key("order-1")
+            .payload(json!({"e": e, "at": at}))
+            .publish(&c)
+            .await;
+    }
+    let engine = start(&db, &[]).await;
+    wait_all_finished(&c, Duration::from_secs(15)).await;
+    assert_eq!(names(&dated), ["before"]);
+    assert_eq!(names(&everything), ["a-date", "after", "before"]);
+    let rows = c
+        .query(
+            "SELECT f.filter, e.payload->>'e', f.message
+               FROM outbox.filter_errors f JOIN outbox.events e USING (event_id)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].get::<_, String>(0), filter);
+    assert_eq!(rows[0].get::<_, String>(1), "a-date");
+    assert!(
+        rows[0].get::<_, String>(2).contains("time zone"),
+        "{}",
+        rows[0].get::<_, String>(2)
+    );
+    engine.stop().await;
+}
+
+/// An operator's replay goes through the endpoint's subscriptions as routing does: by type,
+/// then by content filter (any matching subscription without a filter lets everything
+/// through), and a filter that cannot decide is recorded, not delivered.
+#[tokio::test]
+async fn a_replay_applies_the_endpoints_filters_like_routing() {
+    use crate::console_support::{Api, start, wait_settled};
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let engine = start(&db, &[]).await;
+    let api = Api::new(&engine);
+    let since = chrono::Utc::now() - chrono::Duration::seconds(5);
+    for (e, ty, amount) in [
+        ("small", "order.created", json!(5)),
+        ("big", "order.created", json!(1500)),
+        ("text", "order.created", json!("1500")),
+        ("refund", "order.refunded", json!(5)),
+        ("invoice", "invoice.paid", json!(5000)),
+    ] {
+        Event::new(ty)
+            .key("order-1")
+            .payload(json!({"e": e, "amount": amount}))
+            .publish(&c)
+            .await;
+    }
+    wait_settled(&c).await;
+
+    // Created after those events: disabled, orders over 1 000, and every refund.
+    let rx = Receiver::ok(TEST_SECRET).await;
+    let ep = add_filtered(&c, &rx.url(), Some("$.amount > 1000"))
+        .await
+        .unwrap();
+    c.execute(
+        "UPDATE outbox.subscriptions SET event_types = '{order.created}' WHERE endpoint_id = $1",
+        &[&ep],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "INSERT INTO outbox.subscriptions (endpoint_id, event_types) VALUES ($1, '{order.refunded}')",
+        &[&ep],
+    )
+    .await
+    .unwrap();
+    let (status, done) = api
+        .post(
+            &format!("/v1/endpoints/{ep}/replay"),
+            json!({"since": since.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{done}");
+    assert_eq!(done["queued"], 2, "{done}");
+    assert_eq!(done["filtered"], 2, "{done}");
+    wait_settled(&c).await;
+    assert_eq!(names(&rx), ["big", "refund"]);
+    let errors: Vec<String> = c
+        .query(
+            "SELECT e.payload->>'e' FROM outbox.filter_errors f JOIN outbox.events e USING (event_id)
+              WHERE f.endpoint_id = $1",
+            &[&ep],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(errors, ["text"]);
+    engine.stop().await;
+}
+
 #[tokio::test]
 async fn a_filter_that_is_not_valid_sql_json_path_is_refused_when_saved() {
     let db = fresh_db().await;
@@ -281,5 +397,86 @@ async fn an_endpoints_own_retry_schedule_and_max_age_replace_the_global_ones() {
     assert!((290..1500).contains(&gap(2)), "then ~300ms: {}", gap(2));
     let last: String = rows.last().map(|r| r.get(1)).unwrap_or_default();
     assert!(last.contains("max age"), "{last}");
+    engine.stop().await;
+}
+
+/// An event that relays an inbound request has no payload: its filters see the request body
+/// when it is JSON (the JSON null otherwise, so a body filter is false, not an error) and the
+/// request's headers as `$headers."x-inbound-<name>"`. A real request to the listener.
+#[tokio::test]
+async fn filters_on_inbound_events_see_a_json_body_and_the_request_headers() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    c.execute("SELECT outbox.add_source('raw', 'none')", &[])
+        .await
+        .unwrap();
+    let big = Receiver::ok(TEST_SECRET).await;
+    let eu = Receiver::ok(TEST_SECRET).await;
+    for (rx, filter) in [
+        (&big, "$.amount > 1000"),
+        (&eu, r#"$headers."x-inbound-x-region" == "eu""#),
+    ] {
+        c.execute(
+            "SELECT outbox.add_endpoint($1, '{inbound.*}', secret => $2, filter => $3)",
+            &[&rx.url(), &TEST_SECRET, &filter],
+        )
+        .await
+        .unwrap();
+    }
+    let engine = start(&db, &["--inbound-listen", "127.0.0.1:0"]).await;
+    let inbound = engine.inbound_addr.expect("the inbound listener is on");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let cases: [(&str, Option<&str>, &[u8]); 4] = [
+        (
+            "application/json",
+            Some("eu"),
+            br#"{"e": "big", "amount": 1500}"#,
+        ),
+        (
+            "application/vnd.shop+json; charset=utf-8",
+            None,
+            br#"{"e": "small", "amount": 5}"#,
+        ),
+        ("text/plain", Some("eu"), b"amount=5000"),
+        ("application/json", Some("us"), b"{not json, amount: 5000"),
+    ];
+    for (ct, region, body) in cases {
+        let mut rb = http
+            .post(format!("http://{inbound}/in/raw"))
+            .header("content-type", ct)
+            .body(body.to_vec());
+        if let Some(region) = region {
+            rb = rb.header("X-Region", region);
+        }
+        let status = rb.send().await.expect("request").status();
+        assert!(status.is_success(), "{ct}: {status}");
+    }
+    wait_all_finished(&c, Duration::from_secs(15)).await;
+    let bodies = |rx: &Receiver| -> Vec<String> {
+        let mut v: Vec<String> = rx
+            .requests()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(bodies(&big), [r#"{"e": "big", "amount": 1500}"#]);
+    assert_eq!(
+        bodies(&eu),
+        ["amount=5000", r#"{"e": "big", "amount": 1500}"#]
+    );
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM outbox.filter_errors").await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM outbox.events WHERE routed_at IS NULL OR payload IS NOT NULL"
+        )
+        .await,
+        0
+    );
     engine.stop().await;
 }
