@@ -73,6 +73,9 @@ pub(crate) struct NewDelivery {
     /// replays it). Otherwise the catalog's filters ([`Target::filter`]) of the subscriptions
     /// it matched by type: the delivery is created only if one of them passes.
     pub filters: Vec<u32>,
+    /// Create it dead, with this reason: `OUTBOXD_STRICT_EVENT_TYPES` and a type the catalog
+    /// does not have.
+    pub dead: Option<String>,
 }
 
 /// The pure part of a routing step: which deliveries (some still subject to filters) a batch
@@ -80,11 +83,13 @@ pub(crate) struct NewDelivery {
 /// `already_routed` holds event_ids routed by earlier batches (idempotency); duplicates inside
 /// the batch are routed once, at their first occurrence. Stops early (returning how many events
 /// it consumed) once `max_deliveries` would be exceeded, so fan-out memory stays bounded.
+/// `strict`: `OUTBOXD_STRICT_EVENT_TYPES` (deliveries of unregistered types are created dead).
 pub(crate) fn plan(
     catalog: &Catalog,
     events: &[UnroutedEvent],
     already_routed: &HashSet<String>,
     max_deliveries: usize,
+    strict: bool,
 ) -> (usize, Vec<NewDelivery>) {
     let mut seen: HashSet<&str> = HashSet::new();
     let mut out = Vec::new();
@@ -99,6 +104,12 @@ pub(crate) fn plan(
             return (i, out);
         }
         let lane = lane_key(e.resource_key.as_deref());
+        let dead = (strict && !catalog.is_registered(&e.event_type)).then(|| {
+            format!(
+                "event type {:?} is not registered (OUTBOXD_STRICT_EVENT_TYPES=true): register it, then retry the dead deliveries",
+                e.event_type
+            )
+        });
         for ways in endpoints {
             // Sorted: an unfiltered way comes first, and then no filter matters.
             let filters = if ways[0].filter.is_none() {
@@ -111,6 +122,7 @@ pub(crate) fn plan(
                 endpoint_id: ways[0].endpoint_id,
                 lane_key: lane.clone(),
                 filters,
+                dead: dead.clone(),
             });
         }
     }
@@ -146,6 +158,7 @@ pub(crate) async fn route_once(
     cursor: &mut String,
     batch: usize,
     max_deliveries: usize,
+    strict: bool,
     safe: bool,
 ) -> Result<RouteStats, tokio_postgres::Error> {
     let tx = client.transaction().await?;
@@ -188,7 +201,7 @@ pub(crate) async fn route_once(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let (consumed, candidates) = plan(&cat, &events, &already, max_deliveries);
+    let (consumed, candidates) = plan(&cat, &events, &already, max_deliveries, strict);
     // Mark first: lane locks (taken next) are held until commit, and completions of those
     // lanes wait for them, so take them as late as possible.
     let routed: Vec<i64> = events[..consumed].iter().map(|e| e.id).collect();
@@ -257,7 +270,8 @@ pub(crate) async fn insert_deliveries(
         return Ok(Inserted::default());
     }
     let n = candidates.len();
-    let (mut ev, mut ep, mut lk, mut filtered) = (
+    let (mut ev, mut ep, mut lk, mut filtered, mut dead) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -268,6 +282,7 @@ pub(crate) async fn insert_deliveries(
         ep.push(d.endpoint_id);
         lk.push(d.lane_key.as_deref());
         filtered.push(!d.filters.is_empty());
+        dead.push(d.dead.as_deref());
     }
     let row = tx
         .query_one(
@@ -282,6 +297,7 @@ pub(crate) async fn insert_deliveries(
                 &checks.text_n,
                 &checks.texts,
                 &checks.safe,
+                &dead,
             ],
         )
         .await?;
@@ -337,6 +353,7 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 &mut tenant_cursor,
                 batch,
                 max_deliveries,
+                replica.config.strict_event_types,
                 std::mem::take(&mut safe),
             )
             .await

@@ -8,6 +8,7 @@
 //! run by the integration tests.
 
 pub(crate) const CATALOG_ENDPOINTS: &str = include_str!("../sql/engine/catalog_endpoints.sql");
+pub(crate) const CATALOG_EVENT_TYPES: &str = include_str!("../sql/engine/catalog_event_types.sql");
 pub(crate) const CATALOG_VERSION: &str = include_str!("../sql/engine/catalog_version.sql");
 pub(crate) const CLAIM: &str = include_str!("../sql/engine/claim.sql");
 pub(crate) const FETCH_PAYLOAD: &str = include_str!("../sql/engine/fetch_payload.sql");
@@ -56,6 +57,7 @@ pub(crate) const MIGRATE_PREPARE: &str = include_str!("../sql/migrate/prepare.sq
 #[cfg(test)]
 pub(crate) const ALL: &[(&str, &str)] = &[
     ("catalog_endpoints", CATALOG_ENDPOINTS),
+    ("catalog_event_types", CATALOG_EVENT_TYPES),
     ("catalog_version", CATALOG_VERSION),
     ("claim", CLAIM),
     ("fetch_payload", FETCH_PAYLOAD),
@@ -99,6 +101,11 @@ pub(crate) const ALL: &[(&str, &str)] = &[
 pub(crate) mod admin {
     pub(crate) const DELIVERY_LIST: &str = include_str!("../sql/admin/delivery_list.sql");
     pub(crate) const ENDPOINT_DELETE: &str = include_str!("../sql/admin/endpoint_delete.sql");
+    pub(crate) const EVENT_TYPE_LIST: &str = include_str!("../sql/admin/event_type_list.sql");
+    pub(crate) const EVENT_TYPE_REGISTER: &str =
+        include_str!("../sql/admin/event_type_register.sql");
+    pub(crate) const EVENT_TYPE_UNREGISTER: &str =
+        include_str!("../sql/admin/event_type_unregister.sql");
     pub(crate) const ENDPOINT_FINISH_ROTATION: &str =
         include_str!("../sql/admin/endpoint_finish_rotation.sql");
     pub(crate) const ENDPOINT_GET: &str = include_str!("../sql/admin/endpoint_get.sql");
@@ -136,6 +143,9 @@ pub(crate) mod admin {
     pub(crate) const ALL: &[(&str, &str)] = &[
         ("delivery_list", DELIVERY_LIST),
         ("endpoint_delete", ENDPOINT_DELETE),
+        ("event_type_list", EVENT_TYPE_LIST),
+        ("event_type_register", EVENT_TYPE_REGISTER),
+        ("event_type_unregister", EVENT_TYPE_UNREGISTER),
         ("endpoint_finish_rotation", ENDPOINT_FINISH_ROTATION),
         ("endpoint_get", ENDPOINT_GET),
         ("endpoint_insert", ENDPOINT_INSERT),

@@ -22,12 +22,16 @@
 --    in routing order (filtered: created only if one of its filters passes);
 -- $5 candidate numbers (1-based into $1..$4), $6 subscription ids, $7 filter numbers (1-based
 --    into $8): one row per (candidate, filter of a subscription that matched it by type);
--- $8 distinct filter texts; $9 safe mode.
--- One row: deliveries created, how many of them are claimable now, filter errors.
+-- $8 distinct filter texts; $9 safe mode;
+-- $10 per candidate, a reason to create it dead rather than deliver it (null: deliver):
+--    OUTBOXD_STRICT_EVENT_TYPES and a type not in the catalog. Dead deliveries are not in
+--    their lanes (lanes count unfinished work); outbox.retry_dead puts them back.
+-- Dead ones still go through the filters: an event the endpoint would not get gets nothing.
+-- One row: deliveries created (dead ones too), how many are claimable now, filter errors.
 WITH candidates AS MATERIALIZED (
-    SELECT c.ord, c.event_pk, c.endpoint_id, c.lane_key, c.filtered
-      FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[])
-           WITH ORDINALITY AS c(event_pk, endpoint_id, lane_key, filtered, ord)
+    SELECT c.ord, c.event_pk, c.endpoint_id, c.lane_key, c.filtered, c.dead
+      FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[], $10::text[])
+           WITH ORDINALITY AS c(event_pk, endpoint_id, lane_key, filtered, dead, ord)
 ),
 filters AS MATERIALIZED (
     -- has_vars: the canonical text names every variable as $"name" (a string that merely
@@ -66,7 +70,7 @@ errors AS (
      WHERE k.matched IS NULL
 ),
 kept AS MATERIALIZED (
-    SELECT c.ord, c.event_pk, c.endpoint_id, c.lane_key
+    SELECT c.ord, c.event_pk, c.endpoint_id, c.lane_key, c.dead
       FROM candidates c
      WHERE NOT c.filtered
         OR c.ord IN (SELECT k.candidate FROM checks k WHERE k.matched)
@@ -74,7 +78,7 @@ kept AS MATERIALIZED (
 counts AS MATERIALIZED (
     SELECT k.endpoint_id, k.lane_key, count(*)::int AS n, min(k.ord) AS first
       FROM kept k
-     WHERE k.lane_key IS NOT NULL
+     WHERE k.lane_key IS NOT NULL AND k.dead IS NULL
      GROUP BY k.endpoint_id, k.lane_key
 ),
 lanes AS (
@@ -87,16 +91,21 @@ lanes AS (
     RETURNING l.endpoint_id, l.lane_key, l.pending
 ),
 inserted AS (
-    INSERT INTO outbox.deliveries (event_pk, endpoint_id, lane_key, held)
+    INSERT INTO outbox.deliveries (event_pk, endpoint_id, lane_key, held, state, completed_at,
+                                   last_error)
     SELECT k.event_pk, k.endpoint_id, k.lane_key,
            -- pending = n: the lane had nothing in flight before these.
-           k.lane_key IS NOT NULL AND NOT (k.ord = c.first AND l.pending = c.n)
+           k.dead IS NULL AND k.lane_key IS NOT NULL
+               AND NOT (k.ord = c.first AND l.pending = c.n),
+           CASE WHEN k.dead IS NULL THEN 'pending' ELSE 'dead' END,
+           CASE WHEN k.dead IS NOT NULL THEN now() END,
+           k.dead
       FROM kept k
       LEFT JOIN counts c ON c.endpoint_id = k.endpoint_id AND c.lane_key = k.lane_key
       LEFT JOIN lanes l ON l.endpoint_id = k.endpoint_id AND l.lane_key = k.lane_key
      ORDER BY k.ord
-    RETURNING held
+    RETURNING held, state
 )
 SELECT (SELECT count(*) FROM inserted) AS created,
-       (SELECT count(*) FROM inserted i WHERE NOT i.held) AS ready,
+       (SELECT count(*) FROM inserted i WHERE NOT i.held AND i.state = 'pending') AS ready,
        (SELECT count(*) FROM checks k WHERE k.matched IS NULL) AS errors

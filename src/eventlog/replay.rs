@@ -217,6 +217,7 @@ pub(crate) async fn replay(
                     endpoint_id,
                     lane_key: lane_key(key.as_deref()),
                     filters,
+                    dead: None,
                 });
             }
         }

@@ -89,6 +89,7 @@ mod tests {
             endpoint_id,
             lane_key: None,
             filters: filters.to_vec(),
+            dead: None,
         }
     }
 

@@ -480,3 +480,135 @@ async fn filters_on_inbound_events_see_a_json_body_and_the_request_headers() {
     );
     engine.stop().await;
 }
+
+/// The event-type catalog (V14 extends `outbox.event_types`): registered in SQL and over
+/// `/v1/event-types`, listed with the types seen but not registered, with counts.
+#[tokio::test]
+async fn the_event_type_catalog_is_kept_in_sql_and_rest_and_lists_unregistered_types_with_counts() {
+    use crate::console_support::{Api, start, wait_settled};
+    use reqwest::StatusCode;
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let engine = start(&db, &[]).await;
+    let api = Api::new(&engine);
+    for ty in ["order.paid", "order.paid", "invoice.sent"] {
+        Event::new(ty).tenant("acme").publish(&c).await;
+    }
+    wait_settled(&c).await;
+
+    let order = json!({"description": "An order was paid.",
+                       "schema": {"type": "object", "required": ["amount"]},
+                       "example": {"amount": 1500, "currency": "EUR"}});
+    let (status, body) = api.put("/v1/event-types/order.paid", order.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["registered"], true);
+    assert_eq!(body["events"], 2);
+    assert_eq!(body["example"]["amount"], 1500);
+    let (status, _) = api.put("/v1/event-types/order.paid", order).await;
+    assert_eq!(status, StatusCode::OK, "registering again updates");
+    let registered: bool = c
+        .query_one(
+            "SELECT outbox.register_event_type('user.created', 'A user signed up.', deprecated => true)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(registered);
+    // Refused, naming the field: a pattern, a schema that is not one.
+    let (status, body) = api.put("/v1/event-types/order.*", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "name", "{body}");
+    let (status, body) = api.put("/v1/event-types/x.y", json!({"schema": [1]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "schema", "{body}");
+
+    let (_, list) = api.get("/v1/event-types").await;
+    let rows: Vec<(String, bool, i64, bool)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["event_type"].as_str().unwrap().to_owned(),
+                t["registered"].as_bool().unwrap(),
+                t["events"].as_i64().unwrap(),
+                t["first_seen"].is_null(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("invoice.sent".to_owned(), false, 1, false),
+            ("order.paid".to_owned(), true, 2, false),
+            ("user.created".to_owned(), true, 0, true),
+        ]
+    );
+    let (_, unregistered) = api.get("/v1/event-types?registered=false").await;
+    assert_eq!(unregistered["data"].as_array().unwrap().len(), 1);
+    let (_, user) = api.get("/v1/event-types/user.created").await;
+    assert_eq!(user["deprecated"], true);
+    assert_eq!(user["description"], "A user signed up.");
+
+    // Unregistered: the counts stay; a type never seen is gone.
+    let (status, _) = api.delete("/v1/event-types/order.paid").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, order) = api.get("/v1/event-types/order.paid").await;
+    assert_eq!(
+        (order["registered"].as_bool(), order["events"].as_i64()),
+        (Some(false), Some(2))
+    );
+    let (status, _) = api.delete("/v1/event-types/order.paid").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.delete("/v1/event-types/user.created").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.get("/v1/event-types/user.created").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    engine.stop().await;
+}
+
+/// `OUTBOXD_STRICT_EVENT_TYPES=true`: publishing an unregistered type still works, but its
+/// deliveries are created dead (with the reason); registering the type and retrying the dead
+/// delivers them.
+#[tokio::test]
+async fn with_strict_event_types_unregistered_types_get_dead_deliveries_until_registered_and_retried()
+ {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let rx = Receiver::ok(TEST_SECRET).await;
+    let ep = add_filtered(&c, &rx.url(), None).await.unwrap();
+    c.execute("SELECT outbox.register_event_type('order.paid')", &[])
+        .await
+        .unwrap();
+    let engine = start(&db, &["--strict-event-types", "true"]).await;
+    for (ty, e) in [("order.paid", "known"), ("order.shipped", "unknown")] {
+        Event::new(ty)
+            .key("order-1")
+            .payload(json!({"e": e}))
+            .publish(&c)
+            .await;
+    }
+    wait_all_finished(&c, Duration::from_secs(15)).await;
+    assert_eq!(names(&rx), ["known"]);
+    let last_error: String = c
+        .query_one(
+            "SELECT d.last_error FROM outbox.deliveries d JOIN outbox.events e ON e.id = d.event_pk
+              WHERE e.event_type = 'order.shipped' AND d.state = 'dead'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(last_error.contains("not registered"), "{last_error}");
+
+    c.execute("SELECT outbox.register_event_type('order.shipped')", &[])
+        .await
+        .unwrap();
+    c.execute("SELECT outbox.retry_dead($1)", &[&ep])
+        .await
+        .unwrap();
+    assert!(rx.wait_for_count(2, Duration::from_secs(15)).await);
+    assert_eq!(names(&rx), ["known", "unknown"]);
+    engine.stop().await;
+}

@@ -1,4 +1,5 @@
--- Issue 13, continued: content filters see inbound requests (V11) too.
+-- Issue 13, continued: content filters see inbound requests (V11) too, and the event-type
+-- catalog (extending V9's outbox.event_types).
 --
 -- An event that relays an inbound request has no payload (events.payload is NULL; the body
 -- is outbox.inbound_requests.body, bytea). Routing and replays (sql/engine/route_insert.sql)
@@ -44,7 +45,100 @@ LANGUAGE sql STABLE STRICT AS $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Roles (sql/roles.sql, migration V4): V11's outbox.grant_roles() plus the functions above.
+-- The event-type catalog
+-- ---------------------------------------------------------------------------------------------
+
+-- Decided: the catalog extends V9's outbox.event_types (per-tenant counts of the types seen)
+-- rather than a second table. A type is registered once for everyone, on its tenant_key = ''
+-- row, which also counts the events published without a tenant: registering a type that was
+-- never seen adds that row with events = 0. So one table answers "which types exist": the
+-- registered ones (registered_at set) with their documentation, and those only seen, with
+-- counts. The router's per-batch upsert is unchanged (it never touches these columns).
+ALTER TABLE outbox.event_types
+    -- When it was registered; NULL: only seen in the outbox, not in the catalog.
+    ADD COLUMN registered_at timestamptz,
+    ADD COLUMN description text,
+    -- A JSON Schema document for the payload (documentation: routing does not validate).
+    ADD COLUMN schema jsonb,
+    -- An example payload: what "send test event" sends and the portal shows.
+    ADD COLUMN example jsonb,
+    ADD COLUMN deprecated boolean NOT NULL DEFAULT false,
+    ADD CONSTRAINT event_types_catalog_is_global CHECK (
+        tenant_key = '' OR (registered_at IS NULL AND description IS NULL AND schema IS NULL
+                            AND example IS NULL AND NOT deprecated)),
+    ADD CONSTRAINT event_types_schema_is_a_schema CHECK (
+        schema IS NULL OR jsonb_typeof(schema) IN ('object', 'boolean')),
+    ADD CONSTRAINT event_types_description_length CHECK (length(description) <= 10000);
+
+-- Register (or update) an event type in the catalog. Exact names only: no patterns. Bumps the
+-- configuration version, so routers see OUTBOXD_STRICT_EVENT_TYPES's list change at their
+-- next batch. Returns true when the type was not registered before.
+CREATE FUNCTION outbox.register_event_type(
+    name        text,
+    description text DEFAULT NULL,
+    schema      jsonb DEFAULT NULL,
+    example     jsonb DEFAULT NULL,
+    deprecated  boolean DEFAULT false
+) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    was_registered boolean;
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.:/-]{1,255}$' THEN
+        RAISE EXCEPTION 'name must be 1-255 letters, digits, or . _ : / - (an exact type, no pattern); got %',
+            coalesce(quote_literal(name), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF schema IS NOT NULL AND jsonb_typeof(schema) NOT IN ('object', 'boolean') THEN
+        RAISE EXCEPTION 'schema must be a JSON Schema (an object or a boolean), got a JSON %',
+            jsonb_typeof(schema)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT t.registered_at IS NOT NULL INTO was_registered
+      FROM outbox.event_types t
+     WHERE t.tenant_key = '' AND t.event_type = register_event_type.name
+       FOR UPDATE;
+    INSERT INTO outbox.event_types AS t (tenant_key, event_type, events, first_seen, last_seen,
+                                         registered_at, description, schema, example, deprecated)
+    VALUES ('', register_event_type.name, 0, now(), now(), now(),
+            register_event_type.description, register_event_type.schema,
+            register_event_type.example, coalesce(register_event_type.deprecated, false))
+    ON CONFLICT (tenant_key, event_type) DO UPDATE
+       SET registered_at = coalesce(t.registered_at, now()),
+           description = excluded.description,
+           schema = excluded.schema,
+           example = excluded.example,
+           deprecated = excluded.deprecated;
+    UPDATE outbox.config_version SET version = version + 1;
+    RETURN NOT coalesce(was_registered, false);
+END
+$$;
+
+-- Remove a type from the catalog (its counts stay). Returns false when it was not registered.
+CREATE FUNCTION outbox.unregister_event_type(name text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    n int;
+BEGIN
+    UPDATE outbox.event_types t
+       SET registered_at = NULL, description = NULL, schema = NULL, example = NULL,
+           deprecated = false
+     WHERE t.tenant_key = '' AND t.event_type = unregister_event_type.name
+       AND t.registered_at IS NOT NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    -- Registered but never seen: nothing left to count.
+    DELETE FROM outbox.event_types t
+     WHERE t.tenant_key = '' AND t.event_type = unregister_event_type.name AND t.events = 0
+       AND t.registered_at IS NULL;
+    IF n > 0 THEN
+        UPDATE outbox.config_version SET version = version + 1;
+    END IF;
+    RETURN n > 0;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Roles (sql/roles.sql, migration V4): V11's outbox.grant_roles() plus the objects above.
 -- The reader never sees secrets, raw headers, query strings or bodies (unchanged).
 -- sql/engine/missing_privileges.sql lists the same for `outboxd run`.
 -- ---------------------------------------------------------------------------------------------
@@ -92,6 +186,12 @@ BEGIN
            TO outboxd_runtime;
         -- Filters on inbound events (V14): routing reads the stored request for them.
         GRANT EXECUTE ON FUNCTION outbox.inbound_payload(bigint), outbox.inbound_headers(bigint)
+           TO outboxd_runtime;
+        -- The event-type catalog (V14): /v1/event-types registers and removes types.
+        GRANT DELETE ON outbox.event_types TO outboxd_runtime;
+        GRANT EXECUTE ON FUNCTION
+              outbox.register_event_type(text, text, jsonb, jsonb, boolean),
+              outbox.unregister_event_type(text)
            TO outboxd_runtime;
     END IF;
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_publisher') THEN
