@@ -174,6 +174,7 @@ pub(crate) mod inbound {
     pub(crate) const ACCEPT: &str = include_str!("../sql/inbound/accept.sql");
     pub(crate) const SOURCE_ALL: &str = include_str!("../sql/inbound/source_all.sql");
     pub(crate) const SOURCE_ONE: &str = include_str!("../sql/inbound/source_one.sql");
+    pub(crate) const WAKE_ROUTER: &str = include_str!("../sql/inbound/wake_router.sql");
 
     /// Every query of this group, for the test that prepares each against the schema.
     #[cfg(test)]
@@ -181,6 +182,7 @@ pub(crate) mod inbound {
         ("accept", ACCEPT),
         ("source_all", SOURCE_ALL),
         ("source_one", SOURCE_ONE),
+        ("wake_router", WAKE_ROUTER),
     ];
 }
 
