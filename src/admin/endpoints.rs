@@ -16,7 +16,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Id, JsonBody, OptionalJsonBody, Patch, not_null, present};
 use super::policy;
 use super::validate::{self, DEFAULT_MAX_IN_FLIGHT};
-use super::views::{Endpoint, MASK, Page, PageStart, Subscription, col, masked_url};
+use super::views::{Endpoint, MASK, Page, PageStart, Subscription, col};
 use crate::sql::admin as q;
 
 const KIND: &str = "endpoints";
@@ -416,10 +416,9 @@ impl Changes {
     /// back (a URL or header values as GET shows them) keep what is stored.
     fn apply(self, mut row: Settable) -> Result<Settable, ApiError> {
         let tenancy_changed = self.tenant_id.is_some() || self.all_tenants.is_some();
-        if let Some(u) = self.url
-            && u != masked_url(&row.url)
-        {
-            row.url = u;
+        if let Some(u) = self.url {
+            row.url =
+                crate::mask::unmask_url(&u, &row.url).map_err(|why| ApiError::field("url", why))?;
         }
         if let Some(t) = self.tenant_id {
             row.tenant_id = t;
@@ -653,6 +652,7 @@ fn no_store(body: impl IntoResponse) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mask::masked_url;
 
     fn row() -> Settable {
         Settable {

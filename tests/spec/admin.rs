@@ -590,6 +590,47 @@ async fn header_values_and_url_credentials_are_write_only_and_short_secrets_are_
         .await;
     assert_invalid(resp, "headers");
 
+    // Credentials in the query string (`?token=`) are masked too, and a URL sent back with
+    // its masked parts and a new path keeps the stored credentials.
+    let (status, e) = api
+        .patch(
+            &path,
+            json!({"url": "https://svc:pa55word@hooks.example.com/a?team=pay&token=q-s3cret"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{e}");
+    assert_eq!(
+        e["url"],
+        "https://********:********@hooks.example.com/a?team=pay&token=********"
+    );
+    assert!(!e.to_string().contains("q-s3cret"), "{e}");
+    let (status, e) = api
+        .patch(
+            &path,
+            json!({"url": "https://********:********@hooks.example.com/b?team=pay&token=********"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{e}");
+    let row = c
+        .query_one(
+            "SELECT url FROM outbox.endpoints WHERE id = $1",
+            &[&id(&created)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        "https://svc:pa55word@hooks.example.com/b?team=pay&token=q-s3cret"
+    );
+    let resp = api
+        .patch(
+            &path,
+            json!({"url": "https://hooks.example.com/b?api_key=********"}),
+        )
+        .await;
+    let m = assert_invalid(resp, "url");
+    assert!(m.contains("\"api_key\""), "{m}");
+
     // PATCH {} (and a PATCH that sets what is already there) writes nothing.
     let version = scalar_i64(&c, "SELECT version FROM outbox.config_version").await;
     let (_, before) = api.get(&path).await;
