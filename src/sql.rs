@@ -180,6 +180,8 @@ pub(crate) mod inbound {
     pub(crate) const ACCEPT: &str = include_str!("../sql/inbound/accept.sql");
     pub(crate) const SOURCE_ALL: &str = include_str!("../sql/inbound/source_all.sql");
     pub(crate) const SOURCE_ONE: &str = include_str!("../sql/inbound/source_one.sql");
+    pub(crate) const WAKE_ROUTER: &str = include_str!("../sql/inbound/wake_router.sql");
+    pub(crate) const RECENT_REQUESTS: &str = include_str!("../sql/inbound/recent_requests.sql");
 
     /// Every query of this group, for the test that prepares each against the schema.
     #[cfg(test)]
@@ -187,6 +189,8 @@ pub(crate) mod inbound {
         ("accept", ACCEPT),
         ("source_all", SOURCE_ALL),
         ("source_one", SOURCE_ONE),
+        ("wake_router", WAKE_ROUTER),
+        ("recent_requests", RECENT_REQUESTS),
     ];
 }
 
