@@ -18,6 +18,7 @@ mod auth;
 mod deliveries;
 mod endpoints;
 mod error;
+mod event_types;
 mod events;
 mod extract;
 mod metrics;
@@ -154,7 +155,13 @@ fn v1(state: AppState) -> Router<AppState> {
         .route("/events", get(events::search))
         .route("/events/{event_id}", get(deliveries::event))
         .route("/events/{event_id}/payload", get(events::payload))
-        .route("/event-types", get(events::event_types))
+        .route("/event-types", get(event_types::list))
+        .route(
+            "/event-types/{name}",
+            get(event_types::get)
+                .put(event_types::register)
+                .delete(event_types::unregister),
+        )
         .route("/portal-links", post(portal::create))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such route under /v1".into()) })

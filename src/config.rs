@@ -174,6 +174,11 @@ pub struct RunArgs {
     /// How often the replica holding the stats lease refreshes the database-wide gauges of /metrics.
     #[arg(long, env = "OUTBOXD_STATS_INTERVAL", default_value = "10s")]
     pub stats_interval: humantime::Duration,
+
+    /// Events of a type not registered in the catalog (outbox.event_types) get dead deliveries
+    /// instead of being delivered; registering the type and retrying the dead sends them.
+    #[arg(long, env = "OUTBOXD_STRICT_EVENT_TYPES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub strict_event_types: bool,
     /// What sits between outboxd and PostgreSQL: none (a direct connection), session or
     /// transaction (a pooler such as PgBouncer in that pool mode). README "Poolers".
     #[arg(long, env = "OUTBOXD_POOLER", default_value = "none")]
@@ -286,6 +291,8 @@ pub struct Config {
     pub portal_url: Option<String>,
     pub metrics_endpoint_labels: LabelPolicy,
     pub stats_interval: Duration,
+    /// `OUTBOXD_STRICT_EVENT_TYPES` (`crate::router`).
+    pub strict_event_types: bool,
     pub pooler: Pooler,
     pub listen_database_url: Option<String>,
     /// `None`: wait for PostgreSQL forever.
@@ -500,6 +507,7 @@ impl RunArgs {
             portal_url,
             metrics_endpoint_labels,
             stats_interval,
+            strict_event_types: self.strict_event_types,
             pooler,
             listen_database_url,
             startup_timeout: self.startup_timeout.map(Into::into),

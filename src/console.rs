@@ -35,6 +35,7 @@ mod manage;
 mod portal;
 pub(crate) mod session;
 mod signin;
+mod sources;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -185,6 +186,8 @@ pub(crate) fn router(replica: Arc<Replica>, db_permits: Arc<Semaphore>) -> Route
             "/ui/endpoints/{id}/{action}",
             get(actions::confirm_endpoint).post(actions::run_endpoint),
         )
+        .route("/ui/sources", get(sources::list))
+        .route("/ui/sources/{name}", get(sources::detail))
         .route("/ui/{*rest}", get(not_found).post(not_found));
     let routes = if enabled {
         routes

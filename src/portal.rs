@@ -295,7 +295,7 @@ mod tests {
         assert!(is_accent("#3366ff") && !is_accent("3366ff") && !is_accent("#33"));
     }
 
-    /// The SQL function's HMAC (migrations/V12) is checked against this one in
+    /// The SQL function's HMAC (migrations/V15) is checked against this one in
     /// tests/spec/portal.rs; here, the RFC 4231 vector the two agree on.
     #[test]
     fn hmac_matches_rfc_4231() {

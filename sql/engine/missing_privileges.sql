@@ -64,6 +64,11 @@ WITH need(kind, schema_name, object_name, privilege) AS (VALUES
     ('sequence', 'outbox', 'inbound_requests_id_seq', 'USAGE'),
     ('function', 'outbox', 'new_event_id',           'EXECUTE'),
     ('function', 'outbox', 'replay_source',          'EXECUTE'),
+    ('function', 'outbox', 'inbound_payload',        'EXECUTE'),
+    ('function', 'outbox', 'inbound_headers',        'EXECUTE'),
+    ('table',    'outbox', 'event_types',            'DELETE'),
+    ('function', 'outbox', 'register_event_type',    'EXECUTE'),
+    ('function', 'outbox', 'unregister_event_type',  'EXECUTE'),
     ('function', 'outbox', 'set_portal_key',         'EXECUTE')
 )
 SELECT need.kind, need.schema_name || '.' || need.object_name AS object, need.privilege,

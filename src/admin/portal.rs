@@ -1,6 +1,6 @@
 //! `POST /v1/portal-links`: a signed, expiring link to one tenant's portal
 //! ([`crate::portal`]), for the application's backend to put in an iframe. And, at start-up,
-//! the link key stored for `outbox.portal_link()` (migrations/V12).
+//! the link key stored for `outbox.portal_link()` (migrations/V15).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -23,6 +23,7 @@ use crate::eventlog::Status;
 pub enum Tab {
     Events,
     Endpoints,
+    Sources,
     None,
 }
 
@@ -53,6 +54,7 @@ pub fn page(title: &str, tab: Tab, authed: Option<&Authed>, body: Markup) -> Mar
                         nav {
                             a href="/ui/events" aria-current=[(tab == Tab::Events).then_some("page")] { "Event log" }
                             a href="/ui/endpoints" aria-current=[(tab == Tab::Endpoints).then_some("page")] { "Endpoints" }
+                            a href="/ui/sources" aria-current=[(tab == Tab::Sources).then_some("page")] { "Sources" }
                         }
                     }
                     @if let Some(a) = authed.filter(|a| a.portal().is_none()) {

@@ -4,6 +4,7 @@
 mod admin;
 mod browser;
 mod console;
+mod console_sources;
 mod console_support;
 mod database;
 mod engine;

@@ -97,7 +97,7 @@ $$;
 REVOKE EXECUTE ON FUNCTION outbox.portal_link(text, interval, boolean) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
--- Roles (sql/roles.sql, migration V4): V11's outbox.grant_roles() plus the objects above.
+-- Roles (sql/roles.sql, migration V4): V14's outbox.grant_roles() plus the objects above.
 -- outboxd_runtime stores the key; outboxd_publisher (the application) makes links. Nobody
 -- reads outbox.portal_keys directly. sql/engine/missing_privileges.sql lists the same for
 -- `outboxd run`.
@@ -144,7 +144,16 @@ BEGIN
         GRANT EXECUTE ON FUNCTION outbox.new_event_id(),
               outbox.replay_source(text, timestamptz, timestamptz)
            TO outboxd_runtime;
-        -- The tenant portal (V12): the link key, written at start-up.
+        -- Filters on inbound events (V14): routing reads the stored request for them.
+        GRANT EXECUTE ON FUNCTION outbox.inbound_payload(bigint), outbox.inbound_headers(bigint)
+           TO outboxd_runtime;
+        -- The event-type catalog (V14): /v1/event-types registers and removes types.
+        GRANT DELETE ON outbox.event_types TO outboxd_runtime;
+        GRANT EXECUTE ON FUNCTION
+              outbox.register_event_type(text, text, jsonb, jsonb, boolean),
+              outbox.unregister_event_type(text)
+           TO outboxd_runtime;
+        -- The tenant portal (V15): the link key, written at start-up.
         GRANT EXECUTE ON FUNCTION outbox.set_portal_key(bytea, text) TO outboxd_runtime;
     END IF;
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'outboxd_publisher') THEN
@@ -156,7 +165,7 @@ BEGIN
         GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text, jsonb, text),
               outbox.new_event_id(), outbox.router_busy()
            TO outboxd_publisher;
-        -- The tenant portal (V12): links for its customers.
+        -- The tenant portal (V15): links for its customers.
         GRANT EXECUTE ON FUNCTION outbox.portal_link(text, interval, boolean)
            TO outboxd_publisher;
     END IF;
