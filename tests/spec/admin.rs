@@ -1367,7 +1367,10 @@ async fn sql_refuses_short_secrets_like_the_api_and_old_endpoints_keep_working()
             .map_err(message)
             .unwrap_err();
         assert_eq!(e.0, "22023", "{e:?}");
-        assert!(e.1.contains("24 to 64 bytes") && !e.1.contains(secret), "{e:?}");
+        assert!(
+            e.1.contains("24 to 64 bytes") && !e.1.contains(secret),
+            "{e:?}"
+        );
     }
     let e = c
         .query_one(
