@@ -304,6 +304,16 @@ must_fail "an unknown mode (values.schema.json)" "value must be one of 'deployme
   "${DB[@]}" --set adminToken.existingSecret=t --set mode=daemonset
 must_fail "a jitter outboxd would refuse" "config.retryJitter = \"1.5\" must be a number between 0 and 1" \
   "${DB[@]}" --set adminToken.existingSecret=t --set-string config.retryJitter=1.5
+must_fail "an inbound Ingress without an inbound listener" \
+  "inbound.ingress.enabled: the Ingress needs the inbound Service" \
+  "${DB[@]}" --set adminToken.existingSecret=t --set inbound.ingress.enabled=true
+must_fail "an inbound Ingress on a loopback inbound listener" \
+  "inbound.ingress.enabled: the Ingress needs the inbound Service" \
+  "${DB[@]}" --set adminToken.existingSecret=t --set inbound.ingress.enabled=true --set config.inboundListen=127.0.0.1:8080
+must_fail "a host name in config.inboundListen" "config.inboundListen (OUTBOXD_INBOUND_LISTEN) = \"hooks:8080\" is not an IP socket address" \
+  "${DB[@]}" --set adminToken.existingSecret=t --set config.inboundListen=hooks:8080
+must_fail "the inbound listener on the admin port" "use the same port 9090" \
+  "${DB[@]}" --set adminToken.existingSecret=t --set config.inboundListen=0.0.0.0:9090
 if "$HELM" template rel "$CHART" "${DB[@]}" --set config.listen=127.0.0.1:9090 >/dev/null 2>&1; then
   ok "loopback listener without an admin token renders"
 else

@@ -18,11 +18,13 @@ mod auth;
 mod deliveries;
 mod endpoints;
 mod error;
+mod event_types;
 mod events;
 mod extract;
 mod metrics;
 mod openapi;
 mod policy;
+mod portal;
 mod sources;
 mod subscriptions;
 mod validate;
@@ -71,6 +73,20 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) {
     let permits = (replica.config.db_pool_size / 4).max(1);
+    if replica.config.portal_key.is_none() && replica.config.admin_token.is_some() {
+        tracing::warn!(
+            "OUTBOXD_PORTAL_KEY is not set: tenant portal links are signed with a key derived \
+             from OUTBOXD_ADMIN_TOKEN (changing the token revokes them all); set a key of its own"
+        );
+    }
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| replica.config.listen.to_string(), |a| a.to_string());
+    tokio::spawn(portal::store_link_key(
+        replica.clone(),
+        format!("http://{bound}"),
+        shutdown.clone(),
+    ));
     let state = AppState {
         replica,
         prom,
@@ -139,7 +155,14 @@ fn v1(state: AppState) -> Router<AppState> {
         .route("/events", get(events::search))
         .route("/events/{event_id}", get(deliveries::event))
         .route("/events/{event_id}/payload", get(events::payload))
-        .route("/event-types", get(events::event_types))
+        .route("/event-types", get(event_types::list))
+        .route(
+            "/event-types/{name}",
+            get(event_types::get)
+                .put(event_types::register)
+                .delete(event_types::unregister),
+        )
+        .route("/portal-links", post(portal::create))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("no such route under /v1".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -13,7 +13,7 @@
 //! routing (`crate::router`). Filter texts are interned, so routing sends each distinct text
 //! once per batch however many subscriptions share it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,6 +114,9 @@ pub struct Catalog {
     filters: Vec<SubscriptionFilter>,
     /// Distinct filter texts; [`SubscriptionFilter::text`] indexes it.
     filter_texts: Vec<String>,
+    /// The event types registered in the catalog (`outbox.event_types`, V14), for
+    /// `OUTBOXD_STRICT_EVENT_TYPES`.
+    registered_types: HashSet<String>,
 }
 
 /// A filtered subscription as `catalog_endpoints.sql` returns it.
@@ -143,6 +146,11 @@ impl Catalog {
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// Is this event type registered in the catalog?
+    pub fn is_registered(&self, event_type: &str) -> bool {
+        self.registered_types.contains(event_type)
     }
 
     /// A filtered subscription of a [`Target`].
@@ -193,8 +201,16 @@ impl Catalog {
             .on()
             .query(crate::sql::CATALOG_ENDPOINTS, &[])
             .await?;
+        let registered_types = client
+            .on()
+            .query(crate::sql::CATALOG_EVENT_TYPES, &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         let mut cat = Catalog {
             version,
+            registered_types,
             ..Catalog::default()
         };
         let mut interned: HashMap<String, u32> = HashMap::new();

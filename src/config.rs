@@ -148,6 +148,21 @@ pub struct RunArgs {
     /// e.g. https://ops.example.com; default: none (the console is never framed).
     #[arg(long, env = "OUTBOXD_CONSOLE_FRAME_ANCESTORS", default_value = "")]
     pub console_frame_ancestors: String,
+
+    /// Key that signs tenant portal links and sessions (32 characters or more); rotating it
+    /// revokes them all. Default: derived from OUTBOXD_ADMIN_TOKEN (with a warning).
+    #[arg(long, env = "OUTBOXD_PORTAL_KEY", hide_env_values = true)]
+    pub portal_key: Option<String>,
+
+    /// Origins allowed to show the tenant portal in a frame (CSP frame-ancestors),
+    /// space-separated, e.g. https://app.example.com; default: none.
+    #[arg(long, env = "OUTBOXD_PORTAL_FRAME_ANCESTORS", default_value = "")]
+    pub portal_frame_ancestors: String,
+
+    /// The URL browsers reach this listener at, e.g. https://hooks.example.com: portal links
+    /// point there. Default: from the request (POST /v1/portal-links) or OUTBOXD_LISTEN.
+    #[arg(long, env = "OUTBOXD_PORTAL_URL", default_value = "")]
+    pub portal_url: String,
     /// Which endpoints get their own endpoint_id label in /metrics: all, none, or top:N (at most N; the rest are summed as endpoint_id="other").
     #[arg(
         long,
@@ -159,6 +174,11 @@ pub struct RunArgs {
     /// How often the replica holding the stats lease refreshes the database-wide gauges of /metrics.
     #[arg(long, env = "OUTBOXD_STATS_INTERVAL", default_value = "10s")]
     pub stats_interval: humantime::Duration,
+
+    /// Events of a type not registered in the catalog (outbox.event_types) get dead deliveries
+    /// instead of being delivered; registering the type and retrying the dead sends them.
+    #[arg(long, env = "OUTBOXD_STRICT_EVENT_TYPES", default_value_t = false, action = clap::ArgAction::Set)]
+    pub strict_event_types: bool,
     /// What sits between outboxd and PostgreSQL: none (a direct connection), session or
     /// transaction (a pooler such as PgBouncer in that pool mode). README "Poolers".
     #[arg(long, env = "OUTBOXD_POOLER", default_value = "none")]
@@ -262,8 +282,17 @@ pub struct Config {
     pub console_session_ttl: Duration,
     /// CSP `frame-ancestors` sources; `None`: not frameable.
     pub console_frame_ancestors: Option<String>,
+    /// The tenant portal's signing key (`OUTBOXD_PORTAL_KEY`); `None`: derived from the
+    /// admin token.
+    pub portal_key: Option<String>,
+    /// CSP `frame-ancestors` of portal pages; `None`: not frameable.
+    pub portal_frame_ancestors: Option<String>,
+    /// Base URL of portal links (no trailing slash); `None`: from the request.
+    pub portal_url: Option<String>,
     pub metrics_endpoint_labels: LabelPolicy,
     pub stats_interval: Duration,
+    /// `OUTBOXD_STRICT_EVENT_TYPES` (`crate::router`).
+    pub strict_event_types: bool,
     pub pooler: Pooler,
     pub listen_database_url: Option<String>,
     /// `None`: wait for PostgreSQL forever.
@@ -406,7 +435,24 @@ impl RunArgs {
                 "must be between 1m and 30d",
             ));
         }
-        let console_frame_ancestors = parse_frame_ancestors(&self.console_frame_ancestors)?;
+        let console_frame_ancestors = parse_frame_ancestors(
+            "OUTBOXD_CONSOLE_FRAME_ANCESTORS",
+            &self.console_frame_ancestors,
+        )?;
+        let portal_frame_ancestors = parse_frame_ancestors(
+            "OUTBOXD_PORTAL_FRAME_ANCESTORS",
+            &self.portal_frame_ancestors,
+        )?;
+        let portal_key = self.portal_key.filter(|k| !k.is_empty());
+        if let Some(k) = &portal_key
+            && k.len() < 32
+        {
+            return Err(invalid(
+                "OUTBOXD_PORTAL_KEY",
+                "must be at least 32 characters",
+            ));
+        }
+        let portal_url = parse_portal_url(&self.portal_url)?;
         let metrics_endpoint_labels = self
             .metrics_endpoint_labels
             .parse::<LabelPolicy>()
@@ -456,8 +502,12 @@ impl RunArgs {
             console: self.console,
             console_session_ttl,
             console_frame_ancestors,
+            portal_key,
+            portal_frame_ancestors,
+            portal_url,
             metrics_endpoint_labels,
             stats_interval,
+            strict_event_types: self.strict_event_types,
             pooler,
             listen_database_url,
             startup_timeout: self.startup_timeout.map(Into::into),
@@ -513,7 +563,28 @@ impl RunArgs {
 
 /// `OUTBOXD_CONSOLE_FRAME_ANCESTORS`: CSP sources (`'self'`, `https://host[:port]`, with `*.`
 /// wildcards), space-separated; nothing that could end the header's directive.
-fn parse_frame_ancestors(s: &str) -> Result<Option<String>, ConfigError> {
+/// An absolute http(s) URL without query or fragment, kept without its trailing slash.
+fn parse_portal_url(s: &str) -> Result<Option<String>, ConfigError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let u = url::Url::parse(s).map_err(|e| invalid("OUTBOXD_PORTAL_URL", e.to_string()))?;
+    if !matches!(u.scheme(), "http" | "https")
+        || u.host_str().is_none()
+        || u.query().is_some()
+        || u.fragment().is_some()
+        || !u.username().is_empty()
+    {
+        return Err(invalid(
+            "OUTBOXD_PORTAL_URL",
+            "must be an http(s) URL like https://hooks.example.com, without query or user",
+        ));
+    }
+    Ok(Some(u.as_str().trim_end_matches('/').to_owned()))
+}
+
+fn parse_frame_ancestors(name: &'static str, s: &str) -> Result<Option<String>, ConfigError> {
     let sources: Vec<&str> = s.split_whitespace().collect();
     if sources.is_empty() {
         return Ok(None);
@@ -526,7 +597,7 @@ fn parse_frame_ancestors(s: &str) -> Result<Option<String>, ConfigError> {
                     .all(|c| c.is_ascii_alphanumeric() || ":/.-*".contains(c)));
         if !ok {
             return Err(invalid(
-                "OUTBOXD_CONSOLE_FRAME_ANCESTORS",
+                name,
                 format!("{src:?} is not 'self' or an origin like https://ops.example.com"),
             ));
         }

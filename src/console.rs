@@ -20,16 +20,22 @@
 //! allows it), `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` and
 //! `Cache-Control: no-store`.
 //!
-//! Sessions carry a [`Scope`]: today the operator's; the tenant portal opens the same pages
-//! in one tenant's scope, and every query filters on it.
+//! Sessions carry a [`Scope`]: the operator's (signed in with the admin token), or one
+//! tenant's: the tenant portal ([`portal`]) opens the same pages in one tenant's scope with a
+//! signed link, every query filters on it in SQL, and its pages carry the portal's
+//! `frame-ancestors` (`OUTBOXD_PORTAL_FRAME_ANCESTORS`). [`manage`]: adding and editing
+//! endpoints.
 
 mod actions;
 mod assets;
 mod endpoints;
 mod events;
 mod layout;
+mod manage;
+mod portal;
 pub(crate) mod session;
 mod signin;
+mod sources;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,6 +72,26 @@ struct Inner {
     used_links: Mutex<HashMap<String, i64>>,
     csp: HeaderValue,
     frameable: bool,
+    /// The tenant portal: `None` without a portal key or an admin token to derive one from.
+    portal: Option<PortalKeysState>,
+}
+
+/// The portal's keys and the headers of its pages.
+struct PortalKeysState {
+    links: crate::portal::PortalKeys,
+    sessions: Keys,
+    csp: HeaderValue,
+    frameable: bool,
+}
+
+fn csp_with(frame_ancestors: Option<&str>) -> HeaderValue {
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+         connect-src 'self'; form-action 'self'; base-uri 'none'; \
+         frame-ancestors {}",
+        frame_ancestors.unwrap_or("'none'")
+    );
+    HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
 }
 
 fn now() -> i64 {
@@ -111,22 +137,19 @@ impl Console {
 pub(crate) fn router(replica: Arc<Replica>, db_permits: Arc<Semaphore>) -> Router {
     let config = &replica.config;
     let keys = config.admin_token.as_deref().map(Keys::from_admin_token);
-    let frame_ancestors = config
-        .console_frame_ancestors
-        .clone()
-        .unwrap_or_else(|| "'none'".to_owned());
-    let csp = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-         connect-src 'self'; form-action 'self'; base-uri 'none'; \
-         frame-ancestors {frame_ancestors}"
-    );
+    let portal = portal_keys(config).map(|links| PortalKeysState {
+        sessions: Keys::from_portal(&links),
+        links,
+        csp: csp_with(config.portal_frame_ancestors.as_deref()),
+        frameable: config.portal_frame_ancestors.is_some(),
+    });
     let state = Console {
         inner: Arc::new(Inner {
             keys,
             used_links: Mutex::default(),
-            csp: HeaderValue::from_str(&csp)
-                .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
+            csp: csp_with(config.console_frame_ancestors.as_deref()),
             frameable: config.console_frame_ancestors.is_some(),
+            portal,
             replica,
             db_permits,
         }),
@@ -139,6 +162,8 @@ pub(crate) fn router(replica: Arc<Replica>, db_permits: Arc<Semaphore>) -> Route
         .route("/ui/login/link", get(signin::login_link))
         .route("/ui/logout", axum::routing::post(signin::logout))
         .route("/ui/assets/{name}", get(assets::serve))
+        .route("/ui/portal", get(portal::open))
+        .route("/ui/portal/theme.css", get(portal::theme))
         .route("/ui/events", get(events::list))
         .route("/ui/events/{event_id}", get(events::detail))
         .route("/ui/events/{event_id}/payload", get(events::payload))
@@ -148,11 +173,21 @@ pub(crate) fn router(replica: Arc<Replica>, db_permits: Arc<Semaphore>) -> Route
             get(actions::confirm_delivery).post(actions::run_delivery),
         )
         .route("/ui/endpoints", get(endpoints::list))
+        .route(
+            "/ui/endpoints/new",
+            get(manage::new_form).post(manage::create),
+        )
         .route("/ui/endpoints/{id}", get(endpoints::detail))
+        .route(
+            "/ui/endpoints/{id}/edit",
+            get(manage::edit_form).post(manage::edit),
+        )
         .route(
             "/ui/endpoints/{id}/{action}",
             get(actions::confirm_endpoint).post(actions::run_endpoint),
         )
+        .route("/ui/sources", get(sources::list))
+        .route("/ui/sources/{name}", get(sources::detail))
         .route("/ui/{*rest}", get(not_found).post(not_found));
     let routes = if enabled {
         routes
@@ -179,12 +214,33 @@ async fn not_found(_: Authed) -> Response {
     layout::error_page(StatusCode::NOT_FOUND, "There is no such page.")
 }
 
-/// Headers every console response carries.
+/// The portal's keys: from `OUTBOXD_PORTAL_KEY`, else derived from the admin token (with a
+/// warning: rotating the admin token then also revokes every portal link and session).
+pub(crate) fn portal_keys(config: &crate::config::Config) -> Option<crate::portal::PortalKeys> {
+    match (&config.portal_key, &config.admin_token) {
+        (Some(k), _) => Some(crate::portal::PortalKeys::from_portal_key(k)),
+        (None, Some(t)) => Some(crate::portal::PortalKeys::from_admin_token(t)),
+        (None, None) => None,
+    }
+}
+
+/// Whether a request belongs to the tenant portal: its link, or a portal session's cookie.
+fn is_portal_request(req: &Request) -> bool {
+    req.uri().path().starts_with("/ui/portal")
+        || session_cookie(req.headers()).is_some_and(|v| v.starts_with(session::PORTAL_PREFIX))
+}
+
+/// Headers every console response carries. Portal pages get the portal's
+/// `frame-ancestors` (`OUTBOXD_PORTAL_FRAME_ANCESTORS`), the console's keep its own.
 async fn security_headers(State(c): State<Console>, req: Request, next: Next) -> Response {
+    let (csp, frameable) = match &c.inner.portal {
+        Some(p) if is_portal_request(&req) => (p.csp.clone(), p.frameable),
+        _ => (c.inner.csp.clone(), c.inner.frameable),
+    };
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    h.insert(CONTENT_SECURITY_POLICY, c.inner.csp.clone());
-    if !c.inner.frameable {
+    h.insert(CONTENT_SECURITY_POLICY, csp);
+    if !frameable {
         h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -227,8 +283,19 @@ impl FromRequestParts<Console> for Authed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, c: &Console) -> Result<Self, Response> {
+        let cookie = session_cookie(&parts.headers);
+        if let Some(value) = cookie.filter(|v| v.starts_with(session::PORTAL_PREFIX)) {
+            // A portal session: signed with the portal's key; when it is not valid (expired,
+            // or the key rotated) the tenant gets a page that says so, never the sign-in form.
+            let found = c.inner.portal.as_ref().and_then(|p| {
+                let s = p.sessions.portal_session(value, now())?;
+                let csrf = p.sessions.csrf(&s);
+                Some(Authed { session: s, csrf })
+            });
+            return found.ok_or_else(portal::ended);
+        }
         let found = c.inner.keys.as_ref().and_then(|keys| {
-            let s = keys.session(session_cookie(&parts.headers)?, now())?;
+            let s = keys.session(cookie?, now())?;
             let csrf = keys.csrf(&s);
             Some(Authed { session: s, csrf })
         });
@@ -256,6 +323,26 @@ impl FromRequestParts<Console> for Authed {
 impl Authed {
     pub fn scope(&self) -> &Scope {
         &self.session.scope
+    }
+
+    /// A tenant portal's session: what its link allows.
+    pub fn portal(&self) -> Option<&session::PortalView> {
+        self.session.portal.as_ref()
+    }
+
+    /// A read-only portal: pages show no actions, and actions are refused.
+    pub fn read_only(&self) -> bool {
+        self.portal().is_some_and(|p| p.read_only)
+    }
+
+    /// The refusal of an action in a read-only portal; `None` when it may go on.
+    pub fn refuse_if_read_only(&self) -> Option<Response> {
+        self.read_only().then(|| {
+            layout::error_page(
+                StatusCode::FORBIDDEN,
+                "This portal is read-only: it shows, it does not act.",
+            )
+        })
     }
 }
 
@@ -293,11 +380,15 @@ fn check_csrf(c: &Console, a: &Authed, given: &str, headers: &HeaderMap) -> Opti
     if let Some(refused) = check_csrf_origin(headers) {
         return Some(refused);
     }
-    let ok = c
-        .inner
-        .keys
-        .as_ref()
-        .is_some_and(|k| k.csrf_ok(&a.session, given));
+    if let Some(refused) = a.refuse_if_read_only() {
+        return Some(refused);
+    }
+    let keys = if a.portal().is_some() {
+        c.inner.portal.as_ref().map(|p| &p.sessions)
+    } else {
+        c.inner.keys.as_ref()
+    };
+    let ok = keys.is_some_and(|k| k.csrf_ok(&a.session, given));
     if ok {
         None
     } else {

@@ -23,6 +23,7 @@
 pub(crate) mod actions;
 pub(crate) mod detail;
 pub(crate) mod health;
+pub(crate) mod manage;
 pub(crate) mod model;
 pub(crate) mod replay;
 pub(crate) mod search;

@@ -26,7 +26,8 @@ const FLOORS: &[(u8, &[&str])] = &[
         ],
     ),
     // The state machine's data and one signed HTTP attempt.
-    (2, &["delivery"]),
+    // Portal links (pure, but they check event-type patterns).
+    (2, &["delivery", "portal"]),
     // The retry decision (consumes an Outcome); the database plumbing.
     (3, &["retry", "db"]),
     // Typed configuration; the in-memory catalog of endpoints.

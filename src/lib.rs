@@ -58,6 +58,7 @@ pub(crate) mod mask;
 pub(crate) mod metrics;
 pub(crate) mod pacing;
 pub(crate) mod pattern;
+pub(crate) mod portal;
 pub(crate) mod readiness;
 pub(crate) mod record;
 pub(crate) mod replica;

@@ -15,11 +15,11 @@
 //! the same lock, so "exactly one head per lane" holds whatever the interleaving.
 //!
 //! Content filters ([`filters`]): an (event, endpoint) pair that matched only through filtered
-//! subscriptions is a candidate until PostgreSQL has evaluated its filters, all of the batch's
-//! in one statement, before the lanes are counted (a lane must only count deliveries that
-//! exist).
+//! subscriptions is a candidate until PostgreSQL has evaluated its filters. That happens in the
+//! statement that creates the batch's deliveries, which counts the lanes from what passed (a
+//! lane must only count deliveries that exist): one statement, one read of each event.
 
-mod filters;
+pub(crate) mod filters;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -33,6 +33,7 @@ use crate::db::{Conn, DbError, Tx};
 use crate::metrics::names;
 use crate::readiness::Task;
 use crate::replica::Replica;
+use crate::router::filters::Checks;
 use crate::sql;
 
 /// Resource keys longer than this are replaced by their SHA-256 in the lane key, so an absurd
@@ -72,6 +73,9 @@ pub(crate) struct NewDelivery {
     /// replays it). Otherwise the catalog's filters ([`Target::filter`]) of the subscriptions
     /// it matched by type: the delivery is created only if one of them passes.
     pub filters: Vec<u32>,
+    /// Create it dead, with this reason: `OUTBOXD_STRICT_EVENT_TYPES` and a type the catalog
+    /// does not have.
+    pub dead: Option<String>,
 }
 
 /// The pure part of a routing step: which deliveries (some still subject to filters) a batch
@@ -79,11 +83,13 @@ pub(crate) struct NewDelivery {
 /// `already_routed` holds event_ids routed by earlier batches (idempotency); duplicates inside
 /// the batch are routed once, at their first occurrence. Stops early (returning how many events
 /// it consumed) once `max_deliveries` would be exceeded, so fan-out memory stays bounded.
+/// `strict`: `OUTBOXD_STRICT_EVENT_TYPES` (deliveries of unregistered types are created dead).
 pub(crate) fn plan(
     catalog: &Catalog,
     events: &[UnroutedEvent],
     already_routed: &HashSet<String>,
     max_deliveries: usize,
+    strict: bool,
 ) -> (usize, Vec<NewDelivery>) {
     let mut seen: HashSet<&str> = HashSet::new();
     let mut out = Vec::new();
@@ -98,6 +104,12 @@ pub(crate) fn plan(
             return (i, out);
         }
         let lane = lane_key(e.resource_key.as_deref());
+        let dead = (strict && !catalog.is_registered(&e.event_type)).then(|| {
+            format!(
+                "event type {:?} is not registered (OUTBOXD_STRICT_EVENT_TYPES=true): register it, then retry the dead deliveries",
+                e.event_type
+            )
+        });
         for ways in endpoints {
             // Sorted: an unfiltered way comes first, and then no filter matters.
             let filters = if ways[0].filter.is_none() {
@@ -110,21 +122,11 @@ pub(crate) fn plan(
                 endpoint_id: ways[0].endpoint_id,
                 lane_key: lane.clone(),
                 filters,
+                dead: dead.clone(),
             });
         }
     }
     (events.len(), out)
-}
-
-/// Number of new deliveries per lane, in lock order.
-pub(crate) fn lane_counts(deliveries: &[NewDelivery]) -> BTreeMap<(i64, &str), i32> {
-    let mut m = BTreeMap::new();
-    for d in deliveries {
-        if let Some(k) = &d.lane_key {
-            *m.entry((d.endpoint_id, k.as_str())).or_insert(0) += 1;
-        }
-    }
-    m
 }
 
 /// Result of one routing transaction.
@@ -142,17 +144,22 @@ pub(crate) struct RouteStats {
     pub filtered: usize,
     /// Filter evaluations that errored (each one is a row in `outbox.filter_errors`).
     pub filter_errors: usize,
+    /// A filter raised an error that silent mode does not catch: nothing was routed, route the
+    /// batch again in safe mode ([`filters`]).
+    pub retry_safely: bool,
 }
 
 /// Routes at most `batch` events in one short transaction. Reloads the catalog inside the
 /// same transaction when its version changed, so routing never uses a stale configuration
-/// for longer than one batch.
+/// for longer than one batch. `safe`: evaluate filters in safe mode ([`filters`]).
 pub(crate) async fn route_once(
     client: &mut Conn,
     catalog: &CatalogHandle,
     cursor: &mut String,
     batch: usize,
     max_deliveries: usize,
+    strict: bool,
+    safe: bool,
 ) -> Result<RouteStats, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let locked: bool = tx
@@ -194,89 +201,112 @@ pub(crate) async fn route_once(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let (consumed, candidates) = plan(&cat, &events, &already, max_deliveries);
+    let (consumed, candidates) = plan(&cat, &events, &already, max_deliveries, strict);
     // Mark first: lane locks (taken next) are held until commit, and completions of those
     // lanes wait for them, so take them as late as possible.
     let routed: Vec<i64> = events[..consumed].iter().map(|e| e.id).collect();
+    tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
+    let mut checks = Checks::of_catalog(&cat, &candidates);
+    checks.safe = safe;
+    let inserted = match insert_deliveries(&tx, &candidates, &checks).await {
+        Ok(inserted) => inserted,
+        // Only a filter can make this statement fail on data; anything else fails again.
+        Err(e) if !safe && !checks.is_empty() && e.as_db_error().is_some() => {
+            tracing::warn!(
+                error = %crate::db::error::describe(&e),
+                "a content filter raised an error that silent mode does not catch; \
+                 routing this batch again with each filter evaluated on its own"
+            );
+            tx.rollback().await?;
+            return Ok(RouteStats {
+                retry_safely: true,
+                ..RouteStats::default()
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    count_event_types(&tx, &events[..consumed]).await?;
+    if inserted.ready > 0 {
+        tx.execute(sql::NOTIFY_DELIVERIES, &[]).await?;
+    }
+    tx.commit().await?;
     if let Some(last) = events[..consumed].last() {
         // The next batch starts its walk over the tenants after this one.
         *cursor = last.tenant_id.clone().unwrap_or_default();
     }
-    tx.execute(sql::ROUTE_MARK, &[&routed]).await?;
-    let considered = candidates.len();
-    let verdicts = filters::evaluate(&tx, &cat, &candidates).await?;
-    let deliveries = verdicts.keep(candidates);
-
-    let ready = insert_deliveries(&tx, &deliveries).await?;
-    count_event_types(&tx, &events[..consumed]).await?;
-    if ready > 0 {
-        tx.execute(sql::NOTIFY_DELIVERIES, &[]).await?;
-    }
-    tx.commit().await?;
     Ok(RouteStats {
         busy: false,
         events: consumed,
-        deliveries: deliveries.len(),
-        ready,
-        filtered: considered - deliveries.len(),
-        filter_errors: verdicts.errors,
+        deliveries: inserted.created,
+        ready: inserted.ready,
+        filtered: candidates.len() - inserted.created,
+        filter_errors: inserted.filter_errors,
+        retry_safely: false,
     })
 }
 
-/// Creates deliveries in the order given (delivery ids follow it, and lane order is id order):
-/// lanes first (locked in key order), then the deliveries, each `held` unless it is the first
-/// new delivery of a lane that was idle. Returns how many are claimable now. Used by routing
-/// and by an operator's replay (`crate::eventlog`), so both keep lanes the same way.
+/// What [`insert_deliveries`] created.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Inserted {
+    /// Deliveries created (candidates without filters, and those with a filter that passed).
+    pub created: usize,
+    /// Of those, claimable now: unordered, or the new head of an idle lane.
+    pub ready: usize,
+    /// Filter evaluations that errored (rows written to `outbox.filter_errors`).
+    pub filter_errors: usize,
+}
+
+/// Creates deliveries in the order given (delivery ids follow it, and lane order is id order)
+/// in one statement (`sql/engine/route_insert.sql`): filtered candidates only if one of their
+/// `checks` passes; lanes counted from what is created and locked in key order; each delivery
+/// `held` unless it is the first new delivery of a lane that was idle. Used by routing and by
+/// an operator's replay (`crate::eventlog`), so both keep lanes and filters the same way.
 pub(crate) async fn insert_deliveries(
     tx: &Tx<'_>,
-    deliveries: &[NewDelivery],
-) -> Result<usize, tokio_postgres::Error> {
-    let counts = lane_counts(deliveries);
-    let mut idle_lanes: HashSet<(i64, String)> = HashSet::new();
-    if !counts.is_empty() {
-        let (eps, keys, ns): (Vec<i64>, Vec<&str>, Vec<i32>) = counts
-            .iter()
-            .map(|((e, k), n)| (*e, *k, *n))
-            .fold((vec![], vec![], vec![]), |mut acc, (e, k, n)| {
-                acc.0.push(e);
-                acc.1.push(k);
-                acc.2.push(n);
-                acc
-            });
-        for row in tx.query(sql::ROUTE_LANES, &[&eps, &keys, &ns]).await? {
-            let (e, k, pending): (i64, String, i32) = (row.get(0), row.get(1), row.get(2));
-            let added = counts.get(&(e, k.as_str())).copied().unwrap_or(0);
-            if pending - added == 0 {
-                idle_lanes.insert((e, k));
-            }
-        }
+    candidates: &[NewDelivery],
+    checks: &Checks<'_>,
+) -> Result<Inserted, tokio_postgres::Error> {
+    if candidates.is_empty() {
+        return Ok(Inserted::default());
     }
-    let mut ready = 0;
-    let (mut ev, mut ep, mut lk, mut held) = (
-        Vec::with_capacity(deliveries.len()),
-        Vec::with_capacity(deliveries.len()),
-        Vec::with_capacity(deliveries.len()),
-        Vec::with_capacity(deliveries.len()),
+    let n = candidates.len();
+    let (mut ev, mut ep, mut lk, mut filtered, mut dead) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
     );
-    for d in deliveries {
-        let is_held = match &d.lane_key {
-            None => false,
-            // The first new delivery of an idle lane becomes its head; the rest wait.
-            Some(k) => !idle_lanes.remove(&(d.endpoint_id, k.clone())),
-        };
-        if !is_held {
-            ready += 1;
-        }
+    for d in candidates {
         ev.push(d.event_pk);
         ep.push(d.endpoint_id);
         lk.push(d.lane_key.as_deref());
-        held.push(is_held);
+        filtered.push(!d.filters.is_empty());
+        dead.push(d.dead.as_deref());
     }
-    if !deliveries.is_empty() {
-        tx.execute(sql::ROUTE_INSERT, &[&ev, &ep, &lk, &held])
-            .await?;
-    }
-    Ok(ready)
+    let row = tx
+        .query_one(
+            sql::ROUTE_INSERT,
+            &[
+                &ev,
+                &ep,
+                &lk,
+                &filtered,
+                &checks.candidate,
+                &checks.subscription_id,
+                &checks.text_n,
+                &checks.texts,
+                &checks.safe,
+                &dead,
+            ],
+        )
+        .await?;
+    let count = |i: usize| usize::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+    Ok(Inserted {
+        created: count(0),
+        ready: count(1),
+        filter_errors: count(2),
+    })
 }
 
 /// Counts a routed batch into `outbox.event_types` (per tenant and type), in the routing
@@ -314,6 +344,7 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
     let mut recheck = 0u32;
     let mut tenant_cursor = String::new();
+    let mut safe = false;
     while !shutdown.is_cancelled() {
         let result = match replica.db().await {
             Ok(mut client) => route_once(
@@ -322,6 +353,8 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 &mut tenant_cursor,
                 batch,
                 max_deliveries,
+                replica.config.strict_event_types,
+                std::mem::take(&mut safe),
             )
             .await
             .map_err(DbError::from),
@@ -339,7 +372,10 @@ pub(crate) async fn run(replica: Arc<Replica>, shutdown: CancellationToken) {
                 if stats.ready > 0 {
                     replica.work_ready.notify_one();
                 }
-                if stats.busy {
+                if stats.retry_safely {
+                    safe = true;
+                    None
+                } else if stats.busy {
                     Some(replica.config.poll_interval)
                 } else if stats.events >= batch {
                     recheck = 0;

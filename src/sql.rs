@@ -8,6 +8,7 @@
 //! run by the integration tests.
 
 pub(crate) const CATALOG_ENDPOINTS: &str = include_str!("../sql/engine/catalog_endpoints.sql");
+pub(crate) const CATALOG_EVENT_TYPES: &str = include_str!("../sql/engine/catalog_event_types.sql");
 pub(crate) const CATALOG_VERSION: &str = include_str!("../sql/engine/catalog_version.sql");
 pub(crate) const CLAIM: &str = include_str!("../sql/engine/claim.sql");
 pub(crate) const FETCH_PAYLOAD: &str = include_str!("../sql/engine/fetch_payload.sql");
@@ -40,9 +41,7 @@ pub(crate) const ROUTE_ALREADY_ROUTED: &str =
     include_str!("../sql/engine/route_already_routed.sql");
 pub(crate) const ROUTE_EVENT_TYPES: &str = include_str!("../sql/engine/route_event_types.sql");
 pub(crate) const ROUTE_FETCH: &str = include_str!("../sql/engine/route_fetch.sql");
-pub(crate) const ROUTE_FILTER: &str = include_str!("../sql/engine/route_filter.sql");
 pub(crate) const ROUTE_INSERT: &str = include_str!("../sql/engine/route_insert.sql");
-pub(crate) const ROUTE_LANES: &str = include_str!("../sql/engine/route_lanes.sql");
 pub(crate) const ROUTE_LOCK: &str = include_str!("../sql/engine/route_lock.sql");
 pub(crate) const ROUTE_MARK: &str = include_str!("../sql/engine/route_mark.sql");
 pub(crate) const SCHEMA_VERSION: &str = include_str!("../sql/engine/schema_version.sql");
@@ -60,6 +59,7 @@ pub(crate) const MIGRATE_PREPARE: &str = include_str!("../sql/migrate/prepare.sq
 #[cfg(test)]
 pub(crate) const ALL: &[(&str, &str)] = &[
     ("catalog_endpoints", CATALOG_ENDPOINTS),
+    ("catalog_event_types", CATALOG_EVENT_TYPES),
     ("catalog_version", CATALOG_VERSION),
     ("claim", CLAIM),
     ("fetch_payload", FETCH_PAYLOAD),
@@ -87,9 +87,7 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("route_already_routed", ROUTE_ALREADY_ROUTED),
     ("route_event_types", ROUTE_EVENT_TYPES),
     ("route_fetch", ROUTE_FETCH),
-    ("route_filter", ROUTE_FILTER),
     ("route_insert", ROUTE_INSERT),
-    ("route_lanes", ROUTE_LANES),
     ("route_lock", ROUTE_LOCK),
     ("route_mark", ROUTE_MARK),
     ("schema_version", SCHEMA_VERSION),
@@ -106,6 +104,11 @@ pub(crate) const ALL: &[(&str, &str)] = &[
 pub(crate) mod admin {
     pub(crate) const DELIVERY_LIST: &str = include_str!("../sql/admin/delivery_list.sql");
     pub(crate) const ENDPOINT_DELETE: &str = include_str!("../sql/admin/endpoint_delete.sql");
+    pub(crate) const EVENT_TYPE_LIST: &str = include_str!("../sql/admin/event_type_list.sql");
+    pub(crate) const EVENT_TYPE_REGISTER: &str =
+        include_str!("../sql/admin/event_type_register.sql");
+    pub(crate) const EVENT_TYPE_UNREGISTER: &str =
+        include_str!("../sql/admin/event_type_unregister.sql");
     pub(crate) const ENDPOINT_FINISH_ROTATION: &str =
         include_str!("../sql/admin/endpoint_finish_rotation.sql");
     pub(crate) const ENDPOINT_GET: &str = include_str!("../sql/admin/endpoint_get.sql");
@@ -137,12 +140,16 @@ pub(crate) mod admin {
     pub(crate) const SUBSCRIPTION_LOCK: &str = include_str!("../sql/admin/subscription_lock.sql");
     pub(crate) const SUBSCRIPTION_UPDATE: &str =
         include_str!("../sql/admin/subscription_update.sql");
+    pub(crate) const PORTAL_SET_KEY: &str = include_str!("../sql/admin/portal_set_key.sql");
 
     /// Every query of this group, for the test that prepares each against the schema.
     #[cfg(test)]
     pub(crate) const ALL: &[(&str, &str)] = &[
         ("delivery_list", DELIVERY_LIST),
         ("endpoint_delete", ENDPOINT_DELETE),
+        ("event_type_list", EVENT_TYPE_LIST),
+        ("event_type_register", EVENT_TYPE_REGISTER),
+        ("event_type_unregister", EVENT_TYPE_UNREGISTER),
         ("endpoint_finish_rotation", ENDPOINT_FINISH_ROTATION),
         ("endpoint_get", ENDPOINT_GET),
         ("endpoint_insert", ENDPOINT_INSERT),
@@ -155,6 +162,7 @@ pub(crate) mod admin {
         ("event_deliveries", EVENT_DELIVERIES),
         ("event_get", EVENT_GET),
         ("filter_check", FILTER_CHECK),
+        ("portal_set_key", PORTAL_SET_KEY),
         ("routing_lock", ROUTING_LOCK),
         ("source_delete", SOURCE_DELETE),
         ("source_get", SOURCE_GET),
@@ -177,6 +185,8 @@ pub(crate) mod inbound {
     pub(crate) const ACCEPT: &str = include_str!("../sql/inbound/accept.sql");
     pub(crate) const SOURCE_ALL: &str = include_str!("../sql/inbound/source_all.sql");
     pub(crate) const SOURCE_ONE: &str = include_str!("../sql/inbound/source_one.sql");
+    pub(crate) const WAKE_ROUTER: &str = include_str!("../sql/inbound/wake_router.sql");
+    pub(crate) const RECENT_REQUESTS: &str = include_str!("../sql/inbound/recent_requests.sql");
 
     /// Every query of this group, for the test that prepares each against the schema.
     #[cfg(test)]
@@ -184,6 +194,8 @@ pub(crate) mod inbound {
         ("accept", ACCEPT),
         ("source_all", SOURCE_ALL),
         ("source_one", SOURCE_ONE),
+        ("wake_router", WAKE_ROUTER),
+        ("recent_requests", RECENT_REQUESTS),
     ];
 }
 
@@ -214,6 +226,8 @@ pub(crate) mod eventlog {
         LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_endpoint.sql")));
     pub(crate) static SEARCH_STATUS: LazyLock<String> =
         LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_status.sql")));
+    pub(crate) static SEARCH_TENANT_STATUS: LazyLock<String> =
+        LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_tenant_status.sql")));
     pub(crate) const DELIVERIES_DETAIL: &str =
         include_str!("../sql/eventlog/deliveries_detail.sql");
     pub(crate) const DELIVERIES_REQUEUE: &str =
@@ -224,7 +238,12 @@ pub(crate) mod eventlog {
         include_str!("../sql/eventlog/delivery_retry_now.sql");
     pub(crate) const ENDPOINT_DEAD_DELIVERIES: &str =
         include_str!("../sql/eventlog/endpoint_dead_deliveries.sql");
+    pub(crate) const ENDPOINT_DELETE: &str = include_str!("../sql/eventlog/endpoint_delete.sql");
+    pub(crate) const ENDPOINT_EDIT: &str = include_str!("../sql/eventlog/endpoint_edit.sql");
     pub(crate) const ENDPOINT_HEALTH: &str = include_str!("../sql/eventlog/endpoint_health.sql");
+    pub(crate) const ENDPOINT_SECRETS: &str = include_str!("../sql/eventlog/endpoint_secrets.sql");
+    pub(crate) const SUBSCRIPTIONS_REPLACE: &str =
+        include_str!("../sql/eventlog/subscriptions_replace.sql");
     pub(crate) const ENDPOINT_LOCK: &str = include_str!("../sql/eventlog/endpoint_lock.sql");
     pub(crate) const ENDPOINT_SET_ENABLED: &str =
         include_str!("../sql/eventlog/endpoint_set_enabled.sql");
@@ -238,6 +257,8 @@ pub(crate) mod eventlog {
     pub(crate) const PAGE_DELIVERIES: &str = include_str!("../sql/eventlog/page_deliveries.sql");
     pub(crate) const REPLAY_EVENTS: &str = include_str!("../sql/eventlog/replay_events.sql");
     pub(crate) const REPLAY_START: &str = include_str!("../sql/eventlog/replay_start.sql");
+    pub(crate) const REPLAY_SUBSCRIPTIONS: &str =
+        include_str!("../sql/eventlog/replay_subscriptions.sql");
     pub(crate) const SEARCH_TIME_BOUNDS: &str =
         include_str!("../sql/eventlog/search_time_bounds.sql");
     pub(crate) const SEARCH_TYPE_COUNTS: &str =
@@ -256,7 +277,10 @@ pub(crate) mod eventlog {
             ("delivery_attempts", DELIVERY_ATTEMPTS),
             ("delivery_retry_now", DELIVERY_RETRY_NOW),
             ("endpoint_dead_deliveries", ENDPOINT_DEAD_DELIVERIES),
+            ("endpoint_delete", ENDPOINT_DELETE),
+            ("endpoint_edit", ENDPOINT_EDIT),
             ("endpoint_health", ENDPOINT_HEALTH),
+            ("endpoint_secrets", ENDPOINT_SECRETS),
             ("endpoint_lock", ENDPOINT_LOCK),
             ("endpoint_set_enabled", ENDPOINT_SET_ENABLED),
             ("endpoint_subscriptions", ENDPOINT_SUBSCRIPTIONS),
@@ -267,12 +291,15 @@ pub(crate) mod eventlog {
             ("page_deliveries", PAGE_DELIVERIES),
             ("replay_events", REPLAY_EVENTS),
             ("replay_start", REPLAY_START),
+            ("replay_subscriptions", REPLAY_SUBSCRIPTIONS),
             ("search_endpoint", SEARCH_ENDPOINT.as_str()),
             ("search_events", SEARCH_EVENTS.as_str()),
             ("search_status", SEARCH_STATUS.as_str()),
+            ("search_tenant_status", SEARCH_TENANT_STATUS.as_str()),
             ("search_time_bounds", SEARCH_TIME_BOUNDS),
             ("search_type_counts", SEARCH_TYPE_COUNTS),
             ("search_types", SEARCH_TYPES.as_str()),
+            ("subscriptions_replace", SUBSCRIPTIONS_REPLACE),
         ]
     }
 }

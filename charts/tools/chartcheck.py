@@ -172,7 +172,9 @@ def cmd_assert(rendered, name):
         f.check(cmd.endswith("/readyz"), "helm test Pod calls /readyz")
         for svc in by_kind.get("Service", []):
             f.check(not matches(svc["spec"]["selector"], t["metadata"]["labels"]), "Service does not select the test Pod")
-    f.check(bool(tests) == (bool(by_kind.get("Service")) and not name.startswith("examples")),
+    admin_services = [s for s in by_kind.get("Service", [])
+                      if s["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "inbound"]
+    f.check(bool(tests) == (bool(admin_services) and not name.startswith("examples")),
             "a helm test Pod exactly when there is an outboxd Service")
 
     deployments = [d for d in by_kind.get("Deployment", []) if d["metadata"]["name"] == cms[0]["metadata"]["name"]]
@@ -192,7 +194,7 @@ def cmd_assert(rendered, name):
             for job in jobs:
                 f.check(not matches(svc["spec"]["selector"], job["spec"]["template"]["metadata"]["labels"]),
                         "Service does not select the migration Job's pod")
-        f.check(bool(by_kind.get("Service")) != loopback, "a Service exactly when listening beyond loopback")
+        f.check(bool(admin_services) != loopback, "an admin Service exactly when listening beyond loopback")
         for sm in by_kind.get("ServiceMonitor", []):
             svc_ports = [p["name"] for s in by_kind.get("Service", []) for p in s["spec"]["ports"]]
             for ep in sm["spec"]["endpoints"]:
@@ -200,9 +202,49 @@ def cmd_assert(rendered, name):
     for pm in by_kind.get("PodMonitor", []):
         for ep in pm["spec"]["podMetricsEndpoints"]:
             f.check(ep["port"] == "outboxd-http" and ep["path"] == "/metrics", "PodMonitor scrapes outboxd-http /metrics")
+    check_inbound(f, env, by_kind, admin_services, deployments)
     for sec in by_kind.get("Secret", []):
         f.check(sec.get("type") == "Opaque" and "stringData" not in sec, "Secrets are Opaque with base64 data")
     return report(f)
+
+
+def check_inbound(f, env, by_kind, admin_services, deployments):
+    """The public inbound listener (config.inboundListen): its own port, its own Service, an
+    Ingress that routes /in/ only; the admin Service never exposes it."""
+    listen = env.get("OUTBOXD_INBOUND_LISTEN", "")
+    reachable = bool(listen) and not (listen.startswith("127.") or listen.startswith("[::1]:"))
+    inbound_services = [s for s in by_kind.get("Service", []) if s not in admin_services]
+    for svc in admin_services:
+        f.check(all(p.get("targetPort") != "outboxd-inbound" for p in svc["spec"]["ports"]),
+                "the admin Service does not expose the inbound port")
+    for ingress in by_kind.get("Ingress", []):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                f.check(path["path"] == "/in/" and path["pathType"] == "Prefix",
+                        "the inbound Ingress routes the prefix /in/ only")
+                f.check(path["backend"]["service"]["name"] in [s["metadata"]["name"] for s in inbound_services],
+                        "the inbound Ingress points at the inbound Service")
+    if not deployments:
+        f.check(not inbound_services and not by_kind.get("Ingress"), "no inbound Service without a Deployment")
+        return
+    f.check(bool(inbound_services) == reachable,
+            f"an inbound Service exactly when config.inboundListen ({listen or 'off'}) is beyond loopback")
+    if not reachable:
+        return
+    port = int(listen.rsplit(":", 1)[1])
+    for svc in inbound_services:
+        ports = svc["spec"]["ports"]
+        f.check(len(ports) == 1 and ports[0]["targetPort"] == "outboxd-inbound",
+                "the inbound Service has exactly the inbound port")
+    for dep in deployments:
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            if c.get("args") != ["run"]:
+                continue
+            ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+            f.check(ports.get("outboxd-inbound") == port, f"containerPort outboxd-inbound = {port}")
+    for np in by_kind.get("NetworkPolicy", []):
+        allowed = [p["port"] for r in np["spec"].get("ingress", []) for p in r.get("ports", [])]
+        f.check(port in allowed, f"the NetworkPolicy admits the inbound port {port}")
 
 
 def report(f):
@@ -234,7 +276,8 @@ def cmd_env(repo, chart):
     helpers = (chart / "templates" / "_helpers.tpl").read_text()
     block = re.search(r'define "outboxd.configEnvNames" -}}(.*?){{- end }}', helpers, re.S).group(1)
     chart_vars = set(re.findall(r"OUTBOXD_[A-Z0-9_]+", block)) | {"OUTBOXD_ADMIN_TOKEN", "DATABASE_URL",
-                                                                              "OUTBOXD_LISTEN_DATABASE_URL"}
+                                                                              "OUTBOXD_LISTEN_DATABASE_URL",
+                                                                              "OUTBOXD_PORTAL_KEY"}
     missing = sorted(code - chart_vars)
     unknown = sorted(chart_vars - code)
     rc = 0

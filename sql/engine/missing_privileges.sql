@@ -63,7 +63,13 @@ WITH need(kind, schema_name, object_name, privilege) AS (VALUES
     ('table',    'outbox', 'inbound_requests',       'DELETE'),
     ('sequence', 'outbox', 'inbound_requests_id_seq', 'USAGE'),
     ('function', 'outbox', 'new_event_id',           'EXECUTE'),
-    ('function', 'outbox', 'replay_source',          'EXECUTE')
+    ('function', 'outbox', 'replay_source',          'EXECUTE'),
+    ('function', 'outbox', 'inbound_payload',        'EXECUTE'),
+    ('function', 'outbox', 'inbound_headers',        'EXECUTE'),
+    ('table',    'outbox', 'event_types',            'DELETE'),
+    ('function', 'outbox', 'register_event_type',    'EXECUTE'),
+    ('function', 'outbox', 'unregister_event_type',  'EXECUTE'),
+    ('function', 'outbox', 'set_portal_key',         'EXECUTE')
 )
 SELECT need.kind, need.schema_name || '.' || need.object_name AS object, need.privilege,
        (CASE need.kind WHEN 'schema' THEN n.oid WHEN 'table' THEN c.oid

@@ -6,10 +6,15 @@
 -- the request id (drawn even when nothing was stored) and whether it was stored.
 -- synchronous_commit is forced on for this transaction: the listener acknowledges a request
 -- to the provider only after this statement returns, so the commit must be on disk.
+-- outboxd.notified is set so that the events' trigger (outbox.notify_router) sends no NOTIFY:
+-- a transaction that notifies holds PostgreSQL's database-wide notify lock from just before its
+-- commit until the commit is flushed, so concurrent batches' commits would wait for each other's
+-- fsync one by one. The writer wakes the router after the commit instead (wake_router.sql).
 -- $1 source, $2 method, $3 path, $4 query, $5 headers (JSON text), $6 content_type, $7 body,
 -- $8 idempotency_key, $9 event_type, $10 resource_key, $11 tenant_id, $12 peer (all arrays)
 WITH durable AS MATERIALIZED (
-    SELECT set_config('synchronous_commit', 'on', true) AS setting
+    SELECT set_config('synchronous_commit', 'on', true) AS setting,
+           set_config('outboxd.notified', 'on', true) AS quiet
 ),
 input AS MATERIALIZED (
     SELECT nextval('outbox.inbound_requests_id_seq') AS id, u.*

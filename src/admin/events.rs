@@ -1,5 +1,5 @@
 //! The event log, read over `/v1`: `GET /v1/events` (the console's search),
-//! `GET /v1/event-types`, `GET /v1/events/{event_id}/payload`. The queries are the event
+//! `GET /v1/events/{event_id}/payload` (`GET /v1/event-types`: `super::event_types`). The queries are the event
 //! log's ([`crate::eventlog`]), the same the console runs.
 
 use axum::Json;
@@ -9,13 +9,13 @@ use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
-use crate::eventlog::{self, EventPage, EventType, Scope, Status, search};
+use crate::eventlog::{self, EventPage, Scope, Status, search};
 
 /// `GET /v1/events`: the search. Every parameter is optional; they combine with AND.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -75,46 +75,6 @@ pub async fn search(
     )
     .await?;
     Ok(Json(page))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct TypesQuery {
-    /// Only this tenant's counts.
-    tenant_id: Option<String>,
-    /// At most this many types (1–10 000, default 1 000), alphabetically.
-    limit: Option<i64>,
-}
-
-/// The event types seen.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventTypes {
-    data: Vec<EventType>,
-}
-
-/// The event types seen, with how many events of each were routed (all tenants summed, or
-/// one tenant's).
-#[utoipa::path(get, operation_id = "list_event_types", path = "/v1/event-types", tag = "events", params(TypesQuery),
-    responses((status = 200, description = "OK", body = EventTypes), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody)))]
-pub async fn event_types(
-    State(s): State<AppState>,
-    ApiQuery(query): ApiQuery<TypesQuery>,
-) -> Result<Json<EventTypes>, ApiError> {
-    let limit = query.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::field(
-            "limit",
-            format!("must be between 1 and 10000, got {limit}"),
-        ));
-    }
-    let scope = match query.tenant_id {
-        Some(t) if !t.is_empty() => Scope::Tenant(t),
-        _ => Scope::Operator,
-    };
-    let db = s.db().await?;
-    let data = eventlog::health::event_types(&db, &scope, limit).await?;
-    Ok(Json(EventTypes { data }))
 }
 
 /// The payload of an event exactly as it is sent (`application/json`).

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{actions, deliveries, endpoints, events, sources, subscriptions};
+use super::{actions, deliveries, endpoints, event_types, events, portal, sources, subscriptions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,7 +47,10 @@ use super::{actions, deliveries, endpoints, events, sources, subscriptions};
         actions::retry,
         actions::resend,
         events::search,
-        events::event_types,
+        event_types::list,
+        event_types::get,
+        event_types::register,
+        event_types::unregister,
         deliveries::event,
         events::payload,
         sources::list,
@@ -56,6 +59,7 @@ use super::{actions, deliveries, endpoints, events, sources, subscriptions};
         sources::patch,
         sources::delete,
         sources::replay,
+        portal::create,
         document,
     ),
     modifiers(&BearerAuth),
@@ -64,8 +68,9 @@ use super::{actions, deliveries, endpoints, events, sources, subscriptions};
         (name = "endpoints", description = "Where webhooks go"),
         (name = "subscriptions", description = "Which event types an endpoint receives"),
         (name = "deliveries", description = "One event to one endpoint, and its attempts"),
-        (name = "events", description = "The event log: search, detail, types"),
+        (name = "events", description = "The event log: search, detail; the event-type catalog and the types seen"),
         (name = "sources", description = "Inbound webhooks: sources, and replay of their stored requests"),
+        (name = "portal", description = "Links to one tenant's portal, for an iframe in your product"),
         (name = "meta", description = "This document"),
     )
 )]

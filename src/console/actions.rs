@@ -77,16 +77,20 @@ pub enum EndpointAction {
     Test,
     RetryDead,
     Replay,
+    Secret,
+    Delete,
 }
 
 impl EndpointAction {
-    pub const ALL: [EndpointAction; 6] = [
+    pub const ALL: [EndpointAction; 8] = [
         Self::Test,
         Self::RetryDead,
         Self::Replay,
+        Self::Secret,
         Self::Rotate,
         Self::Disable,
         Self::Enable,
+        Self::Delete,
     ];
 
     fn parse(s: &str) -> Option<Self> {
@@ -101,6 +105,8 @@ impl EndpointAction {
             Self::Test => "test",
             Self::RetryDead => "retry-dead",
             Self::Replay => "replay",
+            Self::Secret => "secret",
+            Self::Delete => "delete",
         }
     }
 
@@ -112,6 +118,8 @@ impl EndpointAction {
             Self::Test => "Send a test event",
             Self::RetryDead => "Retry dead deliveries",
             Self::Replay => "Replay events",
+            Self::Secret => "Show the secret",
+            Self::Delete => "Delete",
         }
     }
 
@@ -131,6 +139,16 @@ impl EndpointAction {
                 "A new secret signs alongside the current ones (one signature each) \
                 until the rotation is finished with POST /v1/endpoints/{id}/secret/finish-rotation. \
                 Nothing waits; the order of deliveries does not change."
+            }
+            Self::Secret => {
+                "The signing secrets in use are shown (the newest first; during a rotation \
+                every one of them signs). Nothing is sent; the order of deliveries does not \
+                change."
+            }
+            Self::Delete => {
+                "The endpoint goes, with its subscriptions and every delivery still \
+                waiting for it: those are never sent. The record of past attempts stays. This \
+                cannot be undone."
             }
             Self::Test => Ordering::TEST,
             Self::RetryDead => Ordering::RETRY_DEAD_RANGE,
@@ -308,6 +326,8 @@ pub fn done_message(done: &str, n: Option<i64>) -> Option<String> {
         "tested" => "Test event queued.".to_owned(),
         "enabled" => "Endpoint enabled.".to_owned(),
         "disabled" => "Endpoint disabled.".to_owned(),
+        "edited" => "Endpoint saved.".to_owned(),
+        "deleted" => "Endpoint deleted.".to_owned(),
         _ => return None,
     })
 }
@@ -395,6 +415,9 @@ pub async fn confirm_delivery(
     Path((raw, action)): Path<(String, String)>,
     Query(q): Query<BackQuery>,
 ) -> Response {
+    if let Some(refused) = a.refuse_if_read_only() {
+        return refused;
+    }
     let (Some(id), Some(action)) = (parse_id(&raw), DeliveryAction::parse(&action)) else {
         return layout::error_page(StatusCode::NOT_FOUND, "There is no such action.");
     };
@@ -454,15 +477,28 @@ pub async fn run_delivery(
     }
 }
 
-/// The confirmation page of an endpoint action.
+/// The confirmation page of an endpoint action (of an endpoint in scope: another tenant's
+/// is not found here either).
 pub async fn confirm_endpoint(
+    State(c): State<Console>,
     a: Authed,
     Path((raw, action)): Path<(String, String)>,
     Query(q): Query<BackQuery>,
 ) -> Response {
+    if let Some(refused) = a.refuse_if_read_only() {
+        return refused;
+    }
     let (Some(id), Some(action)) = (parse_id(&raw), EndpointAction::parse(&action)) else {
         return layout::error_page(StatusCode::NOT_FOUND, "There is no such action.");
     };
+    let found = async {
+        let db = c.db().await?;
+        eventlog::health::endpoint(&db, c.replica(), a.scope(), id).await
+    }
+    .await;
+    if let Err(e) = found {
+        return e.into_response();
+    }
     let back = back_or(&q.back, &format!("/ui/endpoints/{id}"));
     let (url, title) = (action.url(id), action.title(id));
     let form = action.confirm(&url, &title).form(&a.csrf, &back, false);
@@ -542,6 +578,22 @@ pub async fn run_endpoint(
                 )
                 .await?;
                 return_to(&back, "replayed", Some(done.queued), "")
+            }
+            EndpointAction::Delete => {
+                eventlog::manage::delete(&mut *conn()?, scope, id).await?;
+                return_to("/ui/endpoints", "deleted", None, "")
+            }
+            EndpointAction::Secret => {
+                let secrets = eventlog::manage::secrets(&*conn()?, scope, id).await?;
+                let body = html! {
+                    section.card #secrets {
+                        h1 { "Signing secrets of endpoint " (id) }
+                        p { "The newest first; each one signs (one signature per secret) until a rotation is finished." }
+                        @for s in &secrets { p.secret.mono.wrap { (s) } }
+                        p { a href=(back) { "Back to the endpoint" } }
+                    }
+                };
+                layout::respond(StatusCode::OK, layout::page("Secrets", Tab::Endpoints, Some(&a), body))
             }
             EndpointAction::Rotate => {
                 let secret = eventlog::actions::rotate_secret(&mut *conn()?, scope, id).await?;

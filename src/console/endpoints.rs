@@ -70,6 +70,9 @@ pub async fn list(State(c): State<Console>, a: Authed, Query(q): Query<ListQuery
     let now = Utc::now();
     let body = html! {
         h1 { "Endpoints" }
+        @if !a.read_only() {
+            p.actions { a.button href="/ui/endpoints/new" data-action="add-endpoint" { "Add an endpoint" } }
+        }
         table #endpoints data-live="5000" {
             thead {
                 tr {
@@ -181,10 +184,13 @@ pub async fn detail(
             }
         }
         div.actions {
-            @for action in EndpointAction::ALL {
-                @if offered(action, e.enabled) {
-                    (actions::endpoint_button(action, id, &a.csrf, &back))
+            @if !a.read_only() {
+                @for action in EndpointAction::ALL {
+                    @if offered(action, e.enabled) {
+                        (actions::endpoint_button(action, id, &a.csrf, &back))
+                    }
                 }
+                a href=(format!("/ui/endpoints/{id}/edit")) data-action="edit" { "Edit" }
             }
             a href=(format!("/ui/events?endpoint={id}")) { "Its events →" }
         }

@@ -335,8 +335,10 @@ fn deliveries(e: &EventDetail, a: &Authed, back: &str) -> Markup {
                                 @if lane.held_ahead > 0 { " (" (layout::count(lane.held_ahead, 10_000)) " more ahead of it)" }
                             }
                         }
-                        @for action in DeliveryAction::for_status(d.status) {
-                            (actions::delivery_button(*action, d.status, d.id, &a.csrf, back))
+                        @if !a.read_only() {
+                            @for action in DeliveryAction::for_status(d.status) {
+                                (actions::delivery_button(*action, d.status, d.id, &a.csrf, back))
+                            }
                         }
                     }
                     @if let Some(err) = &d.last_error {

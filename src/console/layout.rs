@@ -23,11 +23,16 @@ use crate::eventlog::Status;
 pub enum Tab {
     Events,
     Endpoints,
+    Sources,
     None,
 }
 
 /// A whole page: head, navigation (with the sign-out form when signed in), the body.
 pub fn page(title: &str, tab: Tab, authed: Option<&Authed>, body: Markup) -> Markup {
+    // A tenant portal shows its link's product name and accent colour (a stylesheet of its
+    // own: the CSP allows no inline style), and no sign-out (the application owns it).
+    let portal = authed.and_then(|a| a.portal());
+    let brand = portal.and_then(|p| p.brand.as_deref()).unwrap_or("outboxd");
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -35,20 +40,24 @@ pub fn page(title: &str, tab: Tab, authed: Option<&Authed>, body: Markup) -> Mar
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="same-origin";
-                title { (title) " · outboxd" }
+                title { (title) " · " (visible(brand)) }
                 link rel="stylesheet" href=(assets::url("console.css"));
+                @if portal.is_some_and(|p| p.accent.is_some()) {
+                    link rel="stylesheet" href="/ui/portal/theme.css";
+                }
                 script src=(assets::url("console.js")) defer {}
             }
             body {
                 header.top {
-                    a.brand href="/ui/events" { "outboxd" }
+                    a.brand href="/ui/events" data-portal=[portal.map(|_| "tenant")] { (visible(brand)) }
                     @if authed.is_some() {
                         nav {
                             a href="/ui/events" aria-current=[(tab == Tab::Events).then_some("page")] { "Event log" }
                             a href="/ui/endpoints" aria-current=[(tab == Tab::Endpoints).then_some("page")] { "Endpoints" }
+                            a href="/ui/sources" aria-current=[(tab == Tab::Sources).then_some("page")] { "Sources" }
                         }
                     }
-                    @if let Some(a) = authed {
+                    @if let Some(a) = authed.filter(|a| a.portal().is_none()) {
                         form.signout method="post" action="/ui/logout" {
                             input type="hidden" name="csrf" value=(a.csrf);
                             button type="submit" { "Sign out" }

@@ -49,7 +49,39 @@ pub struct Session {
     /// Unix seconds.
     pub expires: i64,
     nonce: String,
+    /// A tenant portal's session (opened with a portal link): what the link allowed.
+    pub portal: Option<PortalView>,
 }
+
+/// What a portal link allows, kept in its session (signed with the portal's key).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortalView {
+    #[serde(rename = "t")]
+    pub tenant: String,
+    #[serde(rename = "ro", default)]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accent: Option<String>,
+}
+
+impl PortalView {
+    pub fn from_grant(g: crate::portal::Grant) -> PortalView {
+        PortalView {
+            tenant: g.tenant,
+            read_only: g.read_only,
+            types: g.types,
+            brand: g.brand,
+            accent: g.accent,
+        }
+    }
+}
+
+/// The prefix of a portal session's cookie value.
+pub const PORTAL_PREFIX: &str = "p1.";
 
 fn random_nonce() -> String {
     let bytes: [u8; 16] = rand::random();
@@ -90,6 +122,47 @@ impl Keys {
         )
     }
 
+    /// The key portal sessions are signed with (from the portal key: rotating it ends them).
+    pub fn from_portal(keys: &crate::portal::PortalKeys) -> Keys {
+        Keys {
+            key: *keys.session_secret(),
+        }
+    }
+
+    /// A new portal session's cookie value: one tenant's scope and what its link allows.
+    pub fn new_portal_session(&self, view: &PortalView, now: i64, ttl_secs: i64) -> String {
+        let grant = URL_SAFE_NO_PAD.encode(serde_json::to_vec(view).unwrap_or_default());
+        let expires = (now + ttl_secs).to_string();
+        let nonce = random_nonce();
+        let mac = self.mac(&["portal", &grant, &expires, &nonce]);
+        format!("{PORTAL_PREFIX}{grant}.{expires}.{nonce}.{mac}")
+    }
+
+    /// The portal session a cookie value stands for, if genuine and not expired.
+    pub fn portal_session(&self, cookie: &str, now: i64) -> Option<Session> {
+        let mut parts = cookie.strip_prefix(PORTAL_PREFIX)?.split('.');
+        let (grant, expires, nonce, mac) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let expected = self.mac(&["portal", grant, expires, nonce]);
+        if !eq(expected.as_bytes(), mac.as_bytes()) {
+            return None;
+        }
+        let expires: i64 = expires.parse().ok()?;
+        if now >= expires {
+            return None;
+        }
+        let view: PortalView = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(grant).ok()?).ok()?;
+        Some(Session {
+            scope: Scope::Tenant(view.tenant.clone()),
+            expires,
+            nonce: nonce.to_owned(),
+            portal: Some(view),
+        })
+    }
+
     /// A new session's cookie value.
     pub fn new_session(&self, scope: &Scope, now: i64, ttl_secs: i64) -> String {
         let scope = scope_text(scope);
@@ -124,6 +197,7 @@ impl Keys {
             scope: parse_scope(scope)?,
             expires,
             nonce: nonce.to_owned(),
+            portal: None,
         })
     }
 
@@ -251,6 +325,58 @@ mod tests {
             link.starts_with("http://127.0.0.1:9/ui/login/link?token="),
             "{link}"
         );
+    }
+
+    #[test]
+    fn portal_sessions_are_signed_with_the_portal_key_and_keep_their_tenant() {
+        let pk =
+            crate::portal::PortalKeys::from_portal_key("portal-key-0123456789abcdef0123456789");
+        let keys = Keys::from_portal(&pk);
+        let view = PortalView {
+            tenant: "acme".into(),
+            read_only: true,
+            types: None,
+            brand: Some("Acme <b>".into()),
+            accent: None,
+        };
+        let cookie = keys.new_portal_session(&view, NOW, 60);
+        let s = keys.portal_session(&cookie, NOW).expect("valid");
+        assert_eq!(s.scope, Scope::Tenant("acme".into()));
+        assert_eq!(s.portal.as_ref(), Some(&view));
+        assert!(keys.portal_session(&cookie, NOW + 60).is_none(), "expired");
+        // The console's key, or a rotated portal key, does not accept it.
+        let console = Keys::from_admin_token("admin-token-0123456789abcdef");
+        assert!(console.portal_session(&cookie, NOW).is_none());
+        assert!(console.session(&cookie, NOW).is_none());
+        let rotated = Keys::from_portal(&crate::portal::PortalKeys::from_portal_key(
+            "rotated-portal-key-0123456789abcdef",
+        ));
+        assert!(rotated.portal_session(&cookie, NOW).is_none());
+        // Another tenant's grant under this MAC.
+        let other = keys.new_portal_session(
+            &PortalView {
+                tenant: "globex".into(),
+                ..view.clone()
+            },
+            NOW,
+            60,
+        );
+        let swapped = format!(
+            "{PORTAL_PREFIX}{}.{}",
+            other
+                .strip_prefix(PORTAL_PREFIX)
+                .unwrap()
+                .split('.')
+                .next()
+                .unwrap(),
+            cookie
+                .strip_prefix(PORTAL_PREFIX)
+                .unwrap()
+                .split_once('.')
+                .unwrap()
+                .1
+        );
+        assert!(keys.portal_session(&swapped, NOW).is_none());
     }
 
     #[test]

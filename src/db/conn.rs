@@ -152,6 +152,13 @@ impl<'a> Tx<'a> {
         }
     }
 
+    pub async fn rollback(self) -> Result<(), Error> {
+        match self.tx {
+            TxKind::Pooled(tx) => tx.rollback().await,
+            TxKind::Plain(tx) => tx.rollback().await,
+        }
+    }
+
     /// The underlying client (for statements that are not named queries: migrations).
     pub fn client(&self) -> &Client {
         match &self.tx {

@@ -4,7 +4,10 @@
 //! It walks the events in id order a window at a time ([`WINDOW`] events, each window its own
 //! short transaction), matches each against the endpoint's active subscription patterns with
 //! the router's own matcher, and creates the deliveries the way routing does
-//! ([`crate::router::insert_deliveries`]). Events with a delivery to the endpoint still on its
+//! ([`crate::router::insert_deliveries`]): an event matched only by subscriptions with a
+//! content filter is queued only if one of those filters passes, and a filter that cannot
+//! decide is recorded in `outbox.filter_errors` (evaluated in safe mode, so no payload can
+//! make a replay fail). Events with a delivery to the endpoint still on its
 //! way are skipped, so running a replay again (after a timeout, say) queues only what is
 //! missing.
 //!
@@ -24,6 +27,7 @@ use utoipa::ToSchema;
 use super::{Error, Scope, col};
 use crate::pattern::Pattern;
 use crate::replica::Replica;
+use crate::router::filters::{Checks, Filter};
 use crate::router::{NewDelivery, insert_deliveries, lane_key};
 use crate::sql::eventlog as q;
 
@@ -46,6 +50,9 @@ pub(crate) struct Replay {
 pub(crate) struct Replayed {
     /// Deliveries created.
     pub queued: i64,
+    /// Events the endpoint's subscriptions match by type that none of their content filters
+    /// let through (or whose filters could not decide: see `outbox.filter_errors`).
+    pub filtered: i64,
     /// Events looked at (in the time range and the endpoint's tenancy).
     pub scanned: i64,
     /// The endpoint was enabled at the end.
@@ -56,6 +63,25 @@ fn parse_patterns(field: &'static str, raw: &[String]) -> Result<Vec<Pattern>, E
     raw.iter()
         .map(|p| Pattern::parse(p).map_err(|e| Error::invalid(field, e.to_string())))
         .collect()
+}
+
+/// An active subscription of the endpoint replayed to.
+struct Subscription {
+    id: i64,
+    patterns: Vec<Pattern>,
+    filter: Option<String>,
+}
+
+async fn subscriptions(db: &crate::db::Conn, endpoint_id: i64) -> Result<Vec<Subscription>, Error> {
+    let mut out = Vec::new();
+    for row in db.query(q::REPLAY_SUBSCRIPTIONS, &[&endpoint_id]).await? {
+        out.push(Subscription {
+            id: col(&row, "id")?,
+            patterns: parse_patterns("subscriptions", &col::<Vec<String>>(&row, "event_types")?)?,
+            filter: col(&row, "filter")?,
+        });
+    }
+    Ok(out)
 }
 
 /// Runs a replay to the end in a task of its own, so that a caller who gives up (a closed
@@ -111,22 +137,47 @@ pub(crate) async fn replay(
         .ok_or_else(|| Error::NotFound(format!("endpoint {endpoint_id} does not exist")))?;
     let tenant: Option<String> = col(&ep, "tenant_id")?;
     let all_tenants: bool = col(&ep, "all_tenants")?;
-    let subscribed = parse_patterns("subscriptions", &col::<Vec<String>>(&ep, "patterns")?)?;
+    let subscribed = subscriptions(db, endpoint_id).await?;
     if subscribed.is_empty() {
         return Err(Error::Conflict(format!(
             "endpoint {endpoint_id} has no active subscription: there is nothing it would receive"
         )));
     }
-    let wanted = |event_type: &str| {
-        subscribed.iter().any(|p| p.matches(event_type))
-            && only
-                .as_ref()
-                .is_none_or(|o| o.iter().any(|p| p.matches(event_type)))
+    let lookup = |f: u32| {
+        subscribed.get(f as usize).and_then(|s| {
+            s.filter.as_deref().map(|text| Filter {
+                subscription_id: s.id,
+                text,
+            })
+        })
+    };
+    // The ways the event reaches the endpoint, as routing has them: none (not wanted), no
+    // filter (an unfiltered subscription matches), or the matching subscriptions' filters.
+    let ways = |event_type: &str| -> Option<Vec<u32>> {
+        if !only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|p| p.matches(event_type)))
+        {
+            return None;
+        }
+        let mut filters = Vec::new();
+        let mut matched = false;
+        for (i, s) in subscribed.iter().enumerate() {
+            if s.patterns.iter().any(|p| p.matches(event_type)) {
+                if s.filter.is_none() {
+                    return Some(Vec::new());
+                }
+                matched = true;
+                filters.push(i as u32);
+            }
+        }
+        matched.then_some(filters)
     };
 
     let mut cursor: i64 = col(&db.query_one(q::REPLAY_START, &[&r.since]).await?, "cursor")?;
     let mut done = Replayed {
         queued: 0,
+        filtered: 0,
         scanned: 0,
         enabled: false,
     };
@@ -159,19 +210,24 @@ pub(crate) async fn replay(
             let id: i64 = col(row, "id")?;
             cursor = id;
             let event_type: String = col(row, "event_type")?;
-            if wanted(&event_type) {
+            if let Some(filters) = ways(&event_type) {
                 let key: Option<String> = col(row, "resource_key")?;
                 deliveries.push(NewDelivery {
                     event_pk: id,
                     endpoint_id,
                     lane_key: lane_key(key.as_deref()),
-                    filters: Vec::new(),
+                    filters,
+                    dead: None,
                 });
             }
         }
         done.scanned += rows.len() as i64;
-        let ready = insert_deliveries(&tx, &deliveries).await?;
-        done.queued += deliveries.len() as i64;
+        let mut checks = Checks::of(&deliveries, lookup);
+        checks.safe = true;
+        let inserted = insert_deliveries(&tx, &deliveries, &checks).await?;
+        let ready = inserted.ready;
+        done.queued += inserted.created as i64;
+        done.filtered += (deliveries.len() - inserted.created) as i64;
         let short = (rows.len() as i64) < WINDOW;
         if finishing && short {
             tx.execute(
@@ -198,6 +254,7 @@ pub(crate) async fn replay(
     tracing::info!(
         endpoint_id,
         queued = done.queued,
+        filtered = done.filtered,
         scanned = done.scanned,
         enabled = done.enabled,
         "event log: replay finished"

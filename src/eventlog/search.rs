@@ -53,6 +53,8 @@ pub(crate) enum Driver {
     Types,
     Endpoint,
     Status,
+    /// A tenant's portal with a status: its endpoints' deliveries in that status.
+    TenantStatus,
 }
 
 impl Driver {
@@ -62,6 +64,7 @@ impl Driver {
             Driver::Types => q::SEARCH_TYPES.as_str(),
             Driver::Endpoint => q::SEARCH_ENDPOINT.as_str(),
             Driver::Status => q::SEARCH_STATUS.as_str(),
+            Driver::TenantStatus => q::SEARCH_TENANT_STATUS.as_str(),
         }
     }
 }
@@ -76,6 +79,8 @@ pub(crate) struct Resolved {
     pub tenant_narrower: bool,
     /// A tenant is asked for, or the scope is one tenant's.
     pub in_tenant: bool,
+    /// The scope is one tenant's (a portal): its endpoints are the only ones that count.
+    pub tenant_scope: bool,
     pub tenant_id: Option<String>,
     pub endpoint_id: Option<i64>,
     pub status: Option<Status>,
@@ -91,6 +96,10 @@ impl Resolved {
             Driver::Events
         } else if self.endpoint_id.is_some() {
             Driver::Endpoint
+        } else if self.status.is_some() && self.tenant_scope {
+            // A portal: through the tenant's endpoints (deliveries carry no tenant; walking
+            // every tenant's deliveries in a status would cost what the others have).
+            Driver::TenantStatus
         } else if self.status.is_some_and(|s| s != Status::Succeeded) {
             Driver::Status
         } else if self.types.is_some() && !self.tenant_narrower {
@@ -186,9 +195,15 @@ pub(crate) async fn resolve(db: &Conn, scope: &Scope, search: &Search) -> Result
         }
     };
     // Types within a tenant (asked for, or the scope's): walk whichever has fewer events.
+    let mut types = types;
     let tenant_narrower = match (&types, tenant_id.as_deref().or(scope.tenant())) {
         (Some(t), Some(tenant)) if !t.is_empty() => {
             let row = db.query_one(q::SEARCH_TYPE_COUNTS, &[t, &tenant]).await?;
+            // A tenant's portal asking for types its tenant never had: nothing to walk.
+            // (The operator's search keeps looking: it also finds events not routed yet.)
+            if scope.tenant().is_some() && col::<i64>(&row, "tenant_typed")? == 0 {
+                types = Some(Vec::new());
+            }
             col::<i64>(&row, "tenant")? < col::<i64>(&row, "typed")?
         }
         _ => false,
@@ -196,6 +211,7 @@ pub(crate) async fn resolve(db: &Conn, scope: &Scope, search: &Search) -> Result
     Ok(Resolved {
         exact,
         in_tenant: tenant_id.is_some() || scope.tenant().is_some(),
+        tenant_scope: scope.tenant().is_some(),
         types,
         tenant_narrower,
         tenant_id,
@@ -399,6 +415,16 @@ mod tests {
         assert_eq!(r.driver(), Driver::Events);
         let r = resolved(|r| r.tenant_id = Some("acme".into()));
         assert_eq!(r.driver(), Driver::Events);
+        // A tenant's portal with a status: through its own endpoints, whatever the status.
+        for status in [Status::Dead, Status::Succeeded] {
+            let r = resolved(|r| {
+                r.status = Some(status);
+                r.in_tenant = true;
+                r.tenant_scope = true;
+                r.types = Some(vec!["a".into()]);
+            });
+            assert_eq!(r.driver(), Driver::TenantStatus);
+        }
         // A tenant with fewer events than the types: its own index.
         let r = resolved(|r| {
             r.types = Some(vec!["a".into()]);

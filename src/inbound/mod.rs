@@ -108,9 +108,22 @@ pub(crate) async fn run(
         }
     }
     let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let stored = Arc::new(tokio::sync::Notify::new());
     let writers: Vec<_> = (0..config.writers)
-        .map(|_| tokio::spawn(writer::writer(inbound.pool.clone(), queue.clone())))
+        .map(|_| {
+            tokio::spawn(writer::writer(
+                inbound.pool.clone(),
+                queue.clone(),
+                stored.clone(),
+            ))
+        })
         .collect();
+    let waker = tokio::spawn(writer::waker(
+        inbound.pool.clone(),
+        stored,
+        replica.clone(),
+        shutdown.clone(),
+    ));
     let reloader = tokio::spawn(reload_sources(
         replica.clone(),
         inbound.clone(),
@@ -125,6 +138,7 @@ pub(crate) async fn run(
     .await;
     // Every connection is done: dropping the last sender lets the writers drain and end.
     let _ = reloader.await;
+    let _ = waker.await;
     drop(inbound);
     for w in writers {
         let _ = w.await;
@@ -137,7 +151,8 @@ fn start(
     config: &InboundConfig,
 ) -> Result<(Arc<Inbound>, mpsc::Receiver<writer::Job>), DbError> {
     let pool = Db {
-        pool: connector.pool(config.writers + 1)?,
+        // The writers, the router waker, and source look-ups.
+        pool: connector.pool(config.writers + 2)?,
         pooler: connector.pooler(),
     };
     // One request in flight per connection (HTTP/1.1): the queue never refuses one that

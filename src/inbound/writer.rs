@@ -22,11 +22,18 @@
 //! connection, no answer within [`WRITE_TIMEOUT`]) is an `Err`, answered 503: a request is
 //! never acknowledged unless it is stored. An `Err` may still have committed (the answer was
 //! lost); the provider's retry is then a duplicate of its idempotency key and stores nothing.
+//!
+//! The batch statement sends no NOTIFY (see `sql/inbound/accept.sql`: a notifying transaction
+//! holds a database-wide lock across its commit's WAL flush, which would serialise the writers'
+//! commits). After a commit that stored something, the writer pokes [`waker`], which sends one
+//! `NOTIFY outboxd_events` in a transaction of its own (asynchronously committed); pokes that
+//! arrive while it is sending are merged into the next one.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::request::Accepted;
 use crate::metrics::names;
@@ -66,7 +73,11 @@ pub(crate) struct Job {
 }
 
 /// Runs one writer until the queue is closed and empty.
-pub(crate) async fn writer(pool: super::Db, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+pub(crate) async fn writer(
+    pool: super::Db,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    stored: Arc<Notify>,
+) {
     loop {
         let batch = {
             let mut rx = queue.lock().await;
@@ -94,6 +105,9 @@ pub(crate) async fn writer(pool: super::Db, queue: Arc<Mutex<mpsc::Receiver<Job>
         metrics::histogram!(names::INBOUND_BATCH_SIZE).record(batch.len() as f64);
         match result {
             Ok(outcomes) => {
+                if outcomes.iter().any(|o| matches!(o, Stored::New(_))) {
+                    stored.notify_one();
+                }
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = job.done.send(Ok(outcome));
                 }
@@ -105,6 +119,38 @@ pub(crate) async fn writer(pool: super::Db, queue: Arc<Mutex<mpsc::Receiver<Job>
                     let _ = job.done.send(Err(e.clone()));
                 }
             }
+        }
+    }
+}
+
+/// Wakes the routers (every replica's, through `NOTIFY outboxd_events`) after writers stored
+/// new events, until `shutdown`. A failed NOTIFY wakes this replica's router in-process only;
+/// the others poll.
+pub(crate) async fn waker(
+    pool: super::Db,
+    stored: Arc<Notify>,
+    router: Arc<crate::replica::Replica>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = stored.notified() => {}
+        }
+        let sent = async {
+            let client = pool.get().await.map_err(|e| e.to_string())?;
+            let sent = client.execute(sql::inbound::WAKE_ROUTER, &[]).await;
+            if sent.is_err() {
+                client.discard();
+            }
+            sent.map(drop).map_err(|e| e.to_string())
+        };
+        let sent = tokio::time::timeout(WRITE_TIMEOUT, sent)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {WRITE_TIMEOUT:?}")));
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "inbound: could not NOTIFY the routers; they poll");
+            router.events_ready.notify_one();
         }
     }
 }

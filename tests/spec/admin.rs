@@ -1344,3 +1344,82 @@ async fn an_endpoints_own_retry_policy_is_validated_shown_and_cleared() {
     );
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn sql_refuses_short_secrets_like_the_api_and_old_endpoints_keep_working() {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let message = |e: tokio_postgres::Error| {
+        let d = e.as_db_error().expect("a PostgreSQL error");
+        (d.code().code().to_owned(), d.message().to_owned())
+    };
+    // 2 bytes, and 65 bytes: refused with 22023 and the length, never the value.
+    let short = "whsec_AAA=";
+    let long = format!("whsec_{}", "A".repeat(88));
+    for secret in [short, long.as_str()] {
+        let e = c
+            .query_one(
+                "SELECT outbox.add_endpoint('https://hooks.example.com/a', secret => $1)",
+                &[&secret],
+            )
+            .await
+            .map(|_| ())
+            .map_err(message)
+            .unwrap_err();
+        assert_eq!(e.0, "22023", "{e:?}");
+        assert!(
+            e.1.contains("24 to 64 bytes") && !e.1.contains(secret),
+            "{e:?}"
+        );
+    }
+    let e = c
+        .query_one(
+            "SELECT outbox.add_endpoint('https://hooks.example.com/a', secret => 'whsec_A')",
+            &[],
+        )
+        .await
+        .map(|_| ())
+        .map_err(message)
+        .unwrap_err();
+    assert!(e.1.contains("does not decode"), "{e:?}");
+
+    // A good one is taken; rotating to a short one is refused and changes nothing.
+    let good = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let id: i64 = c
+        .query_one(
+            "SELECT outbox.add_endpoint('https://hooks.example.com/a', secret => $1)",
+            &[&good],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let e = c
+        .query_one("SELECT outbox.rotate_secret($1, $2)", &[&id, &short])
+        .await
+        .map(|_| ())
+        .map_err(message)
+        .unwrap_err();
+    assert_eq!(e.0, "22023", "{e:?}");
+    c.query_one("SELECT outbox.rotate_secret($1)", &[&id])
+        .await
+        .expect("a generated secret is long enough");
+
+    // An endpoint stored before the check (here: with the trigger off) keeps its short
+    // secret through other edits and through finishing a rotation.
+    c.batch_execute(
+        "ALTER TABLE outbox.endpoints DISABLE TRIGGER endpoints_check_new_secrets;
+         UPDATE outbox.endpoints SET secrets = ARRAY['whsec_AAA='];
+         ALTER TABLE outbox.endpoints ENABLE TRIGGER endpoints_check_new_secrets;",
+    )
+    .await
+    .unwrap();
+    c.execute("UPDATE outbox.endpoints SET enabled = false", &[])
+        .await
+        .expect("editing an old endpoint is not blocked by its old secret");
+    c.execute(
+        "UPDATE outbox.endpoints SET secrets = secrets || ARRAY[outbox.new_secret()]",
+        &[],
+    )
+    .await
+    .expect("only the secrets a statement adds are checked");
+}

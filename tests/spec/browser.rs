@@ -425,3 +425,252 @@ async fn attacker_controlled_text_never_runs_in_the_browser() {
     browser.close().await.unwrap();
     engine.stop().await;
 }
+
+/// A page of "the application" at `addr` (reachable as `http://127.0.0.1:port` and
+/// `http://localhost:port`, two origins): `/app?src=<url>` shows `<url>` in an iframe and
+/// marks the body `data-loaded` once the frame has loaded (whatever it shows).
+async fn app_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use axum::extract::Query;
+    use axum::response::Html;
+    #[derive(serde::Deserialize)]
+    struct Src {
+        src: String,
+    }
+    let app = axum::Router::new().route(
+        "/app",
+        axum::routing::get(|Query(q): Query<Src>| async move {
+            let src = q.src.replace('&', "&amp;").replace('"', "&quot;");
+            Html(format!(
+                "<!doctype html><html><body><h1>Acme's product</h1>\
+                 <iframe id=\"portal\" width=\"1200\" height=\"800\" src=\"{src}\" \
+                 onload=\"document.body.dataset.loaded = '1'\"></iframe></body></html>"
+            ))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task)
+}
+
+fn app_url(origin: &str, src: &str) -> String {
+    let src: String = url::form_urlencoded::byte_serialize(src.as_bytes()).collect();
+    format!("{origin}/app?src={src}")
+}
+
+/// Waits until the app page's frame has loaded, then enters it.
+async fn enter_portal_frame(browser: &Client) {
+    wait_for_attr(browser, "body", "data-loaded", "1").await;
+    browser.enter_frame(0).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tenant_manages_its_webhooks_in_a_portal_framed_by_the_app_and_nowhere_else() {
+    let Some((_driver, browser)) = browser().await else {
+        return;
+    };
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let ok = Arc::new(AtomicBool::new(false));
+    let old = picky_receiver(ok.clone()).await;
+    let fresh = Receiver::ok(TEST_SECRET).await;
+    let ep_a = add_endpoint(&c, &old.url(), &["order.*"], Some("acme")).await;
+    let ep_b = add_endpoint(&c, &fresh.url(), &["order.*"], Some("globex")).await;
+    let (app, _app_task) = app_server().await;
+    let allowed = format!("http://127.0.0.1:{}", app.port());
+    let disallowed = format!("http://localhost:{}", app.port());
+    let engine = start(
+        &db,
+        &[
+            "--max-age",
+            "1h",
+            "--portal-key",
+            "portal-key-for-browser-tests-0123456789",
+            "--portal-frame-ancestors",
+            &allowed,
+        ],
+    )
+    .await;
+    let api = Api::new(&engine);
+    Event::new("order.paid").tenant("acme").publish(&c).await;
+    let dead_event: String = c
+        .query_one(
+            "INSERT INTO outbox.events (event_type, resource_key, tenant_id, payload, created_at)
+             VALUES ('order.refunded', 'order:7', 'acme', '{\"fail\": true}', now() - interval '2 hours')
+             RETURNING event_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let ev_b = Event::new("order.paid").tenant("globex").publish(&c).await;
+    wait_settled(&c).await;
+    let dead = delivery_of(&c, &dead_event, ep_a).await;
+    assert_eq!(status_of(&c, dead).await, "dead");
+    let d_b = delivery_of(&c, &ev_b, ep_b).await;
+    let portal_link = |brand: &'static str| {
+        let api = &api;
+        async move {
+            let (_, l) = api
+                .post(
+                    "/v1/portal-links",
+                    json!({"tenant_id": "acme", "brand": brand}),
+                )
+                .await;
+            l["url"].as_str().expect("a link").to_owned()
+        }
+    };
+
+    // 1. The app's page (another origin, allowed) frames acme's portal.
+    browser
+        .goto(&app_url(&allowed, &portal_link("Acme Hooks").await))
+        .await
+        .unwrap();
+    enter_portal_frame(&browser).await;
+    let brand = browser
+        .find(Locator::Css("a.brand[data-portal=tenant]"))
+        .await;
+    let brand = brand
+        .expect("the portal inside the frame")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(brand, "Acme Hooks");
+
+    // 2. Add an endpoint, with a type seen for acme.
+    let rx = Receiver::ok(TEST_SECRET).await;
+    click(&browser, "a.brand").await; // the event log, in the frame
+    browser
+        .find(Locator::LinkText("Endpoints"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click(&browser, "[data-action=add-endpoint]").await;
+    browser
+        .find(Locator::Css("input[name=url]"))
+        .await
+        .unwrap()
+        .send_keys(&rx.url())
+        .await
+        .unwrap();
+    click(&browser, "input[name=event_types][value='order.paid']").await;
+    click(&browser, "[data-action=save-endpoint]").await;
+    wait_until(
+        Duration::from_secs(10),
+        "the new endpoint's page",
+        || async { browser.find(Locator::Css("#created")).await.is_ok() },
+    )
+    .await;
+    let created = browser.find(Locator::Css("#created")).await.unwrap();
+    let new_ep: i64 = created
+        .attr("data-endpoint-id")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let owner: Option<String> = c
+        .query_one(
+            "SELECT tenant_id FROM outbox.endpoints WHERE id = $1",
+            &[&new_ep],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner.as_deref(), Some("acme"));
+
+    // 3. Send a test event and see it arrive at the receiver, and succeed on the page.
+    click(&browser, "#created a").await;
+    click(&browser, "[data-action=test]").await;
+    click(&browser, "dialog[open] [data-confirm]").await;
+    assert!(
+        rx.wait_for_count(1, Duration::from_secs(20)).await,
+        "the test event arrived"
+    );
+    wait_for_attr(&browser, "[data-delivery-id]", "data-state", "succeeded").await;
+
+    // 4. Rotate the secret.
+    click(&browser, &format!("a[href='/ui/endpoints/{new_ep}']")).await;
+    click(&browser, "[data-action=rotate]").await;
+    click(&browser, "dialog[open] [data-confirm]").await;
+    wait_until(Duration::from_secs(10), "the new secret shown", || async {
+        match browser.find(Locator::Css("p.secret")).await {
+            Ok(p) => p.text().await.is_ok_and(|t| t.starts_with("whsec_")),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let secrets: i32 = c
+        .query_one(
+            "SELECT cardinality(secrets) FROM outbox.endpoints WHERE id = $1",
+            &[&new_ep],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(secrets, 2, "rotating added a secret");
+
+    // 5. Retry a dead delivery, found by its event_id.
+    click(&browser, "a.brand").await;
+    browser
+        .find(Locator::Css("input[name=q]"))
+        .await
+        .unwrap()
+        .send_keys(&dead_event)
+        .await
+        .unwrap();
+    click(&browser, "form.search button[type=submit]").await;
+    click(&browser, &format!("tr[data-event-id='{dead_event}'] td a")).await;
+    let delivery = format!("[data-delivery-id='{dead}']");
+    wait_for_attr(&browser, &delivery, "data-state", "dead").await;
+    ok.store(true, Ordering::SeqCst);
+    click(&browser, &format!("{delivery} [data-action=retry]")).await;
+    click(&browser, "dialog[open] [data-confirm]").await;
+    wait_for_attr(&browser, &delivery, "data-state", "succeeded").await;
+
+    // 6. B's delivery, from inside A's portal: not found.
+    let status = browser
+        .execute(
+            "return fetch(arguments[0], {credentials: 'same-origin', redirect: 'manual'}).then(r => r.status)",
+            vec![json!(format!("/ui/deliveries/{d_b}"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(404), "B's delivery from A's portal");
+    browser
+        .execute(
+            "location.href = arguments[0]",
+            vec![json!(format!("/ui/events/{ev_b}"))],
+        )
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "B's event page refused",
+        || async {
+            match browser.find(Locator::Css("main h1")).await {
+                Ok(h) => h.text().await.is_ok_and(|t| t.starts_with("404")),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+
+    // 7. A page of an origin that is not allowed cannot frame the portal.
+    browser.enter_parent_frame().await.unwrap();
+    browser
+        .goto(&app_url(&disallowed, &portal_link("Elsewhere").await))
+        .await
+        .unwrap();
+    enter_portal_frame(&browser).await;
+    assert!(
+        browser.find(Locator::Css("a.brand")).await.is_err(),
+        "the portal rendered in a frame of {disallowed}"
+    );
+    browser.close().await.unwrap();
+    engine.stop().await;
+}

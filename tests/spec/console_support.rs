@@ -73,6 +73,16 @@ impl Api {
         self.send(rb).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
     /// `GET /v1/events` with a query string; panics unless 200.
     pub async fn search(&self, query: &str) -> Value {
         let (status, body) = self.get(&format!("/v1/events?{query}")).await;

@@ -4,6 +4,7 @@
 mod admin;
 mod browser;
 mod console;
+mod console_sources;
 mod console_support;
 mod database;
 mod engine;
@@ -12,6 +13,7 @@ mod filters;
 mod hot_lane;
 mod inbound;
 mod metrics;
+mod portal;
 mod support;
 
 /// The `outboxd` binary Cargo built for this test binary.

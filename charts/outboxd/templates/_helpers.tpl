@@ -119,6 +119,26 @@ config.listen, parsed like Rust's SocketAddr: "a.b.c.d:port" or "[v6]:port".
 {{- end }}
 
 {{/*
+config.inboundListen (OUTBOXD_INBOUND_LISTEN), parsed like config.listen: its port, or empty when
+the inbound listener is off.
+*/}}
+{{- define "outboxd.inboundPort" -}}
+{{- $listen := include "outboxd.envString" .Values.config.inboundListen }}
+{{- if $listen }}
+{{- if not (regexMatch "^(\\[[0-9A-Fa-f:.]+\\]|[0-9]{1,3}(\\.[0-9]{1,3}){3}):[0-9]{1,5}$" $listen) }}
+{{- fail (printf "config.inboundListen (OUTBOXD_INBOUND_LISTEN) = %q is not an IP socket address such as 0.0.0.0:8080 (host names are not accepted)" $listen) }}
+{{- end }}
+{{- regexFind "[0-9]+$" $listen }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the inbound listener is on and reachable from outside the pod (not loopback). */}}
+{{- define "outboxd.inboundReachable" -}}
+{{- $listen := include "outboxd.envString" .Values.config.inboundListen }}
+{{- if and $listen (not (or (hasPrefix "127." $listen) (hasPrefix "[::1]:" $listen) (hasPrefix "[0:0:0:0:0:0:0:1]:" $listen))) }}true{{ end }}
+{{- end }}
+
+{{/*
 Seconds of a humantime duration ("30s", "2m", "1h 30m", "500ms"), rounded up; fails with the
 setting's name on anything outboxd would refuse. Call with (list "<setting name>" <value>).
 */}}
@@ -198,11 +218,14 @@ logFormat: OUTBOXD_LOG_FORMAT
 log: OUTBOXD_LOG
 metricsEndpointLabels: OUTBOXD_METRICS_ENDPOINT_LABELS
 statsInterval: OUTBOXD_STATS_INTERVAL
+strictEventTypes: OUTBOXD_STRICT_EVENT_TYPES
 pooler: OUTBOXD_POOLER
 startupTimeout: OUTBOXD_STARTUP_TIMEOUT
 console: OUTBOXD_CONSOLE
 consoleSessionTtl: OUTBOXD_CONSOLE_SESSION_TTL
 consoleFrameAncestors: OUTBOXD_CONSOLE_FRAME_ANCESTORS
+portalFrameAncestors: OUTBOXD_PORTAL_FRAME_ANCESTORS
+portalUrl: OUTBOXD_PORTAL_URL
 inboundListen: OUTBOXD_INBOUND_LISTEN
 inboundRetention: OUTBOXD_INBOUND_RETENTION
 inboundReadTimeout: OUTBOXD_INBOUND_READ_TIMEOUT
@@ -278,6 +301,13 @@ Included by every template that renders a pod or the shared objects.
 {{- fail "config.replicaId must be unique per replica: leave it empty (the default is hostname-pid-random) unless exactly one replica runs (mode: deployment, replicaCount: 1, no autoscaling)" }}
 {{- end }}
 {{- end }}
+{{- $_ = include "outboxd.inboundPort" . }}
+{{- if and .Values.inbound.ingress.enabled (not (and (eq .Values.mode "deployment") (include "outboxd.inboundReachable" .))) }}
+{{- fail (printf "inbound.ingress.enabled: the Ingress needs the inbound Service, which exists only in mode: deployment with config.inboundListen beyond loopback (e.g. 0.0.0.0:8080); config.inboundListen = %q, mode = %s" (include "outboxd.envString" .Values.config.inboundListen) .Values.mode) }}
+{{- end }}
+{{- if and (include "outboxd.inboundPort" .) (eq (include "outboxd.inboundPort" .) (include "outboxd.listenPort" .)) }}
+{{- fail (printf "config.inboundListen and config.listen use the same port %s: the public inbound listener needs a port of its own" (include "outboxd.listenPort" .)) }}
+{{- end }}
 {{- if and .Values.serviceMonitor.enabled (eq .Values.mode "sidecar") }}
 {{- fail "serviceMonitor.enabled: in sidecar mode there is no outboxd Service to select; use podMonitor.enabled with podMonitor.selector matching your application's pods" }}
 {{- end }}
@@ -349,6 +379,13 @@ The outboxd container as a YAML list item. Call with (dict "ctx" <chart scope> "
           name: {{ include "outboxd.databaseSecretName" . }}
           key: {{ .Values.database.listenUrlKey }}
   {{- end }}
+  {{- if .Values.portalKey.existingSecret }}
+    - name: OUTBOXD_PORTAL_KEY
+      valueFrom:
+        secretKeyRef:
+          name: {{ .Values.portalKey.existingSecret }}
+          key: {{ .Values.portalKey.existingSecretKey | default "OUTBOXD_PORTAL_KEY" }}
+  {{- end }}
   {{- if include "outboxd.adminTokenSecretName" . }}
     - name: OUTBOXD_ADMIN_TOKEN
       valueFrom:
@@ -363,11 +400,20 @@ The outboxd container as a YAML list item. Call with (dict "ctx" <chart scope> "
   volumeMounts:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if $reachable }}
+  {{- if or $reachable (include "outboxd.inboundReachable" .) }}
   ports:
+    {{- if $reachable }}
     - name: outboxd-http
       containerPort: {{ $port }}
       protocol: TCP
+    {{- end }}
+    {{- if include "outboxd.inboundReachable" . }}
+    - name: outboxd-inbound
+      containerPort: {{ include "outboxd.inboundPort" . }}
+      protocol: TCP
+    {{- end }}
+  {{- end }}
+  {{- if $reachable }}
   {{- if .Values.probes.startup.enabled }}
   startupProbe:
     httpGet:
