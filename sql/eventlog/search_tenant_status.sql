@@ -1,5 +1,7 @@
--- Events with a delivery in status $9 (null: any) to one of the scope's tenant's endpoints
--- ($3), newest first: a tenant's portal. One backwards scan of deliveries_endpoint_status per
+-- Events with a delivery in status $9 (null: any) to one of the endpoints that can hold a
+-- tenant's deliveries, newest first: in a tenant's portal (scope $3) its own endpoints; for an
+-- operator asking for tenant $7, that tenant's endpoints and those with all_tenants (an
+-- endpoint without a tenant gets tenants' events only with all_tenants). One backwards scan of deliveries_endpoint_status per
 -- endpoint of the tenant and status, each stopping after $2 rows, merged; so the cost follows
 -- the tenant's endpoints and one page, not every tenant's deliveries in that status (what
 -- search_status.sql would walk). The tenant's endpoints come from outbox.endpoints (a small
@@ -20,6 +22,7 @@ SELECT x.id, x.event_id, x.event_type, x.resource_key, x.tenant_id, x.created_at
            AND /*filter*/
          ORDER BY d.event_pk DESC
          LIMIT $2) x
- WHERE e.tenant_id = $3::text
+ WHERE CASE WHEN $3::text IS NOT NULL THEN e.tenant_id = $3::text
+            ELSE e.tenant_id = $7::text OR e.all_tenants END
  ORDER BY x.id DESC
  LIMIT $2

@@ -96,9 +96,14 @@ impl Resolved {
             Driver::Events
         } else if self.endpoint_id.is_some() {
             Driver::Endpoint
-        } else if self.status.is_some() && self.tenant_scope {
-            // A portal: through the tenant's endpoints (deliveries carry no tenant; walking
-            // every tenant's deliveries in a status would cost what the others have).
+        } else if self.status.is_some()
+            && (self.tenant_scope || (self.in_tenant && self.status != Some(Status::Succeeded)))
+        {
+            // A portal, or an operator asking for one tenant's deliveries in a status other
+            // than succeeded (which the tenant's events find faster): through the endpoints
+            // that can have the tenant's deliveries (deliveries carry no tenant; walking every
+            // tenant's deliveries in a status costs what the others have: 267 ms p95 on 10 M
+            // events for tenant + dead before).
             Driver::TenantStatus
         } else if self.status.is_some_and(|s| s != Status::Succeeded) {
             Driver::Status
@@ -415,6 +420,14 @@ mod tests {
         assert_eq!(r.driver(), Driver::Events);
         let r = resolved(|r| r.tenant_id = Some("acme".into()));
         assert_eq!(r.driver(), Driver::Events);
+        // An operator's tenant with a status other than succeeded: through the endpoints
+        // that can hold that tenant's deliveries.
+        let r = resolved(|r| {
+            r.status = Some(Status::Dead);
+            r.tenant_id = Some("acme".into());
+            r.in_tenant = true;
+        });
+        assert_eq!(r.driver(), Driver::TenantStatus);
         // A tenant's portal with a status: through its own endpoints, whatever the status.
         for status in [Status::Dead, Status::Succeeded] {
             let r = resolved(|r| {

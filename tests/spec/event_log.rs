@@ -46,6 +46,14 @@ async fn search_finds_events_by_id_key_type_pattern_tenant_endpoint_status_and_t
     let bad = Receiver::start(TEST_SECRET, always(Reply::status(500))).await;
     let ep_good = add_endpoint(&c, &good.url(), &["*"], Some("acme")).await;
     let ep_bad = add_endpoint(&c, &bad.url(), &["order.*"], Some("acme")).await;
+    // An internal endpoint for every tenant's invoices, failing too.
+    let ep_all = add_endpoint(&c, &bad.url(), &["invoice.*"], None).await;
+    c.execute(
+        "UPDATE outbox.endpoints SET all_tenants = true WHERE id = $1",
+        &[&ep_all],
+    )
+    .await
+    .unwrap();
     let engine = start(&db, &["--max-age", "300ms"]).await;
     let api = Api::new(&engine);
 
@@ -103,7 +111,26 @@ async fn search_finds_events_by_id_key_type_pattern_tenant_endpoint_status_and_t
     let endpoint = api.search(&format!("endpoint_id={ep_bad}")).await;
     assert_eq!(event_ids(&endpoint), [shipped.clone(), paid.clone()]);
     let dead = api.search("status=dead").await;
-    assert_eq!(event_ids(&dead), [shipped.clone(), paid.clone()]);
+    assert_eq!(
+        event_ids(&dead),
+        [invoice.clone(), shipped.clone(), paid.clone()]
+    );
+    // A tenant and a status: through the endpoints that can hold the tenant's deliveries,
+    // its own and the internal ones for all tenants.
+    let acme_dead = api.search("tenant_id=acme&status=dead").await;
+    assert_eq!(
+        event_ids(&acme_dead),
+        [invoice.clone(), shipped.clone(), paid.clone()]
+    );
+    let globex_dead = api.search("tenant_id=globex&status=dead").await;
+    assert_eq!(event_ids(&globex_dead), Vec::<String>::new());
+    let acme_dead_orders = api
+        .search("tenant_id=acme&status=dead&q=type:order.*")
+        .await;
+    assert_eq!(
+        event_ids(&acme_dead_orders),
+        [shipped.clone(), paid.clone()]
+    );
     let none = api
         .search(&format!("status=dead&endpoint_id={ep_good}"))
         .await;
