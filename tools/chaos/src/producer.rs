@@ -292,7 +292,7 @@ fn error_text(e: &tokio_postgres::Error) -> String {
 
 /// Adds `tps` permits per second to `permits` (keeping at most a quarter second of backlog)
 /// until `stop`.
-async fn rate_limiter(permits: Arc<Semaphore>, tps: f64, stop: CancellationToken) {
+pub(crate) async fn rate_limiter(permits: Arc<Semaphore>, tps: f64, stop: CancellationToken) {
     let tick = Duration::from_millis(20);
     let mut owed = 0.0f64;
     let cap = (tps / 4.0).ceil().max(1.0) as usize;
