@@ -14,7 +14,7 @@
 //!   second. A key's requests go one at a time: request n+1 is sent only after request n was
 //!   answered 2xx, so the order the provider meant is the order in which outboxd stored them.
 //!   A request that is not answered 2xx (a 503 or 429, a refused or reset connection while a
-//!   replica is down, a timeout) is sent again with the same idempotency key to a replica drawn
+//!   replica is down, a timeout, which fails the run) is sent again with the same idempotency key to a replica drawn
 //!   again, after 0.1–0.25 s, as a provider's retry would (the length of a `Retry-After` is
 //!   not waited for, only its presence is checked: the soak is short). After [`Sender::stop`]
 //!   each key finishes the request it has, for at most [`SETTLE`].
@@ -47,8 +47,9 @@ pub const KEYS: usize = 24;
 pub const WORKER_PATH: &str = "/hook/worker";
 /// After the sender is told to stop, how long a key may go on retrying its last request.
 pub const SETTLE: Duration = Duration::from_secs(20);
-/// One attempt's time limit. Above 5 s a replica whose database is away has answered 503.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(6);
+/// One attempt's time limit: beyond the 10 s within which a replica whose database does not
+/// answer says 503 (the writer's timeout). Running out of it fails the run ([`crate::check`]).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Attempts of one request at most (retries are 0.1–0.25 s apart: minutes).
 const MAX_ATTEMPTS: u32 = 600;
 
@@ -131,7 +132,8 @@ pub enum Outcome {
     /// The connection broke before an answer came (a replica killed mid-request, a kept-alive
     /// connection to a process that is gone).
     Broken,
-    /// No answer within the attempt's time limit.
+    /// No answer within the attempt's time limit: a replica that took the connection and
+    /// neither answered nor went away.
     Timeout,
 }
 
