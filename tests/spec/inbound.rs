@@ -1053,12 +1053,13 @@ async fn retention_deletes_old_requests_that_no_kept_event_relays() {
     engine.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_down_means_503_with_retry_after_then_recovery_without_a_restart() {
-    let mut pg = Cluster::throwaway(PgOptions::default())
+/// A cluster of the test's own (to stop it), a database on it with the source `pay` (no
+/// verification, idempotency on `/n`) and a worker that answers 200.
+async fn own_cluster_with_pay_source(name: &str) -> (Cluster, TestDb, Receiver) {
+    let pg = Cluster::throwaway(PgOptions::default())
         .await
         .expect("own PostgreSQL");
-    let (url, name) = pg.create_database("outboxd_inbound_down").await.unwrap();
+    let (url, name) = pg.create_database(name).await.unwrap();
     let db = TestDb { url, name };
     let c = db.client().await;
     c.execute(
@@ -1068,6 +1069,12 @@ async fn postgres_down_means_503_with_retry_after_then_recovery_without_a_restar
     .await
     .unwrap();
     let rx = worker(&c, always(Reply::ok())).await;
+    (pg, db, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_means_503_with_retry_after_then_recovery_without_a_restart() {
+    let (mut pg, db, rx) = own_cluster_with_pay_source("outboxd_inbound_down").await;
     let engine = start(&db, &[]).await;
     let p = Provider::of(&engine);
     let mut acked = Vec::new();
@@ -1104,20 +1111,7 @@ async fn postgres_down_means_503_with_retry_after_then_recovery_without_a_restar
 /// unanswered in the accept queue until they timed out. Now: 503 with `Retry-After`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_starting_while_postgres_is_down_answers_503_then_stores_once_it_is_up() {
-    let mut pg = Cluster::throwaway(PgOptions::default())
-        .await
-        .expect("own PostgreSQL");
-    let (url, name) = pg.create_database("outboxd_inbound_start").await.unwrap();
-    let db = TestDb { url, name };
-    let c = db.client().await;
-    c.execute(
-        "SELECT outbox.add_source('pay', 'none', idempotency_key => '/n')",
-        &[],
-    )
-    .await
-    .unwrap();
-    let rx = worker(&c, always(Reply::ok())).await;
-    drop(c);
+    let (mut pg, db, rx) = own_cluster_with_pay_source("outboxd_inbound_start").await;
     // A clean stop: the test cluster runs with synchronous_commit=off, so an immediate stop
     // this soon after the set-up would lose its last commits (the source, the endpoint).
     pg.halt(Restart::Fast).await.expect("halt");
