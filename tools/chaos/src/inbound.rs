@@ -266,13 +266,8 @@ async fn send_key(shared: Arc<Shared>, k: usize, seed: u64) {
     let key = format!("key-{k:02}");
     let mut seq = 0i64;
     while !shared.stop.is_cancelled() {
-        let permit = tokio::select! {
-            _ = shared.stop.cancelled() => return,
-            p = shared.permits.acquire() => p,
-        };
-        match permit {
-            Ok(p) => p.forget(),
-            Err(_) => return,
+        if !crate::producer::take_permit(&shared.permits, &shared.stop).await {
+            return;
         }
         seq += 1;
         let mut sent = request(&mut rng, shared.run, &key, seq);

@@ -80,13 +80,8 @@ async fn run(cfg: ProducerConfig) {
     let mut n = 0u64;
     let mut backoff = Duration::from_millis(50);
     while !cfg.stop.is_cancelled() {
-        let permit = tokio::select! {
-            _ = cfg.stop.cancelled() => return,
-            p = cfg.permits.acquire() => p,
-        };
-        match permit {
-            Ok(p) => p.forget(),
-            Err(_) => return,
+        if !take_permit(&cfg.permits, &cfg.stop).await {
+            return;
         }
         let c = match &client {
             Some(c) if !c.is_closed() => c,
@@ -287,6 +282,21 @@ fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => e.to_string(),
+    }
+}
+
+/// Waits for one of [`rate_limiter`]'s permits and uses it up; false when `stop` came first.
+pub(crate) async fn take_permit(permits: &Semaphore, stop: &CancellationToken) -> bool {
+    let permit = tokio::select! {
+        _ = stop.cancelled() => return false,
+        p = permits.acquire() => p,
+    };
+    match permit {
+        Ok(p) => {
+            p.forget();
+            true
+        }
+        Err(_) => false,
     }
 }
 
