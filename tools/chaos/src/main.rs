@@ -14,11 +14,11 @@
 //! receivers ([`receiver`]), three `outboxd run` child processes ([`replicas`]) and a few
 //! application-like producers ([`producer`]), and a provider posting signed requests to the
 //! replicas' inbound listeners, relayed to a worker of their own ([`inbound`]); then, for the
-//! chosen time, it SIGKILLs and
-//! restarts replicas, does one SIGTERM rolling restart, restarts PostgreSQL twice (fast, then
-//! immediate = crash recovery) and flaps the receivers between 200, 500, 429 + Retry-After,
-//! hangs, connection resets and slow answers. Then it stops the faults, lets everything drain,
-//! and checks the receivers' logs against the database ([`check`]). The output ends with
+//! chosen time, it SIGKILLs and restarts replicas, does one SIGTERM rolling restart, restarts
+//! PostgreSQL twice (fast, then immediate = crash recovery) and flaps the receivers between
+//! 200, 500, 429 + Retry-After, hangs, connection resets and slow answers. Then it stops the
+//! faults, lets everything drain, and checks the receivers' logs against the database
+//! ([`check`]). The output ends with
 //!
 //! `events=<n> lost=<n> order_violations=<n> duplicates=<n> faults=<n>`
 //!
