@@ -48,6 +48,7 @@ pub(crate) mod console;
 pub(crate) mod db;
 pub(crate) mod delivery;
 pub mod demo;
+pub(crate) mod egress;
 pub mod embedded_pg;
 pub(crate) mod engine;
 pub(crate) mod eventlog;
