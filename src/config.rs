@@ -860,30 +860,37 @@ mod tests {
         }
     }
 
+    /// The proxy settings from these flags only (each unset one explicitly empty, so the
+    /// test process's own HTTPS_PROXY & co. play no part).
+    fn proxy_of(given: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut v: Vec<String> = Vec::new();
+        for flag in [
+            "--egress-proxy",
+            "--https-proxy",
+            "--http-proxy",
+            "--no-proxy",
+        ] {
+            let value = given
+                .iter()
+                .find(|(f, _)| *f == flag)
+                .map_or("", |(_, v)| *v);
+            v.push(format!("{flag}={value}"));
+        }
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        args(&v).into_config(URL.into())
+    }
+
     #[test]
     fn the_egress_proxy_is_off_unless_set_and_the_explicit_one_wins() {
-        // Explicitly empty: the test process's own proxy variables play no part.
-        let none = ["--https-proxy=", "--http-proxy=", "--no-proxy="];
-        let c = args(&none).into_config(URL.into()).unwrap();
-        assert_eq!(c.egress_proxy, None);
-        let mut a = none.to_vec();
-        a.extend([
-            "--https-proxy",
-            "http://u:pw@proxy.corp:3128",
-            "--no-proxy",
-            ".internal",
-        ]);
-        let p = args(&a)
-            .into_config(URL.into())
-            .unwrap()
-            .egress_proxy
-            .unwrap();
+        assert_eq!(proxy_of(&[]).unwrap().egress_proxy, None);
         let target = |u: &str| url::Url::parse(u).unwrap();
+        let https = ("--https-proxy", "http://u:pw@proxy.corp:3128");
+        let no_proxy = ("--no-proxy", ".internal");
+        let p = proxy_of(&[https, no_proxy]).unwrap().egress_proxy.unwrap();
         assert!(p.proxy_for(&target("https://hooks.example.com/")).is_some());
         assert!(p.proxy_for(&target("http://hooks.example.com/")).is_none());
         assert!(p.proxy_for(&target("https://a.internal/")).is_none());
-        a.extend(["--egress-proxy", "http://explicit:8080"]);
-        let c = args(&a).into_config(URL.into()).unwrap();
+        let c = proxy_of(&[https, no_proxy, ("--egress-proxy", "http://explicit:8080")]).unwrap();
         let shown = format!("{c:?}");
         assert!(
             shown.contains("explicit:8080") && !shown.contains("pw@"),
@@ -899,15 +906,9 @@ mod tests {
             p.proxy_for(&target("https://a.internal/")).is_none(),
             "NO_PROXY still applies"
         );
-        let mut off = none.to_vec();
-        off.extend(["--https-proxy", "http://proxy:1", "--egress-proxy", "off"]);
-        assert_eq!(
-            args(&off).into_config(URL.into()).unwrap().egress_proxy,
-            None
-        );
-        let mut bad = none.to_vec();
-        bad.extend(["--https-proxy", "socks5://proxy:1080"]);
-        let err = args(&bad).into_config(URL.into()).unwrap_err();
+        let off = proxy_of(&[https, ("--egress-proxy", "off")]).unwrap();
+        assert_eq!(off.egress_proxy, None);
+        let err = proxy_of(&[("--https-proxy", "socks5://proxy:1080")]).unwrap_err();
         assert!(err.to_string().starts_with("HTTPS_PROXY: "), "{err}");
     }
 

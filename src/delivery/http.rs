@@ -1344,6 +1344,48 @@ mod tests {
         assert_eq!(trim_incomplete_tail("a€".as_bytes()), "a€".as_bytes());
     }
 
+    // Through an egress proxy the guard still judges the target, before anything is sent:
+    // a literal address, and every address a name resolves to here. The proxy itself sits
+    // on loopback (trusted: the operator's choice).
+    #[tokio::test]
+    async fn the_ssrf_guard_judges_the_target_before_the_proxy_sees_it() {
+        let proxy = testkit::proxy::Proxy::start().await;
+        let settings = crate::egress::ProxySettings {
+            explicit: Some(&proxy.url()),
+            ..Default::default()
+        };
+        let sender = Sender::new(SenderConfig {
+            proxy: crate::egress::EgressProxy::from_settings(&settings).unwrap(),
+            ..SenderConfig::default()
+        })
+        .unwrap();
+        let outcome = sender
+            .send(Req::new("http://127.0.0.1:9/".into()).get())
+            .await;
+        assert_eq!(
+            kind(&outcome),
+            Some(ErrorKind::BlockedAddress),
+            "{outcome:?}"
+        );
+        let outcome = sender
+            .send(Req::new("https://localhost:9/".into()).get())
+            .await;
+        assert_eq!(
+            kind(&outcome),
+            Some(ErrorKind::BlockedAddress),
+            "{outcome:?}"
+        );
+        assert!(
+            message(&outcome).contains("before sending through the egress proxy"),
+            "{outcome:?}"
+        );
+        let outcome = sender
+            .send(Req::new("https://no-such-host.invalid/".into()).get())
+            .await;
+        assert_eq!(kind(&outcome), Some(ErrorKind::Dns), "{outcome:?}");
+        assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
+    }
+
     #[test]
     fn sender_config_defaults() {
         let cfg = SenderConfig::default();
