@@ -14,7 +14,7 @@
 //! name, so outboxd checks the target itself before sending (the literal address, or every
 //! address the name resolves to here), and trusts the proxy's own address, which the operator
 //! chose. A proxy URL's user name and password are never shown ([`ProxyUrl`]'s `Display` masks
-//! them as `crate::mask` does endpoint URLs).
+//! them, as `crate::mask` masks endpoint URLs).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -73,9 +73,20 @@ impl ProxyUrl {
     }
 }
 
+/// What a proxy URL's user name and password are shown as (the same as `crate::mask::MASK`;
+/// this floor-1 module imports no other).
+const MASK: &str = "********";
+
 impl fmt::Display for ProxyUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::mask::masked_url(self.0.as_str()))
+        let mut shown = self.0.clone();
+        if !shown.username().is_empty() {
+            let _ = shown.set_username(MASK);
+        }
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some(MASK));
+        }
+        write!(f, "{shown}")
     }
 }
 
