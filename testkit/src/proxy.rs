@@ -48,7 +48,10 @@ impl Proxy {
             .expect("binding the proxy on 127.0.0.1");
         let addr = listener.local_addr().expect("the proxy's address");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&seen)));
+        let task = {
+            let seen = Arc::clone(&seen);
+            crate::poll::serve_each(listener, move |stream| serve(stream, Arc::clone(&seen)))
+        };
         Proxy { addr, seen, task }
     }
 
@@ -68,37 +71,13 @@ impl Proxy {
 
     /// Waits until `n` connections have been seen; false at the deadline.
     pub async fn wait_for(&self, n: usize, deadline: Duration) -> bool {
-        let end = tokio::time::Instant::now() + deadline;
-        loop {
-            if self.seen().len() >= n {
-                return true;
-            }
-            if tokio::time::Instant::now() >= end {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        crate::poll::poll_until(deadline, || async { self.seen().len() >= n }).await
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-async fn accept_loop(listener: TcpListener, seen: Arc<Mutex<Vec<Seen>>>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve(stream, Arc::clone(&seen)));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-        }
     }
 }
 

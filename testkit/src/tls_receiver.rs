@@ -60,11 +60,12 @@ impl TlsReceiver {
             .expect("binding the TLS receiver on 127.0.0.1");
         let addr = listener.local_addr().expect("the TLS receiver's address");
         let shared = Arc::new(Shared::default());
-        let task = tokio::spawn(accept_loop(
-            listener,
-            TlsAcceptor::from(config),
-            Arc::clone(&shared),
-        ));
+        let task = {
+            let (acceptor, shared) = (TlsAcceptor::from(config), Arc::clone(&shared));
+            crate::poll::serve_each(listener, move |stream| {
+                serve(stream, acceptor.clone(), Arc::clone(&shared))
+            })
+        };
         TlsReceiver { addr, shared, task }
     }
 
@@ -97,16 +98,7 @@ impl TlsReceiver {
 
     /// Waits until `n` requests arrived; false at the deadline.
     pub async fn wait_for_requests(&self, n: usize, deadline: Duration) -> bool {
-        let end = tokio::time::Instant::now() + deadline;
-        loop {
-            if self.requests().len() >= n {
-                return true;
-            }
-            if tokio::time::Instant::now() >= end {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        crate::poll::poll_until(deadline, || async { self.requests().len() >= n }).await
     }
 }
 
@@ -147,21 +139,6 @@ fn server_config(certs: &Certs, require_client_certificate: bool) -> Arc<rustls:
         .expect("server certificate and key");
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
-}
-
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve(stream, acceptor.clone(), Arc::clone(&shared)));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-        }
-    }
 }
 
 async fn serve(stream: tokio::net::TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {

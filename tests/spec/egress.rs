@@ -239,14 +239,20 @@ async fn an_endpoint_presents_its_client_certificate_and_one_without_is_refused(
         "{message}"
     );
     assert!(rx.requests().iter().all(|r| r.path == "/with"));
-    assert_eq!(
-        scalar_i64(
-            &c,
-            "SELECT count(*) FROM outbox.deliveries WHERE state = 'succeeded'"
-        )
-        .await,
-        1
-    );
+    // The receiver has answered; the outcome is recorded a moment later.
+    wait_until(
+        Duration::from_secs(10),
+        "the mTLS delivery recorded",
+        || async {
+            scalar_i64(
+                &c,
+                "SELECT count(*) FROM outbox.deliveries WHERE state = 'succeeded'",
+            )
+            .await
+                == 1
+        },
+    )
+    .await;
 
     // The admin API shows, sets and checks the name (never a file's content).
     let api = Api::new(&engine);
