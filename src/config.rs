@@ -915,26 +915,23 @@ mod tests {
     #[test]
     fn egress_tls_files_are_checked_at_start() {
         let dir = tempfile::tempdir().unwrap();
+        let refused = |flag: &str, path: &std::path::Path| {
+            args(&[flag, path.to_str().unwrap()])
+                .into_config(URL.into())
+                .unwrap_err()
+                .to_string()
+        };
         let missing = dir.path().join("nope.pem");
-        let err = args(&["--egress-ca-file", missing.to_str().unwrap()])
-            .into_config(URL.into())
-            .unwrap_err()
-            .to_string();
+        let err = refused("--egress-ca-file", &missing);
         assert!(
             err.starts_with("OUTBOXD_EGRESS_CA_FILE: cannot read") && err.contains("nope.pem"),
             "{err}"
         );
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").unwrap();
-        let err = args(&["--egress-ca-file", empty.to_str().unwrap()])
-            .into_config(URL.into())
-            .unwrap_err()
-            .to_string();
+        let err = refused("--egress-ca-file", &empty);
         assert!(err.contains("holds no PEM certificate"), "{err}");
-        let err = args(&["--client-cert-dir", missing.to_str().unwrap()])
-            .into_config(URL.into())
-            .unwrap_err()
-            .to_string();
+        let err = refused("--client-cert-dir", &missing);
         assert!(
             err.starts_with("OUTBOXD_CLIENT_CERT_DIR: ") && err.contains("not a directory"),
             "{err}"
