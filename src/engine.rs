@@ -80,12 +80,28 @@ impl Engine {
             None => None,
         };
         let pool = connector.pool(config.db_pool_size)?;
+        let extra_roots = match &config.egress_ca_file {
+            Some(path) => crate::delivery::http::read_ca_file(path)
+                .map_err(|e| EngineError::Http(format!("OUTBOXD_EGRESS_CA_FILE: {e}")))?,
+            None => Vec::new(),
+        };
+        if let Some(proxy) = &config.egress_proxy {
+            // Display masks the proxies' credentials.
+            tracing::info!(
+                https = %proxy.https.as_ref().map_or("(none)".into(), |p| p.to_string()),
+                http = %proxy.http.as_ref().map_or("(none)".into(), |p| p.to_string()),
+                "deliveries go through the egress proxy (NO_PROXY hosts excepted); the SSRF guard checks targets before sending"
+            );
+        }
         let sender = Sender::new(SenderConfig {
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
             max_body_bytes: config.max_payload_bytes,
             allow_networks: config.allow_networks.clone(),
             user_agent: format!("outboxd/{}", env!("CARGO_PKG_VERSION")),
+            proxy: config.egress_proxy.clone(),
+            extra_roots,
+            client_cert_dir: config.client_cert_dir.clone(),
         })
         .map_err(|e| EngineError::Http(e.to_string()))?;
         let listen_error = |source| EngineError::Listen {
@@ -254,6 +270,10 @@ async fn start_up(replica: &Replica, connector: &Connector) -> Result<(), Engine
     replica
         .catalog
         .set(Catalog::load(&conn).await.map_err(DbError::from)?);
+    // A missing or invalid client certificate is logged now, not at the first delivery.
+    replica
+        .sender
+        .preload_client_certificates(replica.catalog.get().client_certificates());
     tracing::info!(
         role = %role,
         pooler = config.pooler.as_str(),
