@@ -113,7 +113,7 @@ impl Engine {
             .map_err(listen_error)?;
         let listen_addr = listener.local_addr().map_err(listen_error)?;
         // The public listener is bound as early (a taken port fails start-up at once) but
-        // serves only once the database is ready.
+        // serves only once the database is ready; until then it answers 503.
         let inbound = match config.inbound.listen {
             Some(addr) => {
                 let inbound_error = |source| EngineError::Listen { addr, source };
@@ -127,6 +127,14 @@ impl Engine {
         };
         let inbound_addr = inbound.as_ref().map(|(_, at)| *at);
         tracing::info!(listen = %listen_addr, "listening; starting up");
+        // Until start-up is done, the inbound listener answers every request 503.
+        let inbound_started = CancellationToken::new();
+        // Also when this future is dropped (a signal during start-up).
+        let _answering_503 = inbound_started.clone().drop_guard();
+        let inbound = inbound.map(|(l, at)| {
+            let waiting = crate::inbound::listener::unavailable_until(l, inbound_started.clone());
+            (tokio::spawn(waiting), at)
+        });
 
         let replica = Arc::new(Replica::new(config, pool, Catalog::default(), sender));
         // Background services (the listener first) stop with `background`, after the claimer
@@ -138,11 +146,27 @@ impl Engine {
             prom,
             background.clone(),
         ));
-        if let Err(e) = start_up(&replica, &connector).await {
-            background.cancel();
-            let _ = http.await;
-            return Err(e);
-        }
+        let started = start_up(&replica, &connector).await;
+        inbound_started.cancel();
+        let inbound = match (started, inbound) {
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Ok(None),
+            (Ok(()), Some((waiting, at))) => match waiting.await {
+                Ok(l) => Ok(Some((l, at))),
+                Err(e) => Err(EngineError::Listen {
+                    addr: at,
+                    source: std::io::Error::other(e),
+                }),
+            },
+        };
+        let inbound = match inbound {
+            Ok(i) => i,
+            Err(e) => {
+                background.cancel();
+                let _ = http.await;
+                return Err(e);
+            }
+        };
         replica.readiness.started(Instant::now());
 
         let shutdown = CancellationToken::new();
