@@ -40,6 +40,9 @@ pub struct Endpoint {
     pub enabled: bool,
     /// The endpoint's own retry schedule and max age (`None`s: the global ones).
     pub retry: RetryOverride,
+    /// The client certificate it presents (mutual TLS), by name: files in
+    /// `OUTBOXD_CLIENT_CERT_DIR` (`crate::delivery::http::identities`).
+    pub client_certificate: Option<String>,
 }
 
 /// A subscription's content filter, as routing needs it.
@@ -134,6 +137,19 @@ impl Catalog {
 
     pub fn endpoint_count(&self) -> usize {
         self.endpoints.len()
+    }
+
+    /// The client certificates enabled endpoints present (mutual TLS), each name once.
+    pub fn client_certificates(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .endpoints
+            .values()
+            .filter(|e| e.enabled)
+            .filter_map(|e| e.client_certificate.as_deref())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// The ids of the enabled endpoints, ascending.
@@ -298,6 +314,7 @@ fn endpoint_of(row: &tokio_postgres::Row) -> Option<Endpoint> {
         rate_limit: row.get("rate_limit"),
         enabled: row.get("enabled"),
         retry: retry_override(id, row.get("retry_schedule"), row.get("max_age_seconds")),
+        client_certificate: row.get("client_certificate"),
     })
 }
 

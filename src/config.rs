@@ -5,6 +5,7 @@
 //! database). `Debug` never prints the database password or the admin token.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -13,6 +14,7 @@ use crate::db::Pooler;
 use crate::delivery::http::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT,
 };
+use crate::egress::{EgressError, EgressProxy, ProxySettings};
 use crate::metrics::endpoints::LabelPolicy;
 use crate::retry::{
     DEFAULT_JITTER, DEFAULT_MAX_AGE, DEFAULT_RETRY_AFTER_CAP, DEFAULT_SCHEDULE, RetryPolicy,
@@ -217,6 +219,34 @@ pub struct RunArgs {
     /// Inbound: request bodies held in memory at once, in bytes; beyond that, requests get 503.
     #[arg(long, env = "OUTBOXD_INBOUND_MAX_BUFFERED", default_value_t = 128 << 20)]
     pub inbound_max_buffered: usize,
+
+    /// Proxy for every delivery (http://[user:password@]host:port); wins over HTTPS_PROXY and
+    /// HTTP_PROXY; `off` ignores them. Default: those variables, else no proxy.
+    #[arg(long, env = "OUTBOXD_EGRESS_PROXY", hide_env_values = true)]
+    pub egress_proxy: Option<String>,
+
+    /// Proxy for deliveries to https:// endpoints (else `https_proxy`).
+    #[arg(long, env = "HTTPS_PROXY", hide_env_values = true)]
+    pub https_proxy: Option<String>,
+
+    /// Proxy for deliveries to http:// endpoints (else `http_proxy`).
+    #[arg(long, env = "HTTP_PROXY", hide_env_values = true)]
+    pub http_proxy: Option<String>,
+
+    /// Endpoint hosts reached without the proxy, e.g. localhost,.internal,10.0.0.0/8 (else
+    /// `no_proxy`).
+    #[arg(long, env = "NO_PROXY")]
+    pub no_proxy: Option<String>,
+
+    /// PEM file of extra certificate authorities trusted for endpoints' server certificates,
+    /// next to the system's.
+    #[arg(long, env = "OUTBOXD_EGRESS_CA_FILE")]
+    pub egress_ca_file: Option<PathBuf>,
+
+    /// Directory of client certificates for mutual TLS to endpoints: <name>.crt + <name>.key,
+    /// or <name>/tls.crt + <name>/tls.key (a mounted kubernetes.io/tls Secret).
+    #[arg(long, env = "OUTBOXD_CLIENT_CERT_DIR")]
+    pub client_cert_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RunArgs {
@@ -298,6 +328,12 @@ pub struct Config {
     /// `None`: wait for PostgreSQL forever.
     pub startup_timeout: Option<Duration>,
     pub inbound: InboundConfig,
+    /// The egress proxy of deliveries; `None`: they connect directly (`crate::egress`).
+    pub egress_proxy: Option<EgressProxy>,
+    /// `OUTBOXD_EGRESS_CA_FILE`: extra roots for endpoints' server certificates.
+    pub egress_ca_file: Option<PathBuf>,
+    /// `OUTBOXD_CLIENT_CERT_DIR`: client certificates for mutual TLS.
+    pub client_cert_dir: Option<PathBuf>,
 }
 
 /// The inbound listener's settings (README "Receiving webhooks").
@@ -334,6 +370,9 @@ impl std::fmt::Debug for Config {
             )
             .field("startup_timeout", &self.startup_timeout)
             .field("inbound", &self.inbound)
+            .field("egress_proxy", &self.egress_proxy)
+            .field("egress_ca_file", &self.egress_ca_file)
+            .field("client_cert_dir", &self.client_cert_dir)
             .finish_non_exhaustive()
     }
 }
@@ -360,6 +399,7 @@ impl RunArgs {
     /// Validates everything; `database_url` must be resolved by the caller for `demo`.
     pub fn into_config(self, database_url: String) -> Result<Config, ConfigError> {
         let inbound = self.inbound_config()?;
+        let egress_proxy = self.egress_proxy()?;
         let schedule = parse_schedule(&self.retry_schedule)
             .map_err(|e| invalid("OUTBOXD_RETRY_SCHEDULE", e.to_string()))?;
         if !(0.0..=1.0).contains(&self.retry_jitter) {
@@ -471,6 +511,18 @@ impl RunArgs {
             crate::db::parse_url(url)
                 .map_err(|e| invalid("OUTBOXD_LISTEN_DATABASE_URL", e.to_string()))?;
         }
+        if let Some(path) = &self.egress_ca_file {
+            crate::delivery::http::read_ca_file(path)
+                .map_err(|e| invalid("OUTBOXD_EGRESS_CA_FILE", e.to_string()))?;
+        }
+        if let Some(dir) = &self.client_cert_dir
+            && !dir.is_dir()
+        {
+            return Err(invalid(
+                "OUTBOXD_CLIENT_CERT_DIR",
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
         Ok(Config {
             database_url,
             listen: self.listen,
@@ -512,7 +564,28 @@ impl RunArgs {
             listen_database_url,
             startup_timeout: self.startup_timeout.map(Into::into),
             inbound,
+            egress_proxy,
+            egress_ca_file: self.egress_ca_file,
+            client_cert_dir: self.client_cert_dir,
         })
+    }
+
+    /// The egress proxy: `OUTBOXD_EGRESS_PROXY`, else `HTTPS_PROXY`/`HTTP_PROXY` (each
+    /// falling back to its lower-case form when unset; set but empty means none), with
+    /// `NO_PROXY`.
+    fn egress_proxy(&self) -> Result<Option<EgressProxy>, ConfigError> {
+        let lower =
+            |given: &Option<String>, name: &str| given.clone().or_else(|| std::env::var(name).ok());
+        let https = lower(&self.https_proxy, "https_proxy");
+        let http = lower(&self.http_proxy, "http_proxy");
+        let no_proxy = lower(&self.no_proxy, "no_proxy");
+        EgressProxy::from_settings(&ProxySettings {
+            explicit: self.egress_proxy.as_deref(),
+            https: https.as_deref(),
+            http: http.as_deref(),
+            no_proxy: no_proxy.as_deref(),
+        })
+        .map_err(|EgressError::Invalid { name, message }| invalid(name, message))
     }
 
     fn inbound_config(&self) -> Result<InboundConfig, ConfigError> {
@@ -785,6 +858,88 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    /// The proxy settings from these flags only (each unset one explicitly empty, so the
+    /// test process's own HTTPS_PROXY & co. play no part).
+    fn proxy_of(given: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut v: Vec<String> = Vec::new();
+        for flag in [
+            "--egress-proxy",
+            "--https-proxy",
+            "--http-proxy",
+            "--no-proxy",
+        ] {
+            let value = given
+                .iter()
+                .find(|(f, _)| *f == flag)
+                .map_or("", |(_, v)| *v);
+            v.push(format!("{flag}={value}"));
+        }
+        let v: Vec<&str> = v.iter().map(String::as_str).collect();
+        args(&v).into_config(URL.into())
+    }
+
+    #[test]
+    fn the_egress_proxy_is_off_unless_set_and_the_explicit_one_wins() {
+        assert_eq!(proxy_of(&[]).unwrap().egress_proxy, None);
+        let target = |u: &str| url::Url::parse(u).unwrap();
+        let https = ("--https-proxy", "http://u:pw@proxy.corp:3128");
+        let no_proxy = ("--no-proxy", ".internal");
+        let p = proxy_of(&[https, no_proxy]).unwrap().egress_proxy.unwrap();
+        assert!(p.proxy_for(&target("https://hooks.example.com/")).is_some());
+        assert!(p.proxy_for(&target("http://hooks.example.com/")).is_none());
+        assert!(p.proxy_for(&target("https://a.internal/")).is_none());
+        let c = proxy_of(&[https, no_proxy, ("--egress-proxy", "http://explicit:8080")]).unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("explicit:8080") && !shown.contains("pw@"),
+            "{shown}"
+        );
+        let p = c.egress_proxy.unwrap();
+        assert_eq!(
+            p.proxy_for(&target("http://hooks.example.com/"))
+                .map(|p| p.url().as_str()),
+            Some("http://explicit:8080/")
+        );
+        assert!(
+            p.proxy_for(&target("https://a.internal/")).is_none(),
+            "NO_PROXY still applies"
+        );
+        let off = proxy_of(&[https, ("--egress-proxy", "off")]).unwrap();
+        assert_eq!(off.egress_proxy, None);
+        let err = proxy_of(&[("--https-proxy", "socks5://proxy:1080")]).unwrap_err();
+        assert!(err.to_string().starts_with("HTTPS_PROXY: "), "{err}");
+    }
+
+    #[test]
+    fn egress_tls_files_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = |flag: &str, path: &std::path::Path| {
+            args(&[flag, path.to_str().unwrap()])
+                .into_config(URL.into())
+                .unwrap_err()
+                .to_string()
+        };
+        let missing = dir.path().join("nope.pem");
+        let err = refused("--egress-ca-file", &missing);
+        assert!(
+            err.starts_with("OUTBOXD_EGRESS_CA_FILE: cannot read") && err.contains("nope.pem"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let err = refused("--egress-ca-file", &empty);
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let err = refused("--client-cert-dir", &missing);
+        assert!(
+            err.starts_with("OUTBOXD_CLIENT_CERT_DIR: ") && err.contains("not a directory"),
+            "{err}"
+        );
+        let c = args(&["--client-cert-dir", dir.path().to_str().unwrap()])
+            .into_config(URL.into())
+            .unwrap();
+        assert_eq!(c.client_cert_dir.as_deref(), Some(dir.path()));
     }
 
     #[test]

@@ -80,12 +80,28 @@ impl Engine {
             None => None,
         };
         let pool = connector.pool(config.db_pool_size)?;
+        let extra_roots = match &config.egress_ca_file {
+            Some(path) => crate::delivery::http::read_ca_file(path)
+                .map_err(|e| EngineError::Http(format!("OUTBOXD_EGRESS_CA_FILE: {e}")))?,
+            None => Vec::new(),
+        };
+        if let Some(proxy) = &config.egress_proxy {
+            // Display masks the proxies' credentials.
+            tracing::info!(
+                https = %proxy.https.as_ref().map_or("(none)".into(), |p| p.to_string()),
+                http = %proxy.http.as_ref().map_or("(none)".into(), |p| p.to_string()),
+                "deliveries go through the egress proxy (NO_PROXY hosts excepted); the SSRF guard checks targets before sending"
+            );
+        }
         let sender = Sender::new(SenderConfig {
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
             max_body_bytes: config.max_payload_bytes,
             allow_networks: config.allow_networks.clone(),
             user_agent: format!("outboxd/{}", env!("CARGO_PKG_VERSION")),
+            proxy: config.egress_proxy.clone(),
+            extra_roots,
+            client_cert_dir: config.client_cert_dir.clone(),
         })
         .map_err(|e| EngineError::Http(e.to_string()))?;
         let listen_error = |source| EngineError::Listen {
@@ -97,7 +113,7 @@ impl Engine {
             .map_err(listen_error)?;
         let listen_addr = listener.local_addr().map_err(listen_error)?;
         // The public listener is bound as early (a taken port fails start-up at once) but
-        // serves only once the database is ready.
+        // serves only once the database is ready; until then it answers 503.
         let inbound = match config.inbound.listen {
             Some(addr) => {
                 let inbound_error = |source| EngineError::Listen { addr, source };
@@ -111,6 +127,14 @@ impl Engine {
         };
         let inbound_addr = inbound.as_ref().map(|(_, at)| *at);
         tracing::info!(listen = %listen_addr, "listening; starting up");
+        // Until start-up is done, the inbound listener answers every request 503.
+        let inbound_started = CancellationToken::new();
+        // Also when this future is dropped (a signal during start-up).
+        let _answering_503 = inbound_started.clone().drop_guard();
+        let inbound = inbound.map(|(l, at)| {
+            let waiting = crate::inbound::listener::unavailable_until(l, inbound_started.clone());
+            (tokio::spawn(waiting), at)
+        });
 
         let replica = Arc::new(Replica::new(config, pool, Catalog::default(), sender));
         // Background services (the listener first) stop with `background`, after the claimer
@@ -122,11 +146,27 @@ impl Engine {
             prom,
             background.clone(),
         ));
-        if let Err(e) = start_up(&replica, &connector).await {
-            background.cancel();
-            let _ = http.await;
-            return Err(e);
-        }
+        let started = start_up(&replica, &connector).await;
+        inbound_started.cancel();
+        let inbound = match (started, inbound) {
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Ok(None),
+            (Ok(()), Some((waiting, at))) => match waiting.await {
+                Ok(l) => Ok(Some((l, at))),
+                Err(e) => Err(EngineError::Listen {
+                    addr: at,
+                    source: std::io::Error::other(e),
+                }),
+            },
+        };
+        let inbound = match inbound {
+            Ok(i) => i,
+            Err(e) => {
+                background.cancel();
+                let _ = http.await;
+                return Err(e);
+            }
+        };
         replica.readiness.started(Instant::now());
 
         let shutdown = CancellationToken::new();
@@ -230,6 +270,10 @@ async fn start_up(replica: &Replica, connector: &Connector) -> Result<(), Engine
     replica
         .catalog
         .set(Catalog::load(&conn).await.map_err(DbError::from)?);
+    // A missing or invalid client certificate is logged now, not at the first delivery.
+    replica
+        .sender
+        .preload_client_certificates(replica.catalog.get().client_certificates());
     tracing::info!(
         role = %role,
         pooler = config.pooler.as_str(),

@@ -13,6 +13,7 @@ const FLOORS: &[(u8, &[&str])] = &[
         1,
         &[
             "circuit",
+            "egress",
             "embedded_pg",
             "locks",
             "mask",

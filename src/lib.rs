@@ -12,7 +12,8 @@
 //! 3. **claim**: [`claim`] leases due deliveries with `FOR UPDATE SKIP LOCKED`, within the
 //!    limits its pure [`claim::policy`] computes (in-flight slots, [`pacing`], [`circuit`]).
 //! 4. **deliver**: a [`worker`] per delivery signs ([`signing`]) and POSTs it
-//!    ([`delivery::http`]) through the [`ssrf`] guard; the [`delivery`] module owns the
+//!    ([`delivery::http`]) through the [`ssrf`] guard (and the [`egress`] proxy, when one is
+//!    set); the [`delivery`] module owns the
 //!    state machine and its data ([`delivery::Outcome`]).
 //! 5. **record**: [`record`] writes outcomes and `outbox.attempts` in batches and hands a
 //!    lane over to its next delivery.
@@ -48,6 +49,7 @@ pub(crate) mod console;
 pub(crate) mod db;
 pub(crate) mod delivery;
 pub mod demo;
+pub(crate) mod egress;
 pub mod embedded_pg;
 pub(crate) mod engine;
 pub(crate) mod eventlog;

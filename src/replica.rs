@@ -166,6 +166,10 @@ impl Replica {
                     endpoints = c.endpoint_count(),
                     "catalog loaded"
                 );
+                // A client certificate an endpoint now names is loaded (or its problem
+                // logged) before a delivery needs it.
+                self.sender
+                    .preload_client_certificates(c.client_certificates());
                 self.catalog.set(c);
                 release_freed_memory();
             }

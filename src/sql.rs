@@ -225,6 +225,7 @@ pub(crate) mod eventlog {
         LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_status.sql")));
     pub(crate) static SEARCH_TENANT_STATUS: LazyLock<String> =
         LazyLock::new(|| with_filter(include_str!("../sql/eventlog/search_tenant_status.sql")));
+    pub(crate) const CATALOG_ENTRIES: &str = include_str!("../sql/eventlog/catalog_entries.sql");
     pub(crate) const DELIVERIES_DETAIL: &str =
         include_str!("../sql/eventlog/deliveries_detail.sql");
     pub(crate) const DELIVERIES_REQUEUE: &str =
@@ -269,6 +270,7 @@ pub(crate) mod eventlog {
     #[cfg(test)]
     pub(crate) fn all() -> Vec<(&'static str, &'static str)> {
         vec![
+            ("catalog_entries", CATALOG_ENTRIES),
             ("deliveries_detail", DELIVERIES_DETAIL),
             ("deliveries_requeue", DELIVERIES_REQUEUE),
             ("delivery_attempts", DELIVERY_ATTEMPTS),

@@ -17,6 +17,16 @@
 //!   addresses the resolver returns, so a name that resolves to a public address at check time
 //!   and to `127.0.0.1` at connect time (DNS rebinding) is still refused: the check *is* the
 //!   resolution used for the connection.
+//!
+//! **Through an egress proxy** (`crate::egress`) outboxd does not connect to the target: the
+//! proxy does, after resolving the name itself. So the guard checks what it can before the
+//! request leaves: an IP-literal target as above ([`check_url`]); a host name is resolved here
+//! and refused if **any** of its addresses is refused, or if it does not resolve here at all
+//! ([`GuardedResolver::check_through_proxy`]). What it cannot see: the proxy's own resolution.
+//! A name whose answer changes between our check and the proxy's lookup (DNS rebinding, a
+//! short TTL, split-horizon DNS where the proxy sees other records) reaches whatever the proxy
+//! resolves; only the proxy's own rules (its ACL of destinations) can stop that. The proxy
+//! itself is trusted: its address (often private) is not checked.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -353,18 +363,38 @@ pub enum ResolveError {
 ///
 /// Errors are [`ResolveError`]s; reqwest wraps them (as DNS errors) in its own error, where
 /// the sender finds them again by walking `std::error::Error::source()`.
+///
+/// The host names of the egress proxies (`crate::egress`) are *trusted*: the HTTP client
+/// resolves them through this resolver too, and a proxy on a private address is the normal
+/// case (the operator chose it), so their addresses are not checked.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     policy: Arc<AddressPolicy>,
+    /// Names resolved without the policy: the egress proxies' (lower case).
+    trusted: Arc<[String]>,
 }
 
 impl GuardedResolver {
+    #[cfg(test)]
     pub fn new(policy: Arc<AddressPolicy>) -> Self {
-        GuardedResolver { policy }
+        GuardedResolver::trusting(policy, Vec::new())
     }
 
-    /// Resolves `host` and keeps the accepted addresses (port 0: reqwest fills in the port).
-    pub async fn resolve_host(&self, host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
+    /// A resolver that also resolves `names` (the egress proxies' host names) unchecked.
+    pub fn trusting(policy: Arc<AddressPolicy>, names: Vec<String>) -> Self {
+        GuardedResolver {
+            policy,
+            trusted: names.into(),
+        }
+    }
+
+    /// `host` is an egress proxy's name (resolved unchecked).
+    pub fn is_trusted(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        self.trusted.iter().any(|t| t.eq_ignore_ascii_case(host))
+    }
+
+    async fn lookup(host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
         let resolved =
             tokio::net::lookup_host((host, 0))
                 .await
@@ -372,6 +402,38 @@ impl GuardedResolver {
                     host: host.to_owned(),
                     source,
                 })?;
+        let resolved: Vec<SocketAddr> = resolved.collect();
+        if resolved.is_empty() {
+            return Err(ResolveError::NoAddresses {
+                host: host.to_owned(),
+            });
+        }
+        Ok(resolved)
+    }
+
+    /// Before sending to `host` through a proxy, which resolves the name itself (and may get
+    /// other answers): resolves it here and refuses it if **any** of its addresses is refused
+    /// (the proxy may connect to any of them). A name that does not resolve here is refused
+    /// too (kind `dns`): outboxd cannot check what it cannot see.
+    pub async fn check_through_proxy(&self, host: &str) -> Result<(), ResolveError> {
+        for addr in Self::lookup(host).await? {
+            if let Err(source) = self.policy.check(addr.ip()) {
+                return Err(ResolveError::Blocked {
+                    host: host.to_owned(),
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves `host` and keeps the accepted addresses (port 0: reqwest fills in the port).
+    /// A trusted name (an egress proxy's) keeps them all.
+    pub async fn resolve_host(&self, host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
+        let resolved = Self::lookup(host).await?;
+        if self.is_trusted(host) {
+            return Ok(resolved);
+        }
         let mut kept = Vec::new();
         let mut first_blocked = None;
         for addr in resolved {
@@ -736,6 +798,29 @@ mod tests {
         };
         let resolve_err = err.downcast_ref::<ResolveError>().unwrap();
         assert!(matches!(resolve_err, ResolveError::Blocked { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_proxys_own_name_is_trusted_but_a_target_behind_it_is_still_checked() {
+        let r = GuardedResolver::trusting(Arc::new(default_policy()), vec!["localhost".into()]);
+        // The proxy (the operator's choice) may sit on a private or loopback address.
+        assert!(!r.resolve_host("LOCALHOST").await.unwrap().is_empty());
+        assert!(r.is_trusted("localhost."));
+        // A target sent through the proxy: every address it resolves to here must pass.
+        assert!(matches!(
+            r.check_through_proxy("localhost").await,
+            Err(ResolveError::Blocked { .. })
+        ));
+        // A name that does not resolve here cannot be checked: refused.
+        assert!(matches!(
+            r.check_through_proxy("no-such-host.invalid").await,
+            Err(ResolveError::Lookup { .. } | ResolveError::NoAddresses { .. })
+        ));
+        let allowing = GuardedResolver::new(Arc::new(AddressPolicy::new(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ])));
+        assert!(allowing.check_through_proxy("localhost").await.is_ok());
     }
 }
 

@@ -202,6 +202,7 @@ async fn attempt_to(replica: &Replica, c: &mut Claimed, endpoint: &Endpoint) -> 
             event_headers: c.headers.as_deref(),
             content_type: c.relayed.as_ref().map(|r| r.content_type()),
             relayed_headers: relayed_headers.as_ref(),
+            client_certificate: endpoint.client_certificate.as_deref(),
         })
         .await
 }

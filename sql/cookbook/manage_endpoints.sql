@@ -14,6 +14,9 @@ VALUES (1, '{order.paid}', '$.amount > 1000 && $.currency == "EUR"');
 SELECT * FROM outbox.filter_errors ORDER BY id DESC LIMIT 20;
 -- Its own retry policy (NULL: OUTBOXD_RETRY_SCHEDULE / OUTBOXD_MAX_AGE).
 UPDATE outbox.endpoints SET retry_schedule = '1m,10m,1h', max_age = '3 days' WHERE id = 1;
+-- Present a client certificate (mutual TLS): files acme-mtls.crt and acme-mtls.key in
+-- OUTBOXD_CLIENT_CERT_DIR (README "Mutual TLS to endpoints"); NULL: none.
+UPDATE outbox.endpoints SET client_certificate = 'acme-mtls' WHERE id = 1;
 -- Rotate its secret: the new one signs alongside the old until the rotation is finished.
 SELECT outbox.rotate_secret(1);
 SELECT outbox.finish_secret_rotation(1);

@@ -10,6 +10,7 @@ SELECT e.id, e.url, e.tenant_id, e.all_tenants, e.secrets, e.headers, e.enabled,
                    FROM outbox.subscriptions s
                   WHERE s.endpoint_id = e.id AND s.active AND s.filter IS NOT NULL),
                 '[]'::jsonb) AS filtered,
-       e.retry_schedule, extract(epoch FROM e.max_age)::float8 AS max_age_seconds
+       e.retry_schedule, extract(epoch FROM e.max_age)::float8 AS max_age_seconds,
+       e.client_certificate
   FROM outbox.endpoints e
  ORDER BY e.id

@@ -2,7 +2,7 @@
 -- id order (after $1, $2 rows). Counts stop at $5 (a backlog of millions costs the same as
 -- one of $5); the last hour's attempts come from attempts_endpoint_started.
 SELECT e.id, e.url, e.tenant_id, e.all_tenants, e.enabled, e.disabled_reason, e.description,
-       e.max_in_flight,
+       e.max_in_flight, e.client_certificate,
        (SELECT count(*) FROM (
             SELECT 1 FROM outbox.deliveries d
              WHERE d.endpoint_id = e.id

@@ -157,17 +157,37 @@ pub async fn replay(
     Ok(Json(done))
 }
 
-/// Send a test event (type `outboxd.test`) to this endpoint only. 409 when it is disabled.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestEventRequest {
+    /// An exact event type: when the catalog has an example payload for it, the test event
+    /// carries that example (see `example_of` in the answer).
+    #[serde(default)]
+    event_type: Option<String>,
+}
+
+/// Send a test event (type `outboxd.test`) to this endpoint only; with `event_type`, its
+/// payload is that type's example from the catalog (`/v1/event-types`) when there is one.
+/// 409 when the endpoint is disabled.
 #[utoipa::path(post, operation_id = "send_test_event", path = "/v1/endpoints/{id}/test", tag = "endpoints",
-    params(("id" = i64, Path)),
-    responses((status = 202, description = "Accepted: queued", body = TestEvent), (status = 404, description = "No such resource", body = ErrorBody),
+    params(("id" = i64, Path)), request_body(content = Option<TestEventRequest>),
+    responses((status = 202, description = "Accepted: queued", body = TestEvent), (status = 400, description = "Invalid input; the error names the field", body = ErrorBody),
+              (status = 404, description = "No such resource", body = ErrorBody),
               (status = 409, description = "Conflicts with its current state", body = ErrorBody)))]
 pub async fn test_event(
     State(s): State<AppState>,
     Id(id): Id,
+    OptionalJsonBody(req): OptionalJsonBody<TestEventRequest>,
 ) -> Result<(StatusCode, Json<TestEvent>), ApiError> {
     let db = s.db().await?;
-    let t = eventlog::actions::test_event(&db, &s.replica, &Scope::Operator, id).await?;
+    let t = eventlog::actions::test_event(
+        &db,
+        &s.replica,
+        &Scope::Operator,
+        id,
+        req.event_type.as_deref(),
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(t)))
 }
 

@@ -105,6 +105,10 @@ pub struct CreateEndpoint {
     retry_schedule: Option<String>,
     #[serde(default)]
     max_age: Option<String>,
+    /// The client certificate to present (mutual TLS): a name of files in
+    /// `OUTBOXD_CLIENT_CERT_DIR`, never the certificate itself.
+    #[serde(default)]
+    client_certificate: Option<String>,
 }
 
 /// The create response: the endpoint, its secret (shown this once) and the subscription.
@@ -160,6 +164,9 @@ pub async fn create(
         validate::event_types("event_types", types)?;
     }
     let own = OwnPolicy::validate(Some(req.retry_schedule), Some(req.max_age))?;
+    if let Some(name) = &req.client_certificate {
+        validate::client_certificate("client_certificate", name)?;
+    }
 
     let mut db = s.db().await?;
     if let Some(f) = &req.filter {
@@ -189,6 +196,7 @@ pub async fn create(
                 &req.disabled_reason,
                 &own.retry_schedule,
                 &own.max_age_seconds,
+                &req.client_certificate,
             ],
         )
         .await?;
@@ -258,6 +266,9 @@ pub struct PatchEndpoint {
     retry_schedule: Patch<String>,
     #[serde(default, deserialize_with = "present")]
     max_age: Patch<String>,
+    /// `null` stops presenting a client certificate.
+    #[serde(default, deserialize_with = "present")]
+    client_certificate: Patch<String>,
 }
 
 /// An endpoint's own retry policy (nullable: null means the global setting).
@@ -327,6 +338,7 @@ struct Settable {
     description: String,
     disabled_reason: Option<String>,
     own: OwnPolicy,
+    client_certificate: Option<String>,
 }
 
 impl Settable {
@@ -342,6 +354,7 @@ impl Settable {
             description: col(row, "description")?,
             disabled_reason: col(row, "disabled_reason")?,
             own: OwnPolicy::from_row(row)?,
+            client_certificate: col(row, "client_certificate")?,
         })
     }
 }
@@ -359,6 +372,7 @@ struct Changes {
     description: Option<String>,
     disabled_reason: Option<Option<String>>,
     own: OwnPolicyChanges,
+    client_certificate: Patch<String>,
 }
 
 impl Changes {
@@ -398,6 +412,9 @@ impl Changes {
             validate::text("disabled_reason", r)?;
         }
         let own = OwnPolicy::validate(p.retry_schedule, p.max_age)?;
+        if let Some(Some(name)) = &p.client_certificate {
+            validate::client_certificate("client_certificate", name)?;
+        }
         Ok(Changes {
             url,
             tenant_id: p.tenant_id,
@@ -409,6 +426,7 @@ impl Changes {
             description,
             disabled_reason: p.disabled_reason,
             own,
+            client_certificate: p.client_certificate,
         })
     }
 
@@ -457,6 +475,9 @@ impl Changes {
             row.disabled_reason = reason;
         }
         row.own = self.own.apply(row.own);
+        if let Some(c) = self.client_certificate {
+            row.client_certificate = c;
+        }
         Ok(row)
     }
 }
@@ -522,6 +543,7 @@ pub async fn patch(
                 &new.disabled_reason,
                 &new.own.retry_schedule,
                 &new.own.max_age_seconds,
+                &new.client_certificate,
             ],
         )
         .await?;
@@ -669,6 +691,7 @@ mod tests {
                 retry_schedule: Some("1m".into()),
                 max_age_seconds: Some(3600.0),
             },
+            client_certificate: None,
         }
     }
 

@@ -196,6 +196,21 @@ pub fn text(field: &str, s: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A client certificate's name: a file name inside `OUTBOXD_CLIENT_CERT_DIR` (the column's
+/// CHECK says the same). The files themselves are looked at when delivering.
+pub fn client_certificate(field: &str, name: &str) -> Result<(), ApiError> {
+    if crate::delivery::http::identities::valid_name(name) {
+        return Ok(());
+    }
+    Err(ApiError::field(
+        field,
+        format!(
+            "{:?} is not a certificate name: 1-253 letters, digits, '.', '_' or '-', starting with a letter or digit, no '/' or '..' (the files are <name>.crt and <name>.key in OUTBOXD_CLIENT_CERT_DIR)",
+            shorten(name)
+        ),
+    ))
+}
+
 /// `all_tenants` is for internal endpoints only.
 pub fn all_tenants(all: bool, tenant: Option<&str>) -> Result<(), ApiError> {
     if all && tenant.is_some() {

@@ -54,6 +54,9 @@ pub struct Endpoint {
     pub retry_schedule: Option<String>,
     /// The endpoint's own max age, e.g. `"2h"` (null: `OUTBOXD_MAX_AGE`).
     pub max_age: Option<String>,
+    /// The client certificate it presents (mutual TLS), by name: `<name>.crt` and
+    /// `<name>.key` in `OUTBOXD_CLIENT_CERT_DIR` (null: none).
+    pub client_certificate: Option<String>,
 }
 
 impl Endpoint {
@@ -74,6 +77,7 @@ impl Endpoint {
             updated_at: ts(row, "updated_at")?,
             retry_schedule: col(row, "retry_schedule")?,
             max_age: col::<Option<f64>>(row, "max_age_seconds")?.map(duration_text),
+            client_certificate: col(row, "client_certificate")?,
         })
     }
 }

@@ -165,6 +165,12 @@ impl EndpointAction {
                 label.field { "Events created from (UTC, empty: the oldest)" input type="datetime-local" name="since" step="1"; }
                 label.field { "until (UTC, empty: now)" input type="datetime-local" name="until" step="1"; }
             },
+            Self::Test => html! {
+                label.field {
+                    "Event type (its example from the catalog is sent; empty: a generic test payload)"
+                    input type="text" name="event_type" maxlength="255" list=(TEST_TYPES_LIST) placeholder="order.paid";
+                }
+            },
             Self::Replay => html! {
                 label.field { "Events created since (UTC)" input type="datetime-local" name="since" step="1" required; }
                 label.field { "until (UTC, empty: now)" input type="datetime-local" name="until" step="1"; }
@@ -175,6 +181,10 @@ impl EndpointAction {
         }
     }
 }
+
+/// The id of the `datalist` of event types with a catalog example, which the endpoint page
+/// renders for the test event's field.
+pub const TEST_TYPES_LIST: &str = "test-event-types";
 
 /// The form every action posts (fields an action does not use are ignored).
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +203,8 @@ pub struct ActionForm {
     enable: Option<String>,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    event_type: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -538,7 +550,9 @@ pub async fn run_endpoint(
                 return_to(&back, if enable { "enabled" } else { "disabled" }, None, "")
             }
             EndpointAction::Test => {
-                let t = eventlog::actions::test_event(&*conn()?, replica, scope, id).await?;
+                let event_type = Some(f.event_type.trim()).filter(|t| !t.is_empty());
+                let t = eventlog::actions::test_event(&*conn()?, replica, scope, id, event_type)
+                    .await?;
                 return_to(
                     &event_href(&t.event_id),
                     "tested",

@@ -13,7 +13,26 @@ use super::events::DoneQuery;
 use super::layout::{self, Tab, ago, count, cut, text, time};
 use super::{Authed, Console};
 use crate::eventlog::health::{COUNT_CAP, Subscription};
-use crate::eventlog::{self, EndpointHealth};
+use crate::eventlog::{self, CatalogEntry, EndpointHealth};
+use crate::pattern::Pattern;
+
+/// Catalog entries looked at for the test event's picker at most.
+const CATALOG_OFFERED: i64 = 200;
+
+/// The catalog's event types with an example that the endpoint's active subscriptions match:
+/// what its test event can carry.
+fn test_types<'a>(catalog: &'a [CatalogEntry], subs: &[Subscription]) -> Vec<&'a CatalogEntry> {
+    let patterns: Vec<Pattern> = subs
+        .iter()
+        .filter(|s| s.active)
+        .flat_map(|s| s.event_types.iter())
+        .filter_map(|p| Pattern::parse(p).ok())
+        .collect();
+    catalog
+        .iter()
+        .filter(|t| t.example.is_some() && patterns.iter().any(|p| p.matches(&t.event_type)))
+        .collect()
+}
 
 const PAGE: i64 = 50;
 
@@ -153,10 +172,11 @@ pub async fn detail(
         let db = c.db().await?;
         let e = eventlog::health::endpoint(&db, c.replica(), a.scope(), id).await?;
         let subs = eventlog::health::subscriptions(&db, a.scope(), id).await?;
-        Ok::<_, eventlog::Error>((e, subs))
+        let catalog = eventlog::health::catalog_entries(&db, None, CATALOG_OFFERED).await?;
+        Ok::<_, eventlog::Error>((e, subs, catalog))
     }
     .await;
-    let (e, subs) = match found {
+    let (e, subs, catalog) = match found {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
@@ -172,6 +192,9 @@ pub async fn detail(
                 dt { "URL" } dd.mono.wrap { (text(&e.url)) }
                 dt { "Tenant" } dd { @match &e.tenant_id { Some(t) => (text(t)), None => span.muted { @if e.all_tenants { "internal, all tenants' events" } @else { "internal" } } } }
                 @if !e.description.is_empty() { dt { "Description" } dd { (text(&e.description)) } }
+                @if let Some(cert) = &e.client_certificate {
+                    dt { "Client certificate" } dd.mono data-client-certificate { (text(cert)) span.muted { " (mutual TLS)" } }
+                }
                 dt { "State" } dd { (enabled(&e)) }
                 dt { "Success (last hour)" } dd { (rate(&e)) " · " (e.failures_last_hour) " failed" }
                 dt { "In flight" } dd { (count(e.in_flight, COUNT_CAP)) " (at most " (e.max_in_flight) " per replica)" }
@@ -191,6 +214,9 @@ pub async fn detail(
                     }
                 }
                 a href=(format!("/ui/endpoints/{id}/edit")) data-action="edit" { "Edit" }
+                datalist id=(actions::TEST_TYPES_LIST) {
+                    @for t in test_types(&catalog, &subs) { option value=(t.event_type) {} }
+                }
             }
             a href=(format!("/ui/events?endpoint={id}")) { "Its events →" }
         }

@@ -1,7 +1,10 @@
 //! Adding and editing endpoints (`/ui/endpoints/new`, `/ui/endpoints/{id}/edit`): the URL
 //! (checked by the SSRF guard), a description, and the event types, picked from those seen
-//! in scope (a portal link may narrow them to its `event_types`). Deleting and reading the
-//! secret are endpoint actions ([`super::actions`]).
+//! in scope and those registered in the catalog (a portal link may narrow them to its
+//! `event_types`); each registered one shows its description and example payload from the
+//! catalog. Deleting and reading the secret are endpoint actions ([`super::actions`]).
+
+use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -10,9 +13,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
-use super::layout::{self, Tab, text};
+use super::layout::{self, Tab, text, visible};
 use super::{Authed, Console, check_csrf};
-use crate::eventlog;
+use crate::eventlog::{self, CatalogEntry};
 use crate::pattern::Pattern;
 
 /// Event types offered at most.
@@ -78,18 +81,27 @@ fn check_allowed(a: &Authed, types: &[String]) -> Result<(), eventlog::Error> {
     }
 }
 
-/// The types to offer: those seen in scope (and the link's own patterns), that the link
-/// allows, with `current` ones kept.
-async fn offered(
-    c: &Console,
-    a: &Authed,
-    current: &[String],
-) -> Result<Vec<String>, eventlog::Error> {
+/// The types to offer, with the catalog's entries of those registered.
+struct Offered {
+    types: Vec<String>,
+    catalog: HashMap<String, CatalogEntry>,
+}
+
+/// The types to offer: those seen in scope and those registered in the catalog (not
+/// deprecated), that the link allows, and the link's own patterns, with `current` ones kept.
+async fn offered(c: &Console, a: &Authed, current: &[String]) -> Result<Offered, eventlog::Error> {
     let db = c.db().await?;
     let seen = eventlog::health::event_types(&db, a.scope(), MAX_OFFERED).await?;
+    let registered = eventlog::health::catalog_entries(&db, None, MAX_OFFERED).await?;
     let mut out: Vec<String> = seen
         .into_iter()
         .map(|t| t.event_type)
+        .chain(
+            registered
+                .iter()
+                .filter(|e| !e.deprecated)
+                .map(|e| e.event_type.clone()),
+        )
         .filter(|t| t != "outboxd.test" && allowed(a, t))
         .collect();
     if let Some(link_types) = a.portal().and_then(|p| p.types.as_ref()) {
@@ -98,7 +110,33 @@ async fn offered(
     out.extend(current.iter().cloned());
     out.sort();
     out.dedup();
-    Ok(out)
+    let catalog = registered
+        .into_iter()
+        .filter(|e| out.contains(&e.event_type))
+        .map(|e| (e.event_type.clone(), e))
+        .collect();
+    Ok(Offered {
+        types: out,
+        catalog,
+    })
+}
+
+/// What the catalog says about an offered type: its description and example payload (text,
+/// escaped like everything shown).
+fn documented(entry: Option<&CatalogEntry>) -> Markup {
+    let Some(e) = entry else {
+        return html! {};
+    };
+    html! {
+        @if e.deprecated { " " span.status.status-dead { "deprecated" } }
+        @if let Some(d) = &e.description { span.muted.type-description data-description { " — " (text(d)) } }
+        @if let Some(x) = &e.example {
+            details.type-example {
+                summary { "Example payload" }
+                pre.excerpt data-example { (visible(x)) }
+            }
+        }
+    }
 }
 
 fn form(
@@ -106,7 +144,7 @@ fn form(
     action: &str,
     url_placeholder: &str,
     description: &str,
-    offered: &[String],
+    offered: &Offered,
     checked: &[String],
     editing: bool,
 ) -> Markup {
@@ -120,9 +158,12 @@ fn form(
             label.field { "Description" input type="text" name="description" value=(description) maxlength="500"; }
             fieldset.types {
                 legend { "Event types" }
-                @if offered.is_empty() { p.muted { "No event types seen yet: type one below." } }
-                @for t in offered {
-                    label { input type="checkbox" name="event_types" value=(t) checked[checked.contains(t)]; " " span.mono { (text(t)) } }
+                @if offered.types.is_empty() { p.muted { "No event types seen yet: type one below." } }
+                @for t in &offered.types {
+                    div.type-choice data-event-type=(t) {
+                        label { input type="checkbox" name="event_types" value=(t) checked[checked.contains(t)]; " " span.mono { (text(t)) } }
+                        (documented(offered.catalog.get(t)))
+                    }
                 }
                 @if a.portal().is_none_or(|p| p.types.is_none()) {
                     label.field { "Other types or patterns (comma-separated, e.g. order.*)" input type="text" name="other_types"; }

@@ -3,8 +3,17 @@
 //!
 //! * One [`reqwest::Client`] per process ([`Sender`] is a cheap clone): connections are pooled
 //!   and reused per host. Redirects are never followed (a 3xx is a failed attempt with kind
-//!   `status`), no proxy is used, and host names are resolved by [`GuardedResolver`], so the
-//!   addresses connected to are exactly the ones the SSRF guard accepted.
+//!   `status`), and host names are resolved by [`GuardedResolver`], so the addresses connected
+//!   to are exactly the ones the SSRF guard accepted.
+//! * No proxy unless one is configured ([`crate::egress`]; the environment's proxy variables
+//!   are read by the configuration, never behind its back). Through a proxy, the proxy
+//!   resolves the target: before sending, an IP-literal target is checked as always, and a
+//!   host name is resolved here and refused if any of its addresses is (`crate::ssrf` says
+//!   what the guard cannot see then).
+//! * Endpoints that present a client certificate (mutual TLS) get a client of their own per
+//!   certificate ([`identities`]), built the same way plus the identity, and rebuilt when the
+//!   mounted files change. Extra trusted roots (`OUTBOXD_EGRESS_CA_FILE`) apply to every
+//!   client, next to the system's.
 //! * The request timeout covers the whole attempt: connecting, sending, the response head and
 //!   reading the response excerpt.
 //! * Only the first [`EXCERPT_LIMIT`] bytes of a response body are read; the rest is never
@@ -12,11 +21,13 @@
 //! * [`Sender::send`] never fails and never panics on bad input: every problem is an
 //!   [`Outcome::Failed`] with an [`ErrorKind`].
 
+pub(crate) mod identities;
 #[cfg(test)]
 mod properties;
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +39,7 @@ use reqwest::header::{
 use tokio::time::Instant;
 
 use super::{EXCERPT_LIMIT, ErrorKind, Outcome};
+use crate::egress::EgressProxy;
 use crate::signing::{Secret, signature_header};
 use crate::ssrf::{self, AddressPolicy, BlockedAddress, GuardedResolver, ResolveError, UrlError};
 
@@ -53,6 +65,13 @@ pub struct SenderConfig {
     pub allow_networks: Vec<ipnet::IpNet>,
     /// `outboxd/<version>`.
     pub user_agent: String,
+    /// The egress proxy, if deliveries use one (`OUTBOXD_EGRESS_PROXY`, `HTTPS_PROXY`, …).
+    pub proxy: Option<EgressProxy>,
+    /// Extra trusted roots for endpoints' server certificates, next to the system's
+    /// (`OUTBOXD_EGRESS_CA_FILE`, read by [`read_ca_file`]).
+    pub extra_roots: Vec<reqwest::Certificate>,
+    /// Where client certificates are mounted (`OUTBOXD_CLIENT_CERT_DIR`).
+    pub client_cert_dir: Option<PathBuf>,
 }
 
 impl Default for SenderConfig {
@@ -63,6 +82,9 @@ impl Default for SenderConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allow_networks: Vec::new(),
             user_agent: concat!("outboxd/", env!("CARGO_PKG_VERSION")).to_owned(),
+            proxy: None,
+            extra_roots: Vec::new(),
+            client_cert_dir: None,
         }
     }
 }
@@ -76,6 +98,75 @@ pub enum SenderError {
     Client(#[source] reqwest::Error),
 }
 
+/// Why `OUTBOXD_EGRESS_CA_FILE` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display())]
+    Empty { path: PathBuf },
+    #[error("{} is not a PEM certificate bundle: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// The certificates of a PEM bundle (`OUTBOXD_EGRESS_CA_FILE`): roots trusted for endpoints'
+/// server certificates, next to the system's.
+pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, CaFileError> {
+    let pem = std::fs::read(path).map_err(|source| CaFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| CaFileError::Invalid {
+        path: path.to_owned(),
+        reason: error_text(&e),
+    })?;
+    if certs.is_empty() {
+        return Err(CaFileError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// What every client of a [`Sender`] is built from (with or without a client certificate).
+#[derive(Clone)]
+pub(crate) struct ClientBase {
+    connect_timeout: Duration,
+    user_agent: HeaderValue,
+    resolver: GuardedResolver,
+    proxy: Option<EgressProxy>,
+    extra_roots: Vec<reqwest::Certificate>,
+}
+
+impl ClientBase {
+    /// A client builder with the settings every delivery client shares.
+    fn builder(&self) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .user_agent(self.user_agent.clone())
+            .dns_resolver(Arc::new(self.resolver.clone()))
+            .tls_certs_merge(self.extra_roots.iter().cloned());
+        match &self.proxy {
+            // Never the environment's proxy behind the configuration's back.
+            None => builder.no_proxy(),
+            Some(proxy) => {
+                let proxy = proxy.clone();
+                builder.proxy(reqwest::Proxy::custom(move |target| {
+                    proxy.proxy_for(target).map(|p| p.url().clone())
+                }))
+            }
+        }
+    }
+}
+
 /// Sends webhook attempts. Cheap to clone; all clones share one connection pool.
 #[derive(Clone)]
 pub struct Sender {
@@ -84,7 +175,11 @@ pub struct Sender {
 
 struct Inner {
     client: reqwest::Client,
+    /// Clients that present a client certificate, one per certificate.
+    identities: identities::Identities,
     policy: Arc<AddressPolicy>,
+    resolver: GuardedResolver,
+    proxy: Option<EgressProxy>,
     request_timeout: Duration,
     max_body_bytes: usize,
     user_agent: HeaderValue,
@@ -94,6 +189,7 @@ impl fmt::Debug for Sender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sender")
             .field("policy", &self.inner.policy)
+            .field("proxy", &self.inner.proxy)
             .field("request_timeout", &self.inner.request_timeout)
             .field("max_body_bytes", &self.inner.max_body_bytes)
             .finish_non_exhaustive()
@@ -122,6 +218,9 @@ pub struct WebhookRequest<'a> {
     /// A relayed inbound request's original headers (prefixed) and provenance
     /// ([`crate::delivery::relay`]); sent as they are, after the endpoint's headers.
     pub relayed_headers: Option<&'a HeaderMap>,
+    /// The name of the client certificate to present (mutual TLS;
+    /// `outbox.endpoints.client_certificate`), if any.
+    pub client_certificate: Option<&'a str>,
 }
 
 impl Sender {
@@ -129,21 +228,27 @@ impl Sender {
         let user_agent = HeaderValue::from_str(&cfg.user_agent)
             .map_err(|_| SenderError::InvalidUserAgent(cfg.user_agent.clone()))?;
         let policy = Arc::new(AddressPolicy::new(cfg.allow_networks));
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(cfg.connect_timeout)
-            .pool_max_idle_per_host(64)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .user_agent(user_agent.clone())
-            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
-            .build()
-            .map_err(SenderError::Client)?;
+        let trusted = cfg
+            .proxy
+            .as_ref()
+            .map(EgressProxy::proxy_host_names)
+            .unwrap_or_default();
+        let resolver = GuardedResolver::trusting(policy.clone(), trusted);
+        let base = ClientBase {
+            connect_timeout: cfg.connect_timeout,
+            user_agent: user_agent.clone(),
+            resolver: resolver.clone(),
+            proxy: cfg.proxy.clone(),
+            extra_roots: cfg.extra_roots,
+        };
+        let client = base.builder().build().map_err(SenderError::Client)?;
         Ok(Sender {
             inner: Arc::new(Inner {
                 client,
+                identities: identities::Identities::new(cfg.client_cert_dir, base),
                 policy,
+                resolver,
+                proxy: cfg.proxy,
                 request_timeout: cfg.request_timeout,
                 max_body_bytes: cfg.max_body_bytes,
                 user_agent,
@@ -194,8 +299,17 @@ impl Sender {
             }
             Err(UrlError::Blocked(b)) => return failed(ErrorKind::BlockedAddress, b.to_string()),
         }
-        let request = match inner
-            .client
+        if let Err(outcome) = self.check_through_proxy(&url).await {
+            return outcome;
+        }
+        let client = match req.client_certificate {
+            None => inner.client.clone(),
+            Some(name) => match inner.identities.client(name) {
+                Ok(c) => c,
+                Err(e) => return failed(ErrorKind::Tls, e.to_string()),
+            },
+        };
+        let request = match client
             .post(url)
             .headers(headers)
             .body(req.body.clone())
@@ -205,8 +319,7 @@ impl Sender {
             Err(e) => return failed(ErrorKind::InvalidUrl, error_text(&e.without_url())),
         };
 
-        let response = match tokio::time::timeout_at(deadline, inner.client.execute(request)).await
-        {
+        let response = match tokio::time::timeout_at(deadline, client.execute(request)).await {
             Err(_elapsed) => {
                 return failed(
                     ErrorKind::Timeout,
@@ -247,6 +360,46 @@ impl Sender {
                 excerpt: Some(excerpt),
                 retry_after,
             }
+        }
+    }
+
+    /// Whether a delivery to `url` may go through the egress proxy. The proxy resolves the
+    /// target's name, not [`GuardedResolver`]: a host name is resolved here first and refused
+    /// if any of its addresses is (or if it does not resolve). A target named like a proxy,
+    /// which the resolver trusts, is checked the same way even when it goes direct.
+    async fn check_through_proxy(&self, url: &url::Url) -> Result<(), Outcome> {
+        let inner = &*self.inner;
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Ok(()); // literal addresses: check_url judged them
+        };
+        let proxied = inner
+            .proxy
+            .as_ref()
+            .is_some_and(|p| p.proxy_for(url).is_some());
+        if !proxied && !inner.resolver.is_trusted(host) {
+            return Ok(()); // direct: the resolver checks at connect time
+        }
+        inner.resolver.check_through_proxy(host).await.map_err(|e| {
+            let kind = match e {
+                ResolveError::Blocked { .. } => ErrorKind::BlockedAddress,
+                ResolveError::Lookup { .. } | ResolveError::NoAddresses { .. } => ErrorKind::Dns,
+            };
+            failed(
+                kind,
+                format!(
+                    "{} (checked by outboxd before sending through the egress proxy)",
+                    error_text(&e)
+                ),
+            )
+        })
+    }
+
+    /// Loads the client certificates `names` now (at start-up and when the catalog changes),
+    /// so a missing or invalid one is logged before a delivery needs it. Never fails.
+    pub fn preload_client_certificates<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for name in names {
+            // The error is logged by `client` (once per change of the files).
+            let _ = self.inner.identities.client(name);
         }
     }
 
@@ -655,6 +808,7 @@ mod tests {
                 event_headers: self.event_headers,
                 content_type: None,
                 relayed_headers: None,
+                client_certificate: None,
             }
         }
     }
@@ -1188,6 +1342,48 @@ mod tests {
         assert_eq!(excerpt_text("héllo".as_bytes(), false), "héllo");
         assert_eq!(trim_incomplete_tail(&[b'a', 0xE2, 0x82]), b"a");
         assert_eq!(trim_incomplete_tail("a€".as_bytes()), "a€".as_bytes());
+    }
+
+    // Through an egress proxy the guard still judges the target, before anything is sent:
+    // a literal address, and every address a name resolves to here. The proxy itself sits
+    // on loopback (trusted: the operator's choice).
+    #[tokio::test]
+    async fn the_ssrf_guard_judges_the_target_before_the_proxy_sees_it() {
+        let proxy = testkit::proxy::Proxy::start().await;
+        let settings = crate::egress::ProxySettings {
+            explicit: Some(&proxy.url()),
+            ..Default::default()
+        };
+        let sender = Sender::new(SenderConfig {
+            proxy: crate::egress::EgressProxy::from_settings(&settings).unwrap(),
+            ..SenderConfig::default()
+        })
+        .unwrap();
+        let outcome = sender
+            .send(Req::new("http://127.0.0.1:9/".into()).get())
+            .await;
+        assert_eq!(
+            kind(&outcome),
+            Some(ErrorKind::BlockedAddress),
+            "{outcome:?}"
+        );
+        let outcome = sender
+            .send(Req::new("https://localhost:9/".into()).get())
+            .await;
+        assert_eq!(
+            kind(&outcome),
+            Some(ErrorKind::BlockedAddress),
+            "{outcome:?}"
+        );
+        assert!(
+            message(&outcome).contains("before sending through the egress proxy"),
+            "{outcome:?}"
+        );
+        let outcome = sender
+            .send(Req::new("https://no-such-host.invalid/".into()).get())
+            .await;
+        assert_eq!(kind(&outcome), Some(ErrorKind::Dns), "{outcome:?}");
+        assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
     }
 
     #[test]

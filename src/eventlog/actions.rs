@@ -5,7 +5,8 @@
 //!   retrying one that leads its lane is made due now. A held one cannot jump its lane.
 //! * **resend**: a succeeded delivery goes back into its lane, same event, same `webhook-id`.
 //! * **retry dead**: every dead delivery of an endpoint, or those of a time range.
-//! * **test event**: an `outboxd.test` event to one endpoint only.
+//! * **test event**: an `outboxd.test` event to one endpoint only, carrying the catalog's
+//!   example payload of the event type asked for (when it has one).
 //! * enable, disable, rotate the secret.
 //!
 //! After anything that makes work due, every replica's claimer is woken (NOTIFY) and this
@@ -48,7 +49,8 @@ impl Ordering {
         transaction that queues the last events, with routing paused, so nothing is missed \
         and nothing newer goes first.";
     pub const TEST: &str = "A new event of type outboxd.test goes to this endpoint only, \
-        without a resource key: it waits for nothing and nothing waits for it.";
+        without a resource key: it waits for nothing and nothing waits for it. With an event \
+        type whose catalog entry has an example, that example is its payload.";
 }
 
 /// Wakes the claimers: ours at once, the other replicas' through NOTIFY.
@@ -209,15 +211,45 @@ pub(crate) async fn retry_dead(
 pub(crate) struct TestEvent {
     pub event_id: String,
     pub delivery_id: i64,
+    /// The event type whose catalog example is the payload; null: the generic test payload
+    /// (no type asked for, or it has no registered example).
+    pub example_of: Option<String>,
 }
 
-/// Queue an `outboxd.test` event for one enabled endpoint only.
+/// The longest event type name (`outbox.events.event_type`).
+const MAX_TYPE_LEN: usize = 255;
+
+/// Checks the event type a test event is asked to take its example from: an exact type
+/// (no pattern), 1-255 characters, no control characters.
+pub(crate) fn check_test_type(event_type: &str) -> Result<(), Error> {
+    if event_type.is_empty() || event_type.chars().count() > MAX_TYPE_LEN {
+        return Err(Error::invalid(
+            "event_type",
+            format!("must be 1 to {MAX_TYPE_LEN} characters"),
+        ));
+    }
+    if event_type.contains('*') || event_type.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "event_type",
+            "must be one exact event type such as order.paid (no pattern, no control characters)",
+        ));
+    }
+    Ok(())
+}
+
+/// Queue an `outboxd.test` event for one enabled endpoint only. Its payload is the
+/// catalog's example of `event_type` when that type is registered with one, else the
+/// generic test payload.
 pub(crate) async fn test_event(
     db: &crate::db::Conn,
     replica: &Replica,
     scope: &Scope,
     endpoint_id: i64,
+    event_type: Option<&str>,
 ) -> Result<TestEvent, Error> {
+    if let Some(t) = event_type {
+        check_test_type(t)?;
+    }
     let ep = super::health::endpoint(db, replica, scope, endpoint_id).await?;
     if !ep.enabled {
         return Err(Error::Conflict(format!(
@@ -225,17 +257,22 @@ pub(crate) async fn test_event(
         )));
     }
     let row = db
-        .query_opt(q::ENDPOINT_TEST_EVENT, &[&endpoint_id, &scope.tenant()])
+        .query_opt(
+            q::ENDPOINT_TEST_EVENT,
+            &[&endpoint_id, &scope.tenant(), &event_type],
+        )
         .await?
         .ok_or_else(|| Error::NotFound(format!("endpoint {endpoint_id} does not exist")))?;
     wake_claimers(db, replica).await?;
     let t = TestEvent {
         event_id: col(&row, "event_id")?,
         delivery_id: col(&row, "delivery_id")?,
+        example_of: col(&row, "example_of")?,
     };
     tracing::info!(
         endpoint_id,
         delivery_id = t.delivery_id,
+        example_of = t.example_of.as_deref().unwrap_or("(none)"),
         "event log: test event queued"
     );
     Ok(t)

@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use crate::db::Conn;
 use utoipa::ToSchema;
 
-use super::{EndpointHealth, Error, EventType, Scope, col};
+use super::{CatalogEntry, EndpointHealth, Error, EventType, Scope, col};
 use crate::circuit::CircuitState;
 use crate::replica::Replica;
 use crate::sql::eventlog as q;
@@ -33,6 +33,29 @@ pub(crate) async fn event_types(
                 events: col(row, "events")?,
                 first_seen: col(row, "first_seen")?,
                 last_seen: col(row, "last_seen")?,
+            })
+        })
+        .collect()
+}
+
+/// The catalog's registered event types (`names`: only those; `None`: any), alphabetically,
+/// at most `limit`. The catalog is global: the same for every tenant.
+pub(crate) async fn catalog_entries(
+    db: &Conn,
+    names: Option<&[String]>,
+    limit: i64,
+) -> Result<Vec<CatalogEntry>, Error> {
+    db.query(q::CATALOG_ENTRIES, &[&names, &limit])
+        .await?
+        .iter()
+        .map(|row| {
+            let example: Option<serde_json::Value> = col(row, "example")?;
+            Ok(CatalogEntry {
+                event_type: col(row, "event_type")?,
+                description: col(row, "description")?,
+                example: example
+                    .map(|e| serde_json::to_string_pretty(&e).unwrap_or_else(|_| e.to_string())),
+                deprecated: col(row, "deprecated")?,
             })
         })
         .collect()
@@ -77,6 +100,7 @@ fn from_row(row: &Row, circuits: &HashMap<i64, CircuitState>) -> Result<Endpoint
         last_error_at: col(row, "last_error_at")?,
         circuit: circuit_name(circuits.get(&id)).to_owned(),
         event_types: col(row, "event_types")?,
+        client_certificate: col(row, "client_certificate")?,
     })
 }
 

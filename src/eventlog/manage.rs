@@ -78,6 +78,7 @@ pub(crate) async fn create(
                 &None::<String>,
                 &None::<String>,
                 &None::<f64>,
+                &None::<String>,
             ],
         )
         .await?;

@@ -298,4 +298,17 @@ pub(crate) struct EndpointHealth {
     pub circuit: String,
     /// Active subscription patterns.
     pub event_types: Vec<String>,
+    /// The client certificate it presents (mutual TLS), by name; null: none.
+    pub client_certificate: Option<String>,
+}
+
+/// A registered event type of the catalog (`outbox.event_types`), as the console and the
+/// portal show it.
+#[derive(Debug, Clone)]
+pub(crate) struct CatalogEntry {
+    pub event_type: String,
+    pub description: Option<String>,
+    /// The example payload, pretty-printed JSON.
+    pub example: Option<String>,
+    pub deprecated: bool,
 }

@@ -14,7 +14,8 @@
 //! * **Answers**: 2xx only after the request is committed ([`super::writer`]); 404 unknown
 //!   source, 405 other methods, 401 signature (counted per source), 400 a key that cannot be
 //!   read, 408, 413, 429 (the source's rate limit), 503 with `Retry-After` when the database
-//!   is down or outboxd is overloaded.
+//!   is down, outboxd is overloaded, or the replica has not finished starting (it waits for
+//!   PostgreSQL then: [`unavailable_until`]).
 //!
 //! The order of checks makes a refusal cheap: route and source (no body read), rate limit,
 //! declared size, then the body, then the signature, then the database.
@@ -108,6 +109,70 @@ pub(crate) async fn serve(
         }
     }
 }
+
+/// Until `started` is cancelled (start-up is done: the database answered, the schema and the
+/// role were checked), every connection gets a 503 with `Retry-After`; then the listener is
+/// given back for [`serve`]. The listener is bound at start-up so that a taken port fails at
+/// once; without this, a replica waiting for PostgreSQL would leave providers' connections
+/// unanswered in the accept queue until they time out, where the promise is a 503.
+pub(crate) async fn unavailable_until(
+    listener: TcpListener,
+    started: CancellationToken,
+) -> TcpListener {
+    let mut answering = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = started.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        while answering.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, _)) => {
+                metrics::counter!(names::INBOUND_REQUESTS, "source" => NO_SOURCE, "result" => "unavailable")
+                    .increment(1);
+                answering.spawn(not_started(stream));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "inbound listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // The answers already begun finish on their own (each is bounded).
+    answering.detach_all();
+    listener
+}
+
+/// A connection while start-up is not done: read what the client sent (briefly), answer 503
+/// with `Retry-After`, close, and read the rest away (bounded), so the close is a FIN the
+/// client reads the answer before, not a reset.
+async fn not_started(mut stream: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: {RETRY_AFTER_SECS}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{STARTING}",
+        STARTING.len()
+    );
+    let answered = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(answered, Ok(Ok(()))) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// The body of [`not_started`]'s 503.
+const STARTING: &str =
+    r#"{"error":{"code":"unavailable","message":"outboxd is starting; try again"}}"#;
 
 /// One connection beyond the limit: a 503 without reading anything, then close.
 async fn refuse_connection(mut stream: TcpStream) {

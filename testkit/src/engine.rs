@@ -28,6 +28,12 @@ pub fn engine_config(db: &TestDb, extra: &[&str]) -> outboxd::Config {
         "2s",
         "--shutdown-grace",
         "3s",
+        // No proxy unless the test asks for one: the test process's own HTTPS_PROXY & co.
+        // (flags win over the environment; empty means none).
+        "--egress-proxy=",
+        "--https-proxy=",
+        "--http-proxy=",
+        "--no-proxy=",
     ];
     args.extend_from_slice(extra);
     EngineCli::parse_from(args)

@@ -17,6 +17,9 @@
 //! * [`engine`]: configuration for an in-process [`outboxd::Engine`] in tests.
 //! * [`poll`]: waiting for a condition with a deadline, and a free port.
 //! * [`process`]: what `/proc` says about a process (CPU seconds, memory), for the bench.
+//! * [`proxy`]: a forward proxy (CONNECT and absolute form) that records what it was asked
+//!   for; [`tls_receiver`]: a receiver over TLS that can require a client certificate
+//!   ([`tls`]'s test CA), for the egress proxy and mutual TLS tests.
 //!
 //! `use testkit::*` brings in what tests use day to day.
 
@@ -40,7 +43,9 @@ pub use receiver::{
 pub use sidecar::{Sidecar, SidecarCommand, outboxd_binary, parse_metrics};
 
 pub mod pgbouncer;
+pub mod proxy;
 pub mod tls;
+pub mod tls_receiver;
 
 /// The Standard Webhooks test-vector secret; what tests give endpoints and [`Receiver`]s.
 pub const TEST_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

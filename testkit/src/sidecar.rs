@@ -115,7 +115,11 @@ impl SidecarCommand {
         let err = out.try_clone()?;
         let mut cmd = Command::new(&self.bin);
         for (key, _) in std::env::vars_os() {
-            if key == "DATABASE_URL" || key.to_string_lossy().starts_with("OUTBOXD_") {
+            // The proxy variables too: a sidecar uses a proxy only when its test says so.
+            let proxy = ["HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"]
+                .iter()
+                .any(|p| key.to_string_lossy().eq_ignore_ascii_case(p));
+            if key == "DATABASE_URL" || key.to_string_lossy().starts_with("OUTBOXD_") || proxy {
                 cmd.env_remove(key);
             }
         }

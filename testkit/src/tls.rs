@@ -73,6 +73,11 @@ impl Certs {
         self.path("ca.pem")
     }
 
+    /// The server certificate (for `localhost` and `127.0.0.1`) and its key.
+    pub fn server(&self) -> (PathBuf, PathBuf) {
+        (self.path("server.pem"), self.path("server.key"))
+    }
+
     /// The client certificate and key (for `sslcert`, `sslkey`).
     pub fn client(&self) -> (PathBuf, PathBuf) {
         (self.path("client.pem"), self.path("client.key"))

@@ -494,6 +494,15 @@ async fn a_tenant_manages_its_webhooks_in_a_portal_framed_by_the_app_and_nowhere
     )
     .await;
     let api = Api::new(&engine);
+    // The catalog documents order.paid; its description carries HTML, shown as text.
+    let (status, _) = api
+        .put(
+            "/v1/event-types/order.paid",
+            json!({"description": "An order was <b>paid</b>.",
+                   "example": {"amount": 1500, "currency": "EUR"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
     Event::new("order.paid").tenant("acme").publish(&c).await;
     let dead_event: String = c
         .query_one(
@@ -550,6 +559,35 @@ async fn a_tenant_manages_its_webhooks_in_a_portal_framed_by_the_app_and_nowhere
         .await
         .unwrap();
     click(&browser, "[data-action=add-endpoint]").await;
+    // Each offered type the catalog documents shows its description and example, as text.
+    let documented = "[data-event-type='order.paid']";
+    let description = browser
+        .find(Locator::Css(&format!("{documented} [data-description]")))
+        .await
+        .expect("order.paid's description")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        description.contains("An order was <b>paid</b>."),
+        "{description}"
+    );
+    assert!(
+        browser
+            .find(Locator::Css(&format!("{documented} b")))
+            .await
+            .is_err(),
+        "the description's HTML was rendered"
+    );
+    click(&browser, &format!("{documented} details summary")).await;
+    let example = browser
+        .find(Locator::Css(&format!("{documented} [data-example]")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(example.contains("\"amount\": 1500"), "{example}");
     browser
         .find(Locator::Css("input[name=url]"))
         .await
@@ -583,14 +621,24 @@ async fn a_tenant_manages_its_webhooks_in_a_portal_framed_by_the_app_and_nowhere
         .get(0);
     assert_eq!(owner.as_deref(), Some("acme"));
 
-    // 3. Send a test event and see it arrive at the receiver, and succeed on the page.
+    // 3. Send a test event of order.paid: the receiver gets the catalog's example; it
+    // succeeds on the page.
     click(&browser, "#created a").await;
     click(&browser, "[data-action=test]").await;
+    browser
+        .find(Locator::Css("dialog[open] input[name=event_type]"))
+        .await
+        .unwrap()
+        .send_keys("order.paid")
+        .await
+        .unwrap();
     click(&browser, "dialog[open] [data-confirm]").await;
     assert!(
         rx.wait_for_count(1, Duration::from_secs(20)).await,
         "the test event arrived"
     );
+    let sent: serde_json::Value = serde_json::from_slice(&rx.requests()[0].body).unwrap();
+    assert_eq!(sent, json!({"amount": 1500, "currency": "EUR"}));
     wait_for_attr(&browser, "[data-delivery-id]", "data-state", "succeeded").await;
 
     // 4. Rotate the secret.

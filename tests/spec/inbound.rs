@@ -1053,12 +1053,13 @@ async fn retention_deletes_old_requests_that_no_kept_event_relays() {
     engine.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_down_means_503_with_retry_after_then_recovery_without_a_restart() {
-    let mut pg = Cluster::throwaway(PgOptions::default())
+/// A cluster of the test's own (to stop it), a database on it with the source `pay` (no
+/// verification, idempotency on `/n`) and a worker that answers 200.
+async fn own_cluster_with_pay_source(name: &str) -> (Cluster, TestDb, Receiver) {
+    let pg = Cluster::throwaway(PgOptions::default())
         .await
         .expect("own PostgreSQL");
-    let (url, name) = pg.create_database("outboxd_inbound_down").await.unwrap();
+    let (url, name) = pg.create_database(name).await.unwrap();
     let db = TestDb { url, name };
     let c = db.client().await;
     c.execute(
@@ -1068,6 +1069,12 @@ async fn postgres_down_means_503_with_retry_after_then_recovery_without_a_restar
     .await
     .unwrap();
     let rx = worker(&c, always(Reply::ok())).await;
+    (pg, db, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_means_503_with_retry_after_then_recovery_without_a_restart() {
+    let (mut pg, db, rx) = own_cluster_with_pay_source("outboxd_inbound_down").await;
     let engine = start(&db, &[]).await;
     let p = Provider::of(&engine);
     let mut acked = Vec::new();
@@ -1096,6 +1103,66 @@ async fn postgres_down_means_503_with_retry_after_then_recovery_without_a_restar
     assert_eq!(stored(&c).await, (10, 10), "each acknowledged request once");
     assert!(rx.wait_for_count(10, Duration::from_secs(20)).await);
     engine.stop().await;
+    pg.stop().await;
+}
+
+/// Found while adding inbound load to the chaos soak (RELIABILITY.md): the listener is bound at
+/// start-up, but a replica waiting for PostgreSQL used to leave providers' connections
+/// unanswered in the accept queue until they timed out. Now: 503 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_starting_while_postgres_is_down_answers_503_then_stores_once_it_is_up() {
+    let (mut pg, db, rx) = own_cluster_with_pay_source("outboxd_inbound_start").await;
+    // A clean stop: the test cluster runs with synchronous_commit=off, so an immediate stop
+    // this soon after the set-up would lose its last commits (the source, the endpoint).
+    pg.halt(Restart::Fast).await.expect("halt");
+    let inbound = format!("127.0.0.1:{}", free_port());
+    let env = [
+        ("OUTBOXD_LISTEN", "127.0.0.1:0"),
+        ("OUTBOXD_INBOUND_LISTEN", inbound.as_str()),
+        ("OUTBOXD_ALLOW_NETWORKS", "127.0.0.0/8"),
+        ("OUTBOXD_POLL_INTERVAL", "50ms"),
+    ];
+    let mut sidecar = Sidecar::run(crate::OUTBOXD, &db.url, &env);
+    let url = format!("http://{inbound}/in/pay");
+    let post = |n: u32| {
+        http()
+            .post(&url)
+            .timeout(Duration::from_secs(5))
+            .body(format!("{{\"n\":{n}}}"))
+            .send()
+    };
+    // Once the port is bound (the process has just started), every answer is a 503.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        match post(0).await {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no answer from {url}: {e}");
+                tokio::time::sleep(testkit::poll::POLL_EVERY).await;
+            }
+        }
+    };
+    for r in [
+        first,
+        post(1).await.expect("an answer"),
+        post(2).await.expect("an answer"),
+    ] {
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()["retry-after"], "5");
+    }
+    assert!(!sidecar.log().contains("outboxd started"), "still starting");
+    pg.resume().await.expect("resume");
+    // The provider's retries are stored once start-up is done; nothing before.
+    for n in 0..3 {
+        wait_until(Duration::from_secs(30), "accepted once started", || async {
+            post(n).await.is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await;
+    }
+    let c = db.client().await;
+    assert_eq!(stored(&c).await, (3, 3), "each request once");
+    assert!(rx.wait_for_count(3, Duration::from_secs(20)).await);
+    sidecar.terminate(Duration::from_secs(10)).await;
     pg.stop().await;
 }
 

@@ -7,6 +7,7 @@ mod console;
 mod console_sources;
 mod console_support;
 mod database;
+mod egress;
 mod engine;
 mod event_log;
 mod filters;

@@ -7,8 +7,9 @@
 #   saturate  wrk, CONNS connections as fast as answered, SECS seconds: accepted/s, p50/p99
 #             of the acknowledgement, CPU µs (outboxd, PostgreSQL) and WAL bytes per request.
 #   rate      the same at about RATE requests/s (RATE_CONNS connections, each pausing between
-#             its requests: wrk's delay(), an approximate pace): the acknowledgement latency
-#             at that load rather than at saturation.
+#             its requests: wrk's delay(), calibrated by a 3-second run so the pause plus the
+#             answer time make the pace): the acknowledgement latency at that load rather than
+#             at saturation.
 #   floor     the same requests to /in/unknown at saturation (404: HTTP parsing and the answer,
 #             no verification, no database): what the listener and wrk cost alone.
 #   burst     BURST requests with unique bodies and delivery ids from BURST_CONNS connections
@@ -132,8 +133,19 @@ for step in "${STEPS[@]}"; do
   case $step in
     saturate) measure saturate /in/gh "$CONNS" "$DIR/post.lua" ;;
     rate)
+      # wrk's delay() is a pause between a connection's answer and its next request, so the
+      # pace is RATE_CONNS / (delay + answer time). A 3-second calibration run at the naive
+      # delay measures the answer time; the measured step then pauses that much less.
+      naive=$(( 1000 * RATE_CONNS / RATE ))
       cp "$DIR/post.lua" "$DIR/rate.lua"
-      echo "function delay() return $(( 1000 * RATE_CONNS / RATE )) end" >>"$DIR/rate.lua"
+      echo "function delay() return $naive end" >>"$DIR/rate.lua"
+      wrk -t2 -c"$RATE_CONNS" -d3s -s "$DIR/rate.lua" "http://127.0.0.1:$INBOUND/in/gh" >"$DIR/calibrate.txt"
+      achieved=$(awk '/Requests\/sec/ {print $2}' "$DIR/calibrate.txt")
+      pause=$(awk -v c="$RATE_CONNS" -v r="$RATE" -v a="$achieved" -v d="$naive" \
+        'BEGIN {p = 1000 * c / r - (1000 * c / a - d); printf "%d", (p < 0 ? 0 : p + 0.5)}')
+      cp "$DIR/post.lua" "$DIR/rate.lua"
+      echo "function delay() return $pause end" >>"$DIR/rate.lua"
+      echo "rate: pacing: naive pause ${naive} ms gave ${achieved}/s in 3 s; measured with ${pause} ms per connection"
       measure rate /in/gh "$RATE_CONNS" "$DIR/rate.lua" ;;
     floor) measure floor /in/unknown "$CONNS" "$DIR/post.lua" ;;
     burst)

@@ -232,6 +232,43 @@ inboundReadTimeout: OUTBOXD_INBOUND_READ_TIMEOUT
 inboundMaxConnections: OUTBOXD_INBOUND_MAX_CONNECTIONS
 inboundWriters: OUTBOXD_INBOUND_WRITERS
 inboundMaxBuffered: OUTBOXD_INBOUND_MAX_BUFFERED
+egressProxy: OUTBOXD_EGRESS_PROXY
+noProxy: NO_PROXY
+egressCaFile: OUTBOXD_EGRESS_CA_FILE
+clientCertDir: OUTBOXD_CLIENT_CERT_DIR
+{{- end }}
+
+{{/*
+PUBLIC. The pod volumes the outboxd container mounts (list items): the extra CAs of
+egress.caConfigMap and the client certificates of clientCertificates. Empty when neither is
+set. In sidecar mode, add them to your pod's volumes:
+
+  volumes:
+    {{- include "outboxd.volumes" .Subcharts.outboxd | nindent 4 }}
+*/}}
+{{- define "outboxd.volumes" -}}
+{{- if .Values.egress.caConfigMap.name }}
+- name: outboxd-egress-ca
+  configMap:
+    name: {{ .Values.egress.caConfigMap.name }}
+    items:
+      - key: {{ .Values.egress.caConfigMap.key }}
+        path: {{ .Values.egress.caConfigMap.key }}
+{{- end }}
+{{- with .Values.clientCertificates }}
+- name: outboxd-client-certs
+  projected:
+    sources:
+      {{- range . }}
+      - secret:
+          name: {{ .secretName }}
+          items:
+            - key: tls.crt
+              path: {{ .name }}.crt
+            - key: tls.key
+              path: {{ .name }}.key
+      {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The ConfigMap's data: every non-empty config value, sorted by variable name. */}}
@@ -393,12 +430,39 @@ The outboxd container as a YAML list item. Call with (dict "ctx" <chart scope> "
           name: {{ include "outboxd.adminTokenSecretName" . }}
           key: {{ include "outboxd.adminTokenSecretKey" . }}
   {{- end }}
+  {{- if .Values.egress.proxySecret.name }}
+    - name: OUTBOXD_EGRESS_PROXY
+      valueFrom:
+        secretKeyRef:
+          name: {{ .Values.egress.proxySecret.name }}
+          key: {{ .Values.egress.proxySecret.key | default "OUTBOXD_EGRESS_PROXY" }}
+  {{- end }}
+  {{- if .Values.egress.caConfigMap.name }}
+    - name: OUTBOXD_EGRESS_CA_FILE
+      value: {{ printf "/etc/outboxd/egress-ca/%s" .Values.egress.caConfigMap.key | quote }}
+  {{- end }}
+  {{- if .Values.clientCertificates }}
+    - name: OUTBOXD_CLIENT_CERT_DIR
+      value: /etc/outboxd/client-certs
+  {{- end }}
   {{- with .Values.extraEnv }}
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with .Values.extraVolumeMounts }}
+  {{- if or .Values.extraVolumeMounts .Values.egress.caConfigMap.name .Values.clientCertificates }}
   volumeMounts:
+    {{- if .Values.egress.caConfigMap.name }}
+    - name: outboxd-egress-ca
+      mountPath: /etc/outboxd/egress-ca
+      readOnly: true
+    {{- end }}
+    {{- if .Values.clientCertificates }}
+    - name: outboxd-client-certs
+      mountPath: /etc/outboxd/client-certs
+      readOnly: true
+    {{- end }}
+    {{- with .Values.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- end }}
   {{- if or $reachable (include "outboxd.inboundReachable" .) }}
   ports:

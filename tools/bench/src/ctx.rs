@@ -22,6 +22,7 @@ pub enum Scenario {
     Hotkeys,
     Filters,
     Hotlane,
+    Inbound,
     All,
     Smoke,
 }
@@ -37,6 +38,7 @@ impl Scenario {
             Scenario::Hotkeys => "hotkeys",
             Scenario::Filters => "filters",
             Scenario::Hotlane => "hotlane",
+            Scenario::Inbound => "inbound",
             Scenario::All => "all",
             Scenario::Smoke => "smoke",
         }
@@ -152,6 +154,9 @@ pub struct Opts {
     /// hotlane: events on the one resource key.
     #[arg(long, default_value_t = 5_000)]
     pub hotlane_events: u64,
+    /// inbound: requests of the burst step (0: no burst step).
+    #[arg(long, default_value_t = 50_000)]
+    pub inbound_burst: u64,
 
     /// Embedded cluster: `fsync`, `full_page_writes` and `synchronous_commit` off (as in the
     /// tests): not durable, only for comparing with figures taken that way. The default is

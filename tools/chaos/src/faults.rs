@@ -289,7 +289,8 @@ async fn restart_postgres(pg: &mut Cluster, immediate: bool) -> anyhow::Result<F
     })
 }
 
-/// (endpoint id, event_id) of the deliveries leased by `names` right now.
+/// (endpoint id, event_id) of the deliveries of application events (not relayed inbound
+/// requests) leased by `names` right now.
 async fn leased_by(
     db: &mut Option<tokio_postgres::Client>,
     url: &str,
@@ -304,7 +305,8 @@ async fn leased_by(
             .query(
                 "SELECT d.endpoint_id, e.event_id FROM outbox.deliveries d
                    JOIN outbox.events e ON e.id = d.event_pk
-                  WHERE d.state = 'delivering' AND d.leased_by = ANY($1)",
+                  WHERE d.state = 'delivering' AND d.leased_by = ANY($1)
+                    AND e.request_id IS NULL",
                 &[&names],
             )
             .await

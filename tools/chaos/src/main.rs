@@ -7,20 +7,26 @@
 //! cargo run --release -p outboxd-chaos -- --seconds 300        # longer soak
 //! cargo run --release -p outboxd-chaos -- --quick --seed 42    # replay a schedule
 //! cargo run --release -p outboxd-chaos -- --quick --pgbouncer transaction  # replicas behind PgBouncer
+//! cargo run --release -p outboxd-chaos -- --quick --inbound-rps 0          # without inbound load
 //! ```
 //!
 //! It starts its own PostgreSQL ([`testkit::Cluster`], fsync on), three misbehaving
 //! receivers ([`receiver`]), three `outboxd run` child processes ([`replicas`]) and a few
-//! application-like producers ([`producer`]); then, for the chosen time, it SIGKILLs and
-//! restarts replicas, does one SIGTERM rolling restart, restarts PostgreSQL twice (fast, then
-//! immediate = crash recovery) and flaps the receivers between 200, 500, 429 + Retry-After,
-//! hangs, connection resets and slow answers. Then it stops the faults, lets everything drain,
-//! and checks the receivers' logs against the database ([`check`]). The output ends with
+//! application-like producers ([`producer`]), and a provider posting signed requests to the
+//! replicas' inbound listeners, relayed to a worker of their own ([`inbound`]); then, for the
+//! chosen time, it SIGKILLs and restarts replicas, does one SIGTERM rolling restart, restarts
+//! PostgreSQL twice (fast, then immediate = crash recovery) and flaps the receivers between
+//! 200, 500, 429 + Retry-After, hangs, connection resets and slow answers. Then it stops the
+//! faults, lets everything drain, and checks the receivers' logs against the database
+//! ([`check`]). The output ends with
 //!
 //! `events=<n> lost=<n> order_violations=<n> duplicates=<n> faults=<n>`
 //!
-//! and the exit code is non-zero when anything was lost, out of order, delivered although
-//! rolled back, stuck, badly signed, or when a replica crashed or a SIGTERM did not exit 0.
+//! (followed by `inbound=<n> inbound_lost=<n> inbound_order_violations=<n>
+//! inbound_duplicates=<n>` with inbound load), and the exit code is non-zero when anything was
+//! lost, out of order, delivered although rolled back, stuck, badly signed, when a replica
+//! crashed or a SIGTERM did not exit 0, or when an inbound request was acknowledged and not
+//! stored, stored twice, or not relayed exactly and in order.
 //!
 //! [`run`] reads as the soak's story, one step per function; [`faults`] holds the schedule
 //! and its director, [`drain`] the end of the run, [`check`] one module per check.
@@ -29,6 +35,7 @@ mod check;
 mod clock;
 mod drain;
 mod faults;
+mod inbound;
 mod monitor;
 mod producer;
 mod receiver;
@@ -50,6 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::check::Verdict;
 use crate::faults::Fault;
+use crate::inbound::{Inbound, InboundRun, Sender};
 use crate::monitor::Monitor;
 use crate::producer::Producers;
 use crate::receiver::{Receiver, lock};
@@ -105,6 +113,10 @@ struct Args {
     /// OUTBOXD_POOLER set to match); producers and checks stay on direct connections.
     #[arg(long, value_name = "MODE", value_parser = ["session", "transaction"])]
     pgbouncer: Option<String>,
+    /// New inbound requests per second (all ordering keys together) posted to the replicas'
+    /// inbound listeners; 0 = no inbound load.
+    #[arg(long, default_value_t = 40.0, value_name = "N")]
+    inbound_rps: f64,
 }
 
 fn main() -> ExitCode {
@@ -151,6 +163,8 @@ pub struct RunData {
     pub ledger: producer::Ledger,
     pub faults: Vec<Fault>,
     pub exits: Vec<replicas::ExitRec>,
+    /// With inbound load: the source, the worker and every request sent.
+    pub inbound: Option<InboundRun>,
     pub spawned: u32,
     pub drain: drain::Drain,
     pub samples: monitor::Samples,
@@ -173,11 +187,17 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     .await?;
     let (db_url, admin, resources) = prepare_database(&pg, &workdir).await?;
     let endpoints = start_receivers(&admin, &mut rng).await?;
+    let inbound = if args.inbound_rps > 0.0 {
+        Some(Inbound::set_up(&admin, &mut rng, REPLICAS).await?)
+    } else {
+        None
+    };
     let (_bouncer, replica_url, overrides) = pooler(args.pgbouncer.as_deref(), &db_url, &args)?;
     let env = replica_env(&replica_url, &overrides)?;
+    let ports = inbound.as_ref().map_or(&[][..], |i| &i.ports[..]);
     // Time zero of every figure in the report: the replicas' start.
     clock::start();
-    let replicas = start_replicas(bin, &workdir, env).await?;
+    let replicas = start_replicas(bin, &workdir, env, ports).await?;
     let t0 = clock::now();
     println!(
         "{} chaos starts (setup took {}): {} replicas, {} receivers, {} resources",
@@ -187,11 +207,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         endpoints.receivers.len(),
         RESOURCES
     );
+    if let Some(i) = &inbound {
+        println!(
+            "inbound: {} requests/s over {} ordering keys to /in/{} on ports {:?}, relayed to {}",
+            args.inbound_rps,
+            inbound::KEYS,
+            inbound::SOURCE,
+            i.ports,
+            i.worker.url_for(inbound::WORKER_PATH)
+        );
+    }
     let load = Load {
         tps: args.tps,
         producers: args.producers,
         db_url: &db_url,
         resources: Arc::new(resources),
+        inbound: inbound.as_ref().map(|i| (args.inbound_rps, i)),
     };
     let soaked = soak(
         &plan,
@@ -220,6 +251,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ledger,
         faults: soaked.faults,
         exits: replicas.exits.clone(),
+        inbound: inbound.map(|inbound| InboundRun {
+            inbound,
+            rps: args.inbound_rps,
+            sends: soaked.sends,
+        }),
         spawned: replicas.spawned,
         drain,
         samples,
@@ -342,20 +378,22 @@ struct Endpoints {
     receivers: Vec<Arc<Receiver>>,
     /// `outbox.endpoints.id`.
     ids: Vec<i64>,
-    /// Subscribed to every event type, so also to the unordered `misc.*` ones.
+    /// Subscribed to the unordered `misc.*` events too.
     gets_misc: Vec<bool>,
 }
 
-/// Receivers and their endpoints: two take everything, one only `res.*`.
+/// Receivers and their endpoints: two take every event the producers publish (`res.*` and
+/// `misc.*`), one only `res.*`. None takes `inbound.*`: relayed inbound requests go to the
+/// inbound worker alone ([`inbound`]), so they never enter these receivers' accounting.
 async fn start_receivers(
     admin: &tokio_postgres::Client,
     rng: &mut StdRng,
 ) -> anyhow::Result<Endpoints> {
-    let patterns: [&[&str]; 3] = [&["*"], &["*"], &["res.*"]];
+    let patterns: [&[&str]; 3] = [&["res.*", "misc.*"], &["res.*", "misc.*"], &["res.*"]];
     let mut endpoints = Endpoints {
         receivers: Vec::new(),
         ids: Vec::new(),
-        gets_misc: patterns.iter().map(|p| p.contains(&"*")).collect(),
+        gets_misc: patterns.iter().map(|p| p.contains(&"misc.*")).collect(),
     };
     for (i, pattern) in patterns.iter().enumerate() {
         let key: [u8; 32] = rng.random();
@@ -413,13 +451,18 @@ fn replica_env(db_url: &str, overrides: &[String]) -> anyhow::Result<Vec<(String
     Ok(env)
 }
 
-/// Starts [`REPLICAS`] replicas and waits until each has started.
+/// Starts [`REPLICAS`] replicas and waits until each has started. With `inbound_ports` (one
+/// per replica), each one's inbound listener is on its own port, the same after restarts.
 async fn start_replicas(
     bin: PathBuf,
     workdir: &Path,
     env: Vec<(String, String)>,
+    inbound_ports: &[u16],
 ) -> anyhow::Result<ReplicaSet> {
     let mut replicas = ReplicaSet::new(bin, workdir.to_path_buf(), env, REPLICAS);
+    for (i, port) in inbound_ports.iter().enumerate() {
+        replicas.set_env(i, "OUTBOXD_INBOUND_LISTEN", &format!("127.0.0.1:{port}"));
+    }
     for i in 0..replicas.len() {
         replicas.spawn(i)?;
     }
@@ -437,6 +480,8 @@ struct Load<'a> {
     producers: usize,
     db_url: &'a str,
     resources: Arc<Vec<String>>,
+    /// Inbound requests per second, and where they go.
+    inbound: Option<(f64, &'a Inbound)>,
 }
 
 /// What the soak leaves for the drain and the checks.
@@ -446,10 +491,13 @@ struct Soaked {
     /// Still sampling: the drain stops it.
     monitor: Monitor,
     ledger: Arc<Mutex<producer::Ledger>>,
+    /// Every inbound request sent (none without inbound load).
+    sends: Vec<inbound::Sent>,
 }
 
-/// From `t0` for `plan.chaos`: producers, receivers flapping, the fault director. Then the
-/// faults stop, and the producers finish their transactions.
+/// From `t0` for `plan.chaos`: producers, the inbound sender, receivers flapping, the fault
+/// director. Then the faults stop, the producers finish their transactions and the sender
+/// settles the requests it has.
 async fn soak(
     plan: &Plan,
     t0: Duration,
@@ -467,6 +515,10 @@ async fn soak(
         load.resources.clone(),
         rng,
     );
+    let sender = match load.inbound {
+        Some((rps, i)) => Some(Sender::start(rps, i.ports.clone(), i.secret.clone(), rng)?),
+        None => None,
+    };
     let flappers: Vec<_> = receivers
         .iter()
         .map(|rx| {
@@ -494,6 +546,9 @@ async fn soak(
         );
         stop_faults.cancel();
         producers.stop();
+        if let Some(s) = &sender {
+            s.stop();
+        }
     };
     let (directed, ()) = tokio::join!(director, time_up);
     for f in flappers {
@@ -501,11 +556,16 @@ async fn soak(
     }
     let (replicas, faults) = directed?;
     let ledger = producers.finish().await;
+    let sends = match sender {
+        Some(s) => s.finish().await,
+        None => Vec::new(),
+    };
     Ok(Soaked {
         replicas,
         faults,
         monitor,
         ledger,
+        sends,
     })
 }
 

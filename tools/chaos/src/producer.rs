@@ -80,13 +80,8 @@ async fn run(cfg: ProducerConfig) {
     let mut n = 0u64;
     let mut backoff = Duration::from_millis(50);
     while !cfg.stop.is_cancelled() {
-        let permit = tokio::select! {
-            _ = cfg.stop.cancelled() => return,
-            p = cfg.permits.acquire() => p,
-        };
-        match permit {
-            Ok(p) => p.forget(),
-            Err(_) => return,
+        if !take_permit(&cfg.permits, &cfg.stop).await {
+            return;
         }
         let c = match &client {
             Some(c) if !c.is_closed() => c,
@@ -290,9 +285,24 @@ fn error_text(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Waits for one of [`rate_limiter`]'s permits and uses it up; false when `stop` came first.
+pub(crate) async fn take_permit(permits: &Semaphore, stop: &CancellationToken) -> bool {
+    let permit = tokio::select! {
+        _ = stop.cancelled() => return false,
+        p = permits.acquire() => p,
+    };
+    match permit {
+        Ok(p) => {
+            p.forget();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Adds `tps` permits per second to `permits` (keeping at most a quarter second of backlog)
 /// until `stop`.
-async fn rate_limiter(permits: Arc<Semaphore>, tps: f64, stop: CancellationToken) {
+pub(crate) async fn rate_limiter(permits: Arc<Semaphore>, tps: f64, stop: CancellationToken) {
     let tick = Duration::from_millis(20);
     let mut owed = 0.0f64;
     let cap = (tps / 4.0).ceil().max(1.0) as usize;

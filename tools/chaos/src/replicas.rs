@@ -55,6 +55,8 @@ impl ExitRec {
 struct Slot {
     name: String,
     generation: u32,
+    /// This slot's own environment, on top of the set's (e.g. its fixed inbound port).
+    env: Vec<(String, String)>,
     /// The latest process, kept after it ended so that its log can still be read.
     process: Option<Sidecar>,
     /// The latest process runs: its end has not been recorded yet.
@@ -82,6 +84,7 @@ impl ReplicaSet {
                 .map(|i| Slot {
                     name: format!("r{i}"),
                     generation: 0,
+                    env: Vec::new(),
                     process: None,
                     running: false,
                     stopped_at: None,
@@ -100,6 +103,13 @@ impl ReplicaSet {
         &self.slots[i].name
     }
 
+    /// Sets `key=value` for every process slot `i` starts from now on.
+    pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
+        let env = &mut self.slots[i].env;
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_owned(), value.to_owned()));
+    }
+
     pub fn is_running(&self, i: usize) -> bool {
         self.slots[i].running
     }
@@ -116,6 +126,7 @@ impl ReplicaSet {
         let process = Sidecar::command(&self.bin)
             .arg("run")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(slot.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("OUTBOXD_REPLICA_ID", &slot.name)
             .log_to(log)
             .kill_with_parent()

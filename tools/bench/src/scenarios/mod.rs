@@ -8,6 +8,7 @@ pub mod floor;
 pub mod growth;
 pub mod hotkeys;
 pub mod hotlane;
+pub mod inbound;
 pub mod isolation;
 pub mod latency;
 pub mod steady;
@@ -16,7 +17,8 @@ use crate::ctx::{Ctx, Scenario};
 use crate::floor::FloorResult;
 use crate::report::ScenarioReport;
 
-/// `all` and `smoke` run these, floor first so that steady reports its ratio to it.
+/// `smoke` runs these, and `all` these then [`Scenario::Inbound`]; floor first so that steady
+/// reports its ratio to it.
 const EVERY: [Scenario; 8] = [
     Scenario::Floor,
     Scenario::Steady,
@@ -39,7 +41,12 @@ pub struct Carried {
 
 /// The scenarios `s` stands for, in the order they run.
 pub fn expand(s: Scenario) -> Vec<Scenario> {
-    if s.is_list() { EVERY.to_vec() } else { vec![s] }
+    match s {
+        // inbound needs wrk and runs 50 s at least: not in the smoke size CI runs.
+        Scenario::All => EVERY.iter().copied().chain([Scenario::Inbound]).collect(),
+        Scenario::Smoke => EVERY.to_vec(),
+        _ => vec![s],
+    }
 }
 
 /// Runs one scenario (not a list).
@@ -65,6 +72,7 @@ pub async fn run_one(
         Scenario::Hotkeys => hotkeys::scenario(ctx).await?,
         Scenario::Filters => filters::scenario(ctx).await?,
         Scenario::Hotlane => hotlane::scenario(ctx).await?,
+        Scenario::Inbound => inbound::scenario(ctx).await?,
         Scenario::All | Scenario::Smoke => {
             anyhow::bail!("{} is a list of scenarios, not one", s.name())
         }
@@ -77,7 +85,8 @@ mod tests {
 
     #[test]
     fn all_and_smoke_run_every_scenario_floor_first_others_run_alone() {
-        assert_eq!(expand(Scenario::All), EVERY);
+        assert_eq!(expand(Scenario::All)[..8], EVERY);
+        assert_eq!(expand(Scenario::All)[8], Scenario::Inbound);
         assert_eq!(expand(Scenario::Smoke), EVERY);
         assert_eq!(EVERY[0], Scenario::Floor);
         assert_eq!(expand(Scenario::Latency), [Scenario::Latency]);

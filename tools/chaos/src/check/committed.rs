@@ -56,10 +56,14 @@ impl<'a> Committed<'a> {
     }
 }
 
-/// The event_ids in `outbox.events`.
+/// The event_ids in `outbox.events` the application published (not the events relaying
+/// inbound requests: [`super::inbound`] checks those).
 pub async fn stored_event_ids(db: &tokio_postgres::Client) -> anyhow::Result<HashSet<String>> {
     Ok(db
-        .query("SELECT event_id FROM outbox.events", &[])
+        .query(
+            "SELECT event_id FROM outbox.events WHERE request_id IS NULL",
+            &[],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))

@@ -30,6 +30,7 @@
 //! | [`recovery`] | how long did each fault take to recover from? |
 //! | [`storage`] | is anything stuck, are the lane counters right? |
 //! | [`exits`] | did a replica crash, did every SIGTERM exit 0? |
+//! | [`inbound`] | (with inbound load) was every acknowledged request stored once and relayed byte for byte, in order? |
 //!
 //! [`report`] prints them all; its last line is the summary the soak's callers parse.
 
@@ -39,6 +40,7 @@ mod duplicates;
 mod exits;
 #[cfg(test)]
 mod fixture;
+mod inbound;
 mod order;
 mod received;
 mod recovery;
@@ -77,6 +79,12 @@ pub enum Rule {
     LanesOff,
     Crashes,
     TermFailures,
+    InboundAckedNotStored,
+    InboundLost,
+    InboundOrder,
+    InboundNotExact,
+    InboundStrangers,
+    InboundAnswers,
 }
 
 /// The failures one check found, each under its [`Rule`].
@@ -102,7 +110,7 @@ pub struct Endpoint<'a> {
     pub name: &'a str,
     /// `outbox.endpoints.id`.
     pub id: i64,
-    /// Subscribed to `*`, so it gets the unordered `misc.*` events too (else only `res.*`).
+    /// Subscribed to `misc.*` too, so it gets the unordered events (else only `res.*`).
     pub gets_misc: bool,
 }
 
@@ -123,19 +131,23 @@ struct Findings<'a> {
     recovery: recovery::Recovery,
     storage: storage::Storage,
     exits: exits::Exits<'a>,
+    /// With inbound load.
+    inbound: Option<inbound::Inbound>,
 }
 
 impl Findings<'_> {
     /// Every check's failures, in [`Rule`] order.
     fn failures(&self) -> Vec<&str> {
-        in_rule_order(&[
+        let mut lists = vec![
             &self.committed.failures,
             &self.delivery.failures,
             &self.signatures.failures,
             &self.order.failures,
             &self.storage.failures,
             &self.exits.failures,
-        ])
+        ];
+        lists.extend(self.inbound.as_ref().map(|i| &i.failures));
+        in_rule_order(&lists)
     }
 }
 
@@ -173,6 +185,25 @@ pub async fn check(db: &tokio_postgres::Client, d: &RunData) -> anyhow::Result<V
     let recovery = recovery::recovery(&faults, &received, &committed, &endpoints);
     let storage = storage::storage(db, &d.drain).await?;
     let exits = exits::exits(&d.exits);
+    let inbound = match &d.inbound {
+        Some(run) => {
+            let rows = inbound::rows(db, run.inbound.endpoint_id).await?;
+            let log: Vec<inbound::Relayed> = run
+                .inbound
+                .worker
+                .requests()
+                .iter()
+                .map(inbound::Relayed::from_recorded)
+                .collect();
+            Some(inbound::inbound(
+                &run.sends,
+                &rows,
+                &log,
+                &run.inbound.secret,
+            ))
+        }
+        None => None,
+    };
     let findings = Findings {
         committed,
         received,
@@ -183,6 +214,7 @@ pub async fn check(db: &tokio_postgres::Client, d: &RunData) -> anyhow::Result<V
         recovery,
         storage,
         exits,
+        inbound,
     };
     let failures = findings.failures();
     Ok(Verdict {

@@ -107,26 +107,27 @@ impl Lane {
 }
 
 /// Per-resource order over one receiver's log, fed in the receiver's own sequence. Resource
-/// seqs start at 1 and are contiguous (the producers' `resources.seq`).
+/// seqs start at 1 and are contiguous (the producers' `resources.seq`; for inbound requests,
+/// each stored row's place in its ordering key).
 #[derive(Default)]
-struct OrderChecker<'a> {
+pub(super) struct OrderChecker<'a> {
     lanes: HashMap<&'a str, Lane>,
 }
 
 impl<'a> OrderChecker<'a> {
     /// A dead delivery: its successors may go without it.
-    fn dead(&mut self, res: &'a str, seq: i64) {
+    pub(super) fn dead(&mut self, res: &'a str, seq: i64) {
         self.lanes.entry(res).or_insert_with(Lane::new).mark(seq);
     }
 
-    fn answered_2xx(&mut self, res: &'a str, seq: i64) {
+    pub(super) fn answered_2xx(&mut self, res: &'a str, seq: i64) {
         let lane = self.lanes.entry(res).or_insert_with(Lane::new);
         lane.mark(seq);
         lane.max_ok = lane.max_ok.max(seq);
     }
 
     /// A request arrived: `Some(what is wrong)` if it breaks the order.
-    fn arrived(&mut self, res: &'a str, seq: i64) -> Option<String> {
+    pub(super) fn arrived(&mut self, res: &'a str, seq: i64) -> Option<String> {
         let lane = self.lanes.entry(res).or_insert_with(Lane::new);
         if seq > lane.contiguous + 1 {
             Some(format!(

@@ -137,10 +137,12 @@ impl Recovery {
     ) -> Option<Duration> {
         let mut worst: Option<Duration> = None;
         for (ep, id) in &kill.leased {
-            let t = endpoints
-                .iter()
-                .position(|e| e.id == *ep)
-                .and_then(|rx| received.seen[rx].get(id.as_str()))
+            // The inbound worker's deliveries: checked by `inbound`, not timed here.
+            let Some(rx) = endpoints.iter().position(|e| e.id == *ep) else {
+                continue;
+            };
+            let t = received.seen[rx]
+                .get(id.as_str())
                 .and_then(|s| s.ok_times.iter().filter(|t| **t >= kill.at).min().copied());
             match t {
                 Some(t) => {

@@ -15,21 +15,72 @@ pub(super) fn report(d: &RunData, f: &Findings, failures: &[&str]) -> String {
     let mut out = String::new();
     traffic(&mut out, d, f);
     deliveries(&mut out, d, f);
+    inbound(&mut out, d, f);
     faults(&mut out, d, f);
     checks(&mut out, d, f, failures);
     out
 }
 
-/// `events=<n> lost=<n> order_violations=<n> duplicates=<n> faults=<n>`
+/// `events=<n> lost=<n> order_violations=<n> duplicates=<n> faults=<n>`, and with inbound load
+/// ` inbound=<acknowledged> inbound_lost=<n> inbound_order_violations=<n> inbound_duplicates=<n>`.
 pub(super) fn final_line(f: &Findings) -> String {
-    format!(
+    let mut line = format!(
         "events={} lost={} order_violations={} duplicates={} faults={}",
         f.committed.events.len(),
         f.delivery.lost_total(),
         f.order.violations,
         f.duplicates.total,
         f.recovery.faults
-    )
+    );
+    if let Some(i) = &f.inbound {
+        let _ = write!(
+            line,
+            " inbound={} inbound_lost={} inbound_order_violations={} inbound_duplicates={}",
+            i.acked,
+            i.lost,
+            i.order_violations + i.stored_out_of_order,
+            i.duplicates
+        );
+    }
+    line
+}
+
+/// The provider's requests, their answers, what was stored and what the worker got.
+fn inbound(out: &mut String, d: &RunData, f: &Findings) {
+    let (Some(run), Some(i)) = (&d.inbound, &f.inbound) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "inbound: {} requests sent ({} req/s target, {} ordering keys, source `{}`, github \
+         signatures), {} attempts ({}); 2xx: {} stored now, {} already stored (a retry whose \
+         first answer was lost)",
+        i.sent,
+        run.rps,
+        crate::inbound::KEYS,
+        crate::inbound::SOURCE,
+        i.attempts,
+        listed(i.answers.iter()),
+        i.ok_new,
+        i.ok_duplicate
+    );
+    let _ = writeln!(
+        out,
+        "  acknowledged {} ({} given up when the run ended); stored {} ({} never acknowledged: \
+         the answer was lost); worker: {} requests, relayed byte for byte {}/{} (dead {}, lost \
+         {}), duplicates delivered {} ({:.2} %)",
+        i.acked,
+        i.unsettled,
+        i.stored,
+        i.stored_unacked,
+        run.inbound.worker.count(),
+        i.relayed,
+        i.stored,
+        i.dead,
+        i.lost,
+        i.duplicates,
+        pct(i.duplicates, i.relayed)
+    );
 }
 
 /// The run, the producers' transactions, the events and the requests.
@@ -277,6 +328,27 @@ fn checks(out: &mut String, d: &RunData, f: &Findings, failures: &[&str]) {
     for r in &d.receivers {
         for why in r.protocol_error_examples() {
             let _ = writeln!(out, "  {} could not parse a request: {why}", r.name);
+        }
+    }
+    if let Some(i) = &f.inbound {
+        let _ = writeln!(
+            out,
+            "inbound checks: acknowledged not stored {}, stored other than sent {}, lost {}, \
+             order violations {} (stored out of order {}), relayed other than stored {}, \
+             relayed for no stored row {}, stored nobody's {}, not one event {}, bad answers {}",
+            i.acked_not_stored,
+            i.stored_differs,
+            i.lost,
+            i.order_violations,
+            i.stored_out_of_order,
+            i.relay_mismatch,
+            i.relay_phantom,
+            i.strangers,
+            i.not_once,
+            i.bad_answers
+        );
+        for e in &i.examples {
+            let _ = writeln!(out, "  inbound: {e}");
         }
     }
     for e in &f.delivery.lost_examples {
