@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 
 use crate::circuit::Breakers;
 use crate::db::{Conn, DbError};
@@ -185,7 +186,7 @@ pub(crate) async fn recorder(
         loop {
             let quota = reserve_handoffs(&replica, &batch, &handoff);
             let result = match replica.db().await {
-                Ok(mut client) => record(&mut client, &batch, &replica.config.replica_id, &quota)
+                Ok(client) => record(&client, &batch, &replica.config.replica_id, &quota)
                     .await
                     .map_err(DbError::from),
                 Err(e) => Err(e),
@@ -327,23 +328,33 @@ async fn give_back(replica: &Replica, handed: Vec<Claimed>) {
     }
 }
 
-/// Writes a batch of outcomes in one transaction.
+/// The record transaction's first message. Its statements run with their generic plans: with
+/// a custom plan per call (what PostgreSQL picked for the lane lock, whose `unnest` of one
+/// lane looks cheaper than the generic plan's ten), planning cost more than running it.
+const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+
+/// Writes a batch of outcomes in one transaction, sent in one round trip: `BEGIN`, the
+/// statements below and `COMMIT` are pipelined ([`crate::db::Conn::pipeline`]). On a hot lane the
+/// record transaction is on the critical path of every event (answer → recorded → next one
+/// sent), and each round trip of a six-statement transaction waited for both processes to
+/// be scheduled again. PostgreSQL still runs the statements one after the other, each with a
+/// snapshot taken after the previous one finished.
 pub(crate) async fn record(
-    client: &mut Conn,
+    client: &Conn,
     batch: &[Completed],
     replica_id: &str,
     handoff: &HandOff,
 ) -> Result<RecordStats, tokio_postgres::Error> {
     // Hand-offs are leased from the transaction's now(), a little after this instant.
     let lease_start = Instant::now();
-    let tx = client.transaction().await?;
 
-    // 1. Lock the lanes whose head is finishing, in key order. This must be its own
+    // 1. The lanes whose head is finishing, locked in key order. This must be its own
     //    statement: in READ COMMITTED the next statement takes its snapshot after the lock,
     //    so it sees every delivery the router committed to these lanes before we got them.
     //    Folded into RECORD_COMPLETE (one snapshot, taken before the lock wait), the lane
     //    counter would be read at its newest version but the promotion could miss a held
-    //    delivery committed meanwhile, and that lane would stall for good.
+    //    delivery committed meanwhile, and that lane would stall for good. (Pipelining keeps
+    //    this: the server binds the next statement only once the lock statement is done.)
     let mut lanes: Vec<(i64, &str)> = batch
         .iter()
         .filter(|c| !matches!(c.decision, Decision::Retry { .. }))
@@ -351,12 +362,9 @@ pub(crate) async fn record(
         .collect();
     lanes.sort_unstable();
     lanes.dedup();
-    if !lanes.is_empty() {
-        let (eps, keys): (Vec<i64>, Vec<&str>) = lanes.into_iter().unzip();
-        tx.query(sql::RECORD_LOCK_LANES, &[&eps, &keys]).await?;
-    }
+    let (lane_eps, lane_keys): (Vec<i64>, Vec<&str>) = lanes.into_iter().unzip();
 
-    // 2. New states, lane hand-over.
+    // 2. New states, lane hand-over (and the handed-off deliveries' claim columns).
     let n = batch.len();
     let mut ids = Vec::with_capacity(n);
     let mut claims = Vec::with_capacity(n);
@@ -418,74 +426,86 @@ pub(crate) async fn record(
             gone.push(c.endpoint_id);
         }
     }
-    let row = tx
-        .query_one(
+    gone.sort_unstable();
+    gone.dedup();
+    let gone_message = format!("receiver answered 410 Gone at {}", Utc::now().to_rfc3339());
+
+    let p = client
+        .pipeline(&[
+            sql::RECORD_LOCK_LANES,
             sql::RECORD_COMPLETE,
-            &[
-                &ids,
-                &claims,
-                &states,
-                &next_at,
-                &statuses,
-                &errors,
-                &handoff.endpoints,
-                &handoff.counts,
-                &handoff.lease.as_secs_f64(),
-                &replica_id,
-            ],
-        )
-        .await?;
-    let handed_ids: Vec<i64> = row.try_get(2)?;
-    let handed_off = if handed_ids.is_empty() {
-        Vec::new()
-    } else {
-        tx.query(sql::RECORD_HANDOFF_FETCH, &[&handed_ids])
-            .await?
-            .iter()
-            .map(|r| Claimed::from_row(r, lease_start))
-            .collect()
-    };
-    let stats = RecordStats {
-        applied: row.try_get(0)?,
-        promoted: row.try_get(1)?,
-        handed_off,
-    };
-
-    // 3. The attempts.
-    tx.execute(
-        sql::RECORD_ATTEMPTS,
-        &[
-            &ids,
-            &a_event,
-            &a_endpoint,
-            &a_attempt,
-            &a_started,
-            &a_duration,
-            &statuses,
-            &a_kind,
-            &errors,
-            &a_excerpt,
-            &next_at,
-            &replica_id,
-        ],
-    )
-    .await?;
-
-    // 4. 410 Gone.
-    if !gone.is_empty() {
-        gone.sort_unstable();
-        gone.dedup();
-        tx.execute(
+            sql::RECORD_ATTEMPTS,
             sql::RECORD_GONE,
-            &[
-                &gone,
-                &format!("receiver answered 410 Gone at {}", Utc::now().to_rfc3339()),
-            ],
-        )
+        ])
         .await?;
+    let lock = async {
+        if !lane_eps.is_empty() {
+            p.query(sql::RECORD_LOCK_LANES, &[&lane_eps, &lane_keys])
+                .await?;
+        }
+        Ok(())
+    };
+    let lease_secs = handoff.lease.as_secs_f64();
+    let complete_params: [&(dyn ToSql + Sync); 10] = [
+        &ids,
+        &claims,
+        &states,
+        &next_at,
+        &statuses,
+        &errors,
+        &handoff.endpoints,
+        &handoff.counts,
+        &lease_secs,
+        &replica_id,
+    ];
+    let complete = p.query(sql::RECORD_COMPLETE, &complete_params);
+    // 3. The attempts.
+    let attempts_params: [&(dyn ToSql + Sync); 12] = [
+        &ids,
+        &a_event,
+        &a_endpoint,
+        &a_attempt,
+        &a_started,
+        &a_duration,
+        &statuses,
+        &a_kind,
+        &errors,
+        &a_excerpt,
+        &next_at,
+        &replica_id,
+    ];
+    let attempts = p.execute(sql::RECORD_ATTEMPTS, &attempts_params);
+    // 4. 410 Gone.
+    let gone = async {
+        if !gone.is_empty() {
+            p.execute(sql::RECORD_GONE, &[&gone, &gone_message]).await?;
+        }
+        Ok(())
+    };
+    let (_, _, rows, _, _, _) = futures_util::try_join!(
+        p.simple(BEGIN),
+        lock,
+        complete,
+        attempts,
+        gone,
+        p.simple("COMMIT"),
+    )?;
+
+    let Some(first) = rows.first() else {
+        // The statement always returns a row; none means it did not run as written.
+        return Ok(RecordStats::default());
+    };
+    let mut handed_off = Vec::new();
+    for r in &rows {
+        if r.try_get::<_, Option<i64>>("id")?.is_some() {
+            handed_off.push(Claimed::from_row(r, lease_start));
+        }
     }
-    tx.commit().await?;
-    Ok(stats)
+    Ok(RecordStats {
+        applied: first.try_get("applied")?,
+        promoted: first.try_get("promoted")?,
+        handed_off,
+    })
 }
 
 #[cfg(test)]

@@ -20,8 +20,6 @@ pub(crate) const NOTIFY_DELIVERIES: &str = include_str!("../sql/engine/notify_de
 pub(crate) const RECORD_ATTEMPTS: &str = include_str!("../sql/engine/record_attempts.sql");
 pub(crate) const RECORD_COMPLETE: &str = include_str!("../sql/engine/record_complete.sql");
 pub(crate) const RECORD_GONE: &str = include_str!("../sql/engine/record_gone.sql");
-pub(crate) const RECORD_HANDOFF_FETCH: &str =
-    include_str!("../sql/engine/record_handoff_fetch.sql");
 pub(crate) const RECORD_LOCK_LANES: &str = include_str!("../sql/engine/record_lock_lanes.sql");
 pub(crate) const RELEASE_LEASES: &str = include_str!("../sql/engine/release_leases.sql");
 pub(crate) const RELEASE_UNKNOWN_LEASES: &str =
@@ -71,7 +69,6 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("record_attempts", RECORD_ATTEMPTS),
     ("record_complete", RECORD_COMPLETE),
     ("record_gone", RECORD_GONE),
-    ("record_handoff_fetch", RECORD_HANDOFF_FETCH),
     ("record_lock_lanes", RECORD_LOCK_LANES),
     ("release_leases", RELEASE_LEASES),
     ("release_unknown_leases", RELEASE_UNKNOWN_LEASES),

@@ -7,6 +7,9 @@
 -- would lease it (claim_count + 1, lease_until): the replica sends it right after the commit,
 -- without waiting for a claim round. Other promoted deliveries become due lane heads, claimed
 -- as usual. A handed-off lease that is never reported expires and is rescued like any other.
+-- Rows: one per handed-off delivery, with the claim's columns (what its worker needs, payloads
+-- and relayed request bodies inline on the same terms as sql/engine/claim.sql), or a single
+-- row of NULLs there when nothing was handed off; `applied` and `promoted` on every row.
 -- $1 ids, $2 claim counts, $3 new states, $4 next attempt times, $5 statuses, $6 errors,
 -- $7 endpoint ids that may take hand-offs, $8 how many each, $9 lease seconds, $10 replica id
 WITH input AS (
@@ -72,8 +75,35 @@ promoted AS (
            leased_by = CASE WHEN c.handoff THEN $10::text END
       FROM chosen c
      WHERE d.id = c.id
-    RETURNING d.id, c.handoff
+    RETURNING d.id, d.event_pk, d.claim_count, d.attempt_count, d.endpoint_id, d.lane_key,
+              c.handoff
+),
+handed AS (
+    SELECT now() AS db_now, p.id, p.event_pk, p.claim_count, p.attempt_count, p.endpoint_id,
+           p.lane_key,
+           ev.event_id, ev.created_at AS event_created_at, ev.headers::text AS headers,
+           CASE WHEN pg_column_size(ev.payload) <= 262144
+                 AND (pg_column_compression(ev.payload) IS NULL
+                      OR pg_column_size(ev.payload) <= 4096)
+                THEN ev.payload::text END AS body,
+           ev.request_id, rq.source AS request_source,
+           rq.content_type AS request_content_type, rq.query AS request_query,
+           rq.headers AS request_headers, rq.body AS request_body
+      FROM promoted p
+      JOIN outbox.events ev ON ev.id = p.event_pk
+      LEFT JOIN LATERAL (
+           SELECT r.source, r.content_type, r.query, r.headers::text AS headers,
+                  CASE WHEN pg_column_size(r.body) <= 262144
+                        AND (pg_column_compression(r.body) IS NULL
+                             OR pg_column_size(r.body) <= 4096)
+                       THEN r.body END AS body
+             FROM outbox.inbound_requests r
+            WHERE ev.request_id IS NOT NULL AND r.id = ev.request_id
+           ) rq ON true
+     WHERE p.handoff
 )
 SELECT (SELECT count(*) FROM applied) AS applied, (SELECT count(*) FROM promoted) AS promoted,
-       (SELECT coalesce(array_agg(p.id ORDER BY p.id), '{}') FROM promoted p WHERE p.handoff)
-           AS handed_off
+       h.*
+  FROM (SELECT) AS one
+  LEFT JOIN handed h ON true
+ ORDER BY h.id

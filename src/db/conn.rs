@@ -121,6 +121,76 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// A [`Pipeline`] for `sqls`, each prepared on this connection first (or its parameter
+    /// types known, behind a transaction-mode pooler): a no-op for the ones prepared before.
+    pub async fn pipeline<'s>(&self, sqls: &[&'s str]) -> Result<Pipeline<'_, 's>, Error> {
+        let on = self.on();
+        let mut prepared = Vec::with_capacity(sqls.len());
+        for &sql in sqls {
+            prepared.push((sql, on.prepare(sql).await?));
+        }
+        Ok(Pipeline { on, prepared })
+    }
+}
+
+/// Statements sent back to back, without waiting for each one's answer: a transaction of
+/// several statements in one round trip. Every statement is prepared before (see
+/// [`Conn::pipeline`]), so each method below sends its request the first time its future is
+/// polled; futures polled in turn (`futures_util::try_join!` polls them in the order written)
+/// are sent, and run by PostgreSQL, in that order. Each statement still takes its snapshot
+/// once the one before it has finished, exactly as if awaited one by one.
+///
+/// When a statement fails, PostgreSQL refuses the ones after it in the transaction and the
+/// `COMMIT` sent behind them rolls it back; the caller sees the first error. A pipeline
+/// dropped half-way still runs what was sent (a `COMMIT` included): use it only for writes
+/// that may be repeated (the recorder's are idempotent).
+pub(crate) struct Pipeline<'a, 's> {
+    on: On<'a>,
+    prepared: Vec<(&'s str, Prepared)>,
+}
+
+impl Pipeline<'_, '_> {
+    /// `BEGIN`, `COMMIT` and the like: the simple protocol, no parameters, no rows.
+    pub async fn simple(&self, sql: &str) -> Result<(), Error> {
+        self.on.client.batch_execute(sql).await
+    }
+
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
+        match self.prepared(sql) {
+            Some(Prepared::Named(s)) => self.on.client.query(s, params).await,
+            Some(Prepared::Unnamed(t)) => self.on.client.query_typed(sql, &typed(params, t)).await,
+            // Not prepared: correct, but it may be sent after a statement polled later.
+            None => self.on.query(sql, params).await,
+        }
+    }
+
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
+        match self.prepared(sql) {
+            Some(Prepared::Named(s)) => self.on.client.execute(s, params).await,
+            Some(Prepared::Unnamed(t)) => {
+                self.on.client.execute_typed(sql, &typed(params, t)).await
+            }
+            None => self.on.execute(sql, params).await,
+        }
+    }
+
+    fn prepared(&self, sql: &str) -> Option<&Prepared> {
+        debug_assert!(
+            self.prepared.iter().any(|(s, _)| *s == sql),
+            "a pipelined statement must be prepared with the pipeline"
+        );
+        self.prepared
+            .iter()
+            .find(|(s, _)| *s == sql)
+            .map(|(_, p)| p)
+    }
+}
+
 /// A [`Conn`] or a [`Tx`].
 pub(crate) trait Queries {
     fn on(&self) -> On<'_>;

@@ -63,7 +63,7 @@ pub(crate) struct Claimed {
 
 impl Claimed {
     /// A leased delivery from a row with the claim's columns (`sql/engine/claim.sql`'s
-    /// `RETURNING`, also `sql/engine/record_handoff_fetch.sql`); the lease began at
+    /// `RETURNING`, also `sql/engine/record_complete.sql`'s hand-offs); the lease began at
     /// `claimed_at`.
     pub fn from_row(r: &tokio_postgres::Row, claimed_at: std::time::Instant) -> Claimed {
         let request_id: Option<i64> = r.get("request_id");

@@ -94,6 +94,11 @@ pub struct Opts {
     /// OUTBOXD_DB_POOL_SIZE for the sidecar (default: outboxd's own default).
     #[arg(long)]
     pub db_pool: Option<usize>,
+    /// Sidecar replicas of each throughput run, all on the one database, each with its own
+    /// OUTBOXD_REPLICA_ID; CPU is their sum, RSS the highest of them (BENCHMARKS.md,
+    /// "Replicas").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub replicas: u32,
     /// Set max_in_flight on the bench's endpoints (default: the schema default).
     #[arg(long)]
     pub max_in_flight: Option<i32>,

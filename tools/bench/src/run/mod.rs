@@ -77,6 +77,8 @@ pub struct RunResult {
     pub seconds: f64,
     pub latency: Latency,
     pub sidecar: SidecarStats,
+    /// Sidecar replicas (`--replicas`); `sidecar` sums their CPU and counters.
+    pub replicas: usize,
     /// Cores used on average by the sidecar over the run.
     pub sidecar_cores: f64,
     pub postgres_cpu_seconds: Option<f64>,
@@ -182,13 +184,16 @@ pub async fn measure(
     let producer_stats = producer.await.context("producers panicked")??;
     let cpu = cpu_used(cpu0, CpuClocks::read(ctx));
     let wal1 = db.wal_bytes().await?;
-    let max_rss = max_rss.max(sidecar::rss_mb(&stage.sidecar));
+    let max_rss = stage
+        .sidecars()
+        .fold(max_rss, |m, (s, _)| m.max(sidecar::rss_mb(s)));
+    let replicas = stage.sidecars().count();
     let Ended {
         sidecar: sc,
         snap1,
         states,
         unrouted,
-    } = Ended::stop(db, stage.sidecar, stage.sidecar_cpu0).await?;
+    } = Ended::stop(db, stage.sidecar, stage.sidecar_cpu0, stage.more).await?;
 
     let state = &stage.recv.state;
     let mut arrivals = state.take_arrivals();
@@ -230,6 +235,7 @@ pub async fn measure(
         machine_cpu_seconds: cpu.machine,
         other_cpu_seconds: cpu.other(sc.cpu_seconds),
         sidecar: sc,
+        replicas,
         wall_seconds: run_secs,
         idle_cores,
         wal_bytes: wal,
@@ -273,7 +279,7 @@ async fn wait_for_deliveries(
         if producer.is_finished() && got >= progress.published_tracked.load(Ordering::Relaxed) {
             return Ok((false, max_rss));
         }
-        if !stage.sidecar.is_running() {
+        if !stage.all_running() {
             anyhow::bail!(
                 "{}: outboxd exited during the run (log: {})",
                 spec.label,
@@ -285,7 +291,9 @@ async fn wait_for_deliveries(
             return Ok((true, max_rss));
         }
         if last_sample.elapsed() > Duration::from_secs(1) {
-            max_rss = max_rss.max(sidecar::rss_mb(&stage.sidecar));
+            max_rss = stage
+                .sidecars()
+                .fold(max_rss, |m, (s, _)| m.max(sidecar::rss_mb(s)));
             last_sample = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -294,6 +302,12 @@ async fn wait_for_deliveries(
 
 /// The common rows of a throughput run.
 pub fn run_rows(r: &mut ScenarioReport, x: &RunResult) {
+    if x.replicas > 1 {
+        r.row(
+            "sidecar replicas (CPU summed, RSS the highest)",
+            x.replicas.to_string(),
+        );
+    }
     r.row(
         "events published / deliveries received",
         format!(

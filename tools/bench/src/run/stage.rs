@@ -29,6 +29,9 @@ pub struct Stage {
     pub sidecar: Sidecar,
     /// The sidecar's CPU seconds once it had started (its start-up is not the run's cost).
     pub sidecar_cpu0: f64,
+    /// With `--replicas N`: the other N − 1 replicas on the same database, with their CPU
+    /// seconds once started.
+    pub more: Vec<(Sidecar, f64)>,
     /// The database's counters before the sidecar started.
     pub snap0: DbSnapshot,
     /// Between the sidecar and PostgreSQL with `--pgbouncer`; stops when the stage is dropped.
@@ -91,6 +94,16 @@ impl Stage {
         };
         let sidecar = sidecar::start(&ctx.outboxd, &sidecar_url, &env, ctx.log_path(label)).await?;
         let sidecar_cpu0 = sidecar::cpu_seconds(&sidecar);
+        let mut more = Vec::new();
+        for i in 2..=ctx.opts.replicas {
+            let mut env = env.clone();
+            env.retain(|(k, _)| k != "OUTBOXD_REPLICA_ID");
+            env.push(("OUTBOXD_REPLICA_ID".into(), format!("bench-{label}-{i}")));
+            let log = ctx.log_path(&format!("{label}-{i}"));
+            let replica = sidecar::start(&ctx.outboxd, &sidecar_url, &env, log).await?;
+            let cpu0 = sidecar::cpu_seconds(&replica);
+            more.push((replica, cpu0));
+        }
         Ok(Stage {
             workload,
             specs,
@@ -98,6 +111,7 @@ impl Stage {
             recv,
             sidecar,
             sidecar_cpu0,
+            more,
             snap0,
             _pooler: pooler,
         })
@@ -108,8 +122,21 @@ impl Stage {
     pub async fn idle_cores(&self, idle: Duration) -> f64 {
         let t_idle = Instant::now();
         tokio::time::sleep(idle).await;
-        (sidecar::cpu_seconds(&self.sidecar) - self.sidecar_cpu0)
+        self.sidecars()
+            .map(|(s, cpu0)| sidecar::cpu_seconds(s) - cpu0)
+            .sum::<f64>()
             / t_idle.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// Whether every replica of the run is still running.
+    pub fn all_running(&mut self) -> bool {
+        self.sidecar.is_running() && self.more.iter_mut().all(|(s, _)| s.is_running())
+    }
+
+    /// Every replica of the run with its CPU seconds once started, the first one first.
+    pub fn sidecars(&self) -> impl Iterator<Item = (&Sidecar, f64)> {
+        std::iter::once((&self.sidecar, self.sidecar_cpu0))
+            .chain(self.more.iter().map(|(s, c)| (s, *c)))
     }
 
     /// Producers publishing `events` of the workload (see [`producers::run`]), as a task.
@@ -142,9 +169,27 @@ pub struct Ended {
 }
 
 impl Ended {
-    /// Stops the sidecar (started with `cpu0` CPU seconds) and reads what it left in `db`.
-    pub async fn stop(db: &BenchDb, sidecar: Sidecar, cpu0: f64) -> anyhow::Result<Ended> {
-        let sidecar = sidecar::stop(sidecar, cpu0).await;
+    /// Stops the sidecar (started with `cpu0` CPU seconds) and the other replicas (`more`), and
+    /// reads what they left in `db`. Their figures are summed into the first one's (CPU,
+    /// counters), the peak RSS is the highest.
+    pub async fn stop(
+        db: &BenchDb,
+        sidecar: Sidecar,
+        cpu0: f64,
+        more: Vec<(Sidecar, f64)>,
+    ) -> anyhow::Result<Ended> {
+        let (sidecar, others) = tokio::join!(
+            sidecar::stop(sidecar, cpu0),
+            futures_util::future::join_all(more.into_iter().map(|(s, c)| sidecar::stop(s, c)))
+        );
+        let mut sidecar = sidecar;
+        for o in others {
+            sidecar.cpu_seconds += o.cpu_seconds;
+            sidecar.peak_rss_mb = sidecar.peak_rss_mb.max(o.peak_rss_mb);
+            for (k, v) in o.metrics {
+                *sidecar.metrics.entry(k).or_insert(0.0) += v;
+            }
+        }
         // Backends flush their table statistics when they exit.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let snap1 = db.snapshot().await?;

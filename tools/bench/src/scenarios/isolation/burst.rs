@@ -147,7 +147,7 @@ pub async fn tenant_burst(ctx: &Ctx, burst: usize) -> anyhow::Result<BurstResult
         .load(Ordering::Relaxed);
     wait_for_quiet(&stage.recv.state, quiet_expected).await;
     let t_end = stage.recv.state.now_ns();
-    let end = Ended::stop(&db, stage.sidecar, stage.sidecar_cpu0).await?;
+    let end = Ended::stop(&db, stage.sidecar, stage.sidecar_cpu0, stage.more).await?;
     let quiet_db = db_timing_for(&db, 0, 0, Some("quiet")).await?;
 
     let state = &stage.recv.state;
@@ -287,7 +287,7 @@ async fn wait_for_burst(
         if big_unique() >= burst_expected {
             return Ok((false, published_at));
         }
-        if !stage.sidecar.is_running() {
+        if !stage.all_running() {
             anyhow::bail!("isolation-burst: outboxd exited during the run");
         }
         if Instant::now() > deadline {
