@@ -129,8 +129,9 @@ fn failed(kind: ErrorKind, message: impl Into<String>) -> Outcome {
 async fn attempt(replica: &Replica, c: &mut Claimed) -> (Outcome, Option<Arc<Endpoint>>) {
     let mut endpoint = replica.catalog.get().endpoint(c.endpoint_id).cloned();
     if endpoint.is_none() {
-        // Created after our last reload, or left out because its row is invalid.
-        replica.reload_catalog().await;
+        // Created after our last reload (then the version moved), or left out because its
+        // row is invalid (then reloading every row again would not bring it back).
+        replica.reload_catalog_if_moved().await;
         endpoint = replica.catalog.get().endpoint(c.endpoint_id).cloned();
     }
     let Some(endpoint) = endpoint else {
