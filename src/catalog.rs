@@ -264,9 +264,11 @@ impl Catalog {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let mut cat = Catalog::default();
-        cat.version = version;
-        cat.registered_types = registered_types;
+        let mut cat = Catalog {
+            version,
+            registered_types,
+            ..Catalog::default()
+        };
         let mut interned: HashMap<String, u32> = HashMap::new();
         let mut strings = Interner::default();
         // Row by row as PostgreSQL sends them: with 100 000 endpoints, holding every row while
