@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
@@ -26,23 +27,46 @@ use crate::retry::{RetryOverride, parse_schedule};
 use crate::signing::Secret;
 
 /// What workers need to send to one endpoint.
+///
+/// Kept small: a replica holds one per endpoint, 100 000 of them in some deployments (issue 16,
+/// RSS < 100 MB). The tenant text is shared with the catalog's audience key, and what most
+/// endpoints leave unset (extra headers, a retry override) is boxed behind `None`.
 #[derive(Debug)]
 pub struct Endpoint {
     pub id: i64,
-    pub url: String,
-    pub tenant_id: Option<String>,
-    pub secrets: Vec<Secret>,
-    pub headers: HeaderMap,
+    pub url: Box<str>,
+    pub tenant_id: Option<Arc<str>>,
+    pub secrets: Box<[Secret]>,
+    /// Extra headers, when the endpoint has any ([`Endpoint::headers`]).
+    headers: Option<Box<HeaderMap>>,
     pub max_in_flight: u32,
     /// Requests per second, when limited.
     pub rate_limit: Option<f64>,
     /// Disabled endpoints get no new deliveries (and no series in `/metrics`).
     pub enabled: bool,
-    /// The endpoint's own retry schedule and max age (`None`s: the global ones).
-    pub retry: RetryOverride,
+    /// The endpoint's own retry schedule or max age, when it has either ([`Endpoint::retry`]).
+    retry: Option<Box<RetryOverride>>,
     /// The client certificate it presents (mutual TLS), by name: files in
     /// `OUTBOXD_CLIENT_CERT_DIR` (`crate::delivery::http::identities`).
-    pub client_certificate: Option<String>,
+    pub client_certificate: Option<Box<str>>,
+}
+
+static NO_HEADERS: std::sync::LazyLock<HeaderMap> = std::sync::LazyLock::new(HeaderMap::new);
+static NO_RETRY_OVERRIDE: RetryOverride = RetryOverride {
+    schedule: None,
+    max_age: None,
+};
+
+impl Endpoint {
+    /// Its extra headers (often none).
+    pub fn headers(&self) -> &HeaderMap {
+        self.headers.as_deref().unwrap_or(&NO_HEADERS)
+    }
+
+    /// Its own retry schedule and max age (`None`s: the global ones).
+    pub fn retry(&self) -> &RetryOverride {
+        self.retry.as_deref().unwrap_or(&NO_RETRY_OVERRIDE)
+    }
 }
 
 /// A subscription's content filter, as routing needs it.
@@ -66,38 +90,54 @@ pub struct Target {
 /// The enabled endpoints of one audience (a tenant, or the all-tenants endpoints), indexed so
 /// that routing an event costs a hash look-up for exact patterns plus a scan of the wildcard
 /// patterns only: 100 000 endpoints with exact subscriptions route as fast as 10.
+///
+/// Most tenants' audiences hold one endpoint subscribed to `*`, and there may be 100 000 of
+/// them: an audience is 32 bytes plus its allocations (issue 16).
 #[derive(Debug, Default)]
 struct Audience {
-    /// Exact event type -> the targets subscribed to it.
-    exact: HashMap<String, Vec<Target>>,
-    /// Targets with at least one wildcard pattern, with those patterns.
-    wildcard: Vec<(Target, Vec<Pattern>)>,
+    /// Exact event type (interned) -> the targets subscribed to it. Boxed: audiences without
+    /// exact patterns are common, and an empty map still takes 48 bytes (the extra
+    /// allocation is the point, hence the `expect`).
+    #[expect(clippy::box_collection)]
+    exact: Option<Box<HashMap<Arc<str>, Vec<Target>>>>,
+    /// One entry per wildcard pattern of a target, a target's entries next to each other.
+    wildcard: Vec<(Target, Pattern)>,
 }
 
 impl Audience {
     fn add(&mut self, target: Target, patterns: Vec<Pattern>) {
-        let mut wild = Vec::new();
         for p in patterns {
             if p.is_wildcard() {
-                wild.push(p);
+                self.wildcard.push((target, p));
             } else {
                 self.exact
-                    .entry(p.as_str().to_owned())
+                    .get_or_insert_default()
+                    .entry(p.shared_str())
                     .or_default()
                     .push(target);
             }
         }
-        if !wild.is_empty() {
-            self.wildcard.push((target, wild));
+    }
+
+    /// Drops the spare capacity the loading left (a vector grows to 4 at its first push).
+    fn shrink(&mut self) {
+        self.wildcard.shrink_to_fit();
+        if let Some(exact) = &mut self.exact {
+            for targets in exact.values_mut() {
+                targets.shrink_to_fit();
+            }
+            exact.shrink_to_fit();
         }
     }
 
+    /// Adds the targets for `event_type`; a target may come more than once
+    /// ([`Catalog::route`] removes the duplicates).
     fn route(&self, event_type: &str, out: &mut Vec<Target>) {
-        if let Some(targets) = self.exact.get(event_type) {
+        if let Some(targets) = self.exact.as_ref().and_then(|e| e.get(event_type)) {
             out.extend_from_slice(targets);
         }
-        for (target, patterns) in &self.wildcard {
-            if patterns.iter().any(|p| p.matches(event_type)) {
+        for (target, pattern) in &self.wildcard {
+            if out.last() != Some(target) && pattern.matches(event_type) {
                 out.push(*target);
             }
         }
@@ -109,8 +149,10 @@ impl Audience {
 pub struct Catalog {
     pub version: i64,
     endpoints: HashMap<i64, Arc<Endpoint>>,
-    /// Enabled endpoints by tenant (`None`: internal endpoints for events without a tenant).
-    by_tenant: HashMap<Option<String>, Audience>,
+    /// Enabled endpoints by tenant (the key shares the endpoints' [`Endpoint::tenant_id`]).
+    by_tenant: HashMap<Arc<str>, Audience>,
+    /// Enabled internal endpoints, for events without a tenant.
+    internal: Audience,
     /// Enabled internal endpoints explicitly marked to see every tenant's events.
     all_tenants: Audience,
     /// The filtered subscriptions of enabled endpoints; [`Target::filter`] indexes it.
@@ -186,7 +228,11 @@ impl Catalog {
     /// it has an unfiltered way or if any of its filters passes.
     pub fn route(&self, tenant_id: Option<&str>, event_type: &str, out: &mut Vec<Target>) {
         out.clear();
-        if let Some(own) = self.by_tenant.get(&tenant_id.map(str::to_owned)) {
+        let own = match tenant_id {
+            Some(t) => self.by_tenant.get(t),
+            None => Some(&self.internal),
+        };
+        if let Some(own) = own {
             own.route(event_type, out);
         }
         self.all_tenants.route(event_type, out);
@@ -197,12 +243,10 @@ impl Catalog {
     /// Where an enabled endpoint's subscriptions go: its tenant's audience, or the
     /// all-tenants one.
     fn audience(&mut self, endpoint: &Endpoint, all_tenants: bool) -> &mut Audience {
-        if all_tenants && endpoint.tenant_id.is_none() {
-            &mut self.all_tenants
-        } else {
-            self.by_tenant
-                .entry(endpoint.tenant_id.clone())
-                .or_default()
+        match &endpoint.tenant_id {
+            None if all_tenants => &mut self.all_tenants,
+            None => &mut self.internal,
+            Some(t) => self.by_tenant.entry(t.clone()).or_default(),
         }
     }
 
@@ -213,10 +257,6 @@ impl Catalog {
             .query_one(crate::sql::CATALOG_VERSION, &[])
             .await?
             .get(0);
-        let rows = client
-            .on()
-            .query(crate::sql::CATALOG_ENDPOINTS, &[])
-            .await?;
         let registered_types = client
             .on()
             .query(crate::sql::CATALOG_EVENT_TYPES, &[])
@@ -230,9 +270,17 @@ impl Catalog {
             ..Catalog::default()
         };
         let mut interned: HashMap<String, u32> = HashMap::new();
-        for row in rows {
+        let mut strings = Interner::default();
+        // Row by row as PostgreSQL sends them: with 100 000 endpoints, holding every row while
+        // the new catalog is built (and the old one still serves) was the reload's peak.
+        let rows = client
+            .on()
+            .query_stream(crate::sql::CATALOG_ENDPOINTS, &[])
+            .await?;
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = rows.try_next().await? {
             let id: i64 = row.get("id");
-            let Some(endpoint) = endpoint_of(&row) else {
+            let Some(endpoint) = endpoint_of(&row, &mut strings) else {
                 continue;
             };
             let endpoint = Arc::new(endpoint);
@@ -245,7 +293,7 @@ impl Catalog {
                         endpoint_id: id,
                         filter: None,
                     };
-                    let compiled = compile(id, &patterns);
+                    let compiled = strings.patterns(id, &patterns);
                     cat.audience(&endpoint, all_tenants).add(target, compiled);
                 }
                 let filtered: serde_json::Value = row.get("filtered");
@@ -272,22 +320,36 @@ impl Catalog {
                         endpoint_id: id,
                         filter: Some(filter),
                     };
-                    let compiled = compile(id, &sub.event_types);
+                    let compiled = strings.patterns(id, &sub.event_types);
                     cat.audience(&endpoint, all_tenants).add(target, compiled);
                 }
             }
             cat.endpoints.insert(id, endpoint);
         }
+        cat.shrink();
         Ok(cat)
+    }
+
+    /// Drops the spare capacity loading left behind.
+    fn shrink(&mut self) {
+        self.endpoints.shrink_to_fit();
+        self.by_tenant.shrink_to_fit();
+        for audience in self.by_tenant.values_mut() {
+            audience.shrink();
+        }
+        self.internal.shrink();
+        self.all_tenants.shrink();
+        self.filters.shrink_to_fit();
+        self.filter_texts.shrink_to_fit();
     }
 }
 
 /// An endpoint from a `catalog_endpoints.sql` row; `None` (logged) when its secrets or
 /// headers are invalid.
-fn endpoint_of(row: &tokio_postgres::Row) -> Option<Endpoint> {
+fn endpoint_of(row: &tokio_postgres::Row, strings: &mut Interner) -> Option<Endpoint> {
     let id: i64 = row.get("id");
     let secrets: Vec<String> = row.get("secrets");
-    let secrets: Result<Vec<Secret>, _> = secrets.iter().map(|s| Secret::parse(s)).collect();
+    let secrets: Result<Box<[Secret]>, _> = secrets.iter().map(|s| Secret::parse(s)).collect();
     let secrets = match secrets {
         Ok(s) => s,
         Err(e) => {
@@ -304,17 +366,21 @@ fn endpoint_of(row: &tokio_postgres::Row) -> Option<Endpoint> {
         }
     };
     let max_in_flight: i32 = row.get("max_in_flight");
+    let tenant_id: Option<&str> = row.get("tenant_id");
+    let retry = retry_override(id, row.get("retry_schedule"), row.get("max_age_seconds"));
     Some(Endpoint {
         id,
-        url: row.get("url"),
-        tenant_id: row.get("tenant_id"),
+        url: row.get::<_, &str>("url").into(),
+        tenant_id: tenant_id.map(|t| strings.tenant(t)),
         secrets,
-        headers,
+        headers: (!headers.is_empty()).then(|| Box::new(headers)),
         max_in_flight: max_in_flight.max(1) as u32,
         rate_limit: row.get("rate_limit"),
         enabled: row.get("enabled"),
-        retry: retry_override(id, row.get("retry_schedule"), row.get("max_age_seconds")),
-        client_certificate: row.get("client_certificate"),
+        retry: (retry != RetryOverride::default()).then(|| Box::new(retry)),
+        client_certificate: row
+            .get::<_, Option<&str>>("client_certificate")
+            .map(Box::from),
     })
 }
 
@@ -339,16 +405,42 @@ fn retry_override(
     RetryOverride { schedule, max_age }
 }
 
-/// Compiles an endpoint's patterns, leaving out (logged) the ones that do not parse.
-fn compile(endpoint_id: i64, patterns: &[String]) -> Vec<Pattern> {
-    let mut compiled = Vec::with_capacity(patterns.len());
-    for p in patterns {
-        match Pattern::parse(p) {
-            Ok(p) => compiled.push(p),
-            Err(e) => tracing::warn!(endpoint_id, error = %e, "pattern ignored"),
+/// The texts a catalog load shares between endpoints: tenants (the endpoint's and its
+/// audience's key) and compiled patterns (100 000 subscriptions to `*` hold one).
+#[derive(Default)]
+struct Interner {
+    tenants: HashSet<Arc<str>>,
+    patterns: HashMap<String, Pattern>,
+}
+
+impl Interner {
+    fn tenant(&mut self, t: &str) -> Arc<str> {
+        if let Some(shared) = self.tenants.get(t) {
+            return shared.clone();
         }
+        let shared: Arc<str> = t.into();
+        self.tenants.insert(shared.clone());
+        shared
     }
-    compiled
+
+    /// Compiles an endpoint's patterns, leaving out (logged) the ones that do not parse.
+    fn patterns(&mut self, endpoint_id: i64, patterns: &[String]) -> Vec<Pattern> {
+        let mut compiled = Vec::with_capacity(patterns.len());
+        for p in patterns {
+            if let Some(shared) = self.patterns.get(p) {
+                compiled.push(shared.clone());
+                continue;
+            }
+            match Pattern::parse(p) {
+                Ok(parsed) => {
+                    self.patterns.insert(p.clone(), parsed.clone());
+                    compiled.push(parsed);
+                }
+                Err(e) => tracing::warn!(endpoint_id, error = %e, "pattern ignored"),
+            }
+        }
+        compiled
+    }
 }
 
 /// Extra headers from a JSON object of strings.
@@ -374,9 +466,19 @@ pub fn header_map(v: &serde_json::Value) -> Result<HeaderMap, String> {
 #[derive(Debug, Default)]
 pub struct CatalogHandle {
     inner: std::sync::RwLock<Arc<Catalog>>,
+    /// Held while a new catalog is loaded: the router (on a version change it sees in its
+    /// transaction) and the reloader (on the notification of the same change) used to load
+    /// at the same time, three catalogs and two sets of rows at once (VmHWM 385 MB with
+    /// 100 000 endpoints, issue 16). Whoever comes second finds the version loaded.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl CatalogHandle {
+    /// One load at a time; look at the version again once this is held.
+    pub async fn loading(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.loading.lock().await
+    }
+
     pub fn get(&self) -> Arc<Catalog> {
         match self.inner.read() {
             Ok(g) => g.clone(),
@@ -384,12 +486,34 @@ impl CatalogHandle {
         }
     }
 
+    /// Swaps the catalog in, and hands what the previous one and the loading freed back to
+    /// the kernel.
     pub fn set(&self, catalog: Catalog) {
-        let catalog = Arc::new(catalog);
-        match self.inner.write() {
-            Ok(mut g) => *g = catalog,
-            Err(poisoned) => *poisoned.into_inner() = catalog,
-        }
+        let previous = {
+            let catalog = Arc::new(catalog);
+            match self.inner.write() {
+                Ok(mut g) => std::mem::replace(&mut *g, catalog),
+                Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), catalog),
+            }
+        };
+        drop(previous);
+        release_freed_memory();
+    }
+}
+
+/// Hands the heap pages freed by a catalog reload back to the kernel. With 100 000 endpoints
+/// a reload builds a new catalog (~1 KB per endpoint) from rows of about as much while the old
+/// one is still in use, then frees the rows and the old catalog; glibc's malloc keeps those
+/// pages (in the arena of whichever thread freed them), so each reload on another thread left
+/// the resident size ~100 MB higher (143 → 246 → 336 MB over two reloads, `VmRSS`). Every
+/// [`CatalogHandle::set`] does it, the router's loads included (they did not, and a change
+/// the router loaded first left RSS at 252 MB until the next timed reload).
+/// `malloc_trim` returns every arena's free pages; it takes milliseconds, once per swap.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer of ours; it walks glibc's heaps under their locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -415,17 +539,14 @@ mod tests {
     #[test]
     fn routes_exact_and_wildcard_subscriptions_once_per_endpoint() {
         let mut cat = Catalog::default();
-        let acme = cat.by_tenant.entry(Some("acme".into())).or_default();
+        let acme = cat.by_tenant.entry("acme".into()).or_default();
         acme.add(plain(1), pats(&["order.paid", "order.*"]));
         acme.add(plain(2), pats(&["invoice.paid"]));
         for i in 10..10_000 {
             acme.add(plain(i), pats(&[&format!("type.{i}")]));
         }
         cat.all_tenants.add(plain(3), pats(&["*.paid"]));
-        cat.by_tenant
-            .entry(None)
-            .or_default()
-            .add(plain(4), pats(&["*"]));
+        cat.internal.add(plain(4), pats(&["*"]));
         let mut out = Vec::new();
         cat.route(Some("acme"), "order.paid", &mut out);
         assert_eq!(endpoints(&out), [1, 3]);
@@ -440,7 +561,7 @@ mod tests {
     #[test]
     fn a_filtered_subscription_is_a_way_of_its_own_listed_after_the_unfiltered_one() {
         let mut cat = Catalog::default();
-        let acme = cat.by_tenant.entry(Some("acme".into())).or_default();
+        let acme = cat.by_tenant.entry("acme".into()).or_default();
         let filtered = |endpoint_id, f| Target {
             endpoint_id,
             filter: Some(f),

@@ -152,8 +152,17 @@ impl Replica {
         version.await.is_ok_and(|v| v != self.catalog.get().version)
     }
 
+    /// Reloads endpoints and subscriptions if their version moved since the catalog was
+    /// loaded (the router may have loaded it meanwhile).
+    pub async fn reload_catalog_if_moved(&self) {
+        let _loading = self.catalog.loading().await;
+        if self.catalog_version_moved().await {
+            self.reload_catalog().await;
+        }
+    }
+
     /// Reloads endpoints and subscriptions now; on failure keeps the previous catalog.
-    pub async fn reload_catalog(&self) {
+    async fn reload_catalog(&self) {
         let result = async {
             let client = self.db().await?;
             Ok::<_, DbError>(Catalog::load(&client).await?)
@@ -171,7 +180,6 @@ impl Replica {
                 self.sender
                     .preload_client_certificates(c.client_certificates());
                 self.catalog.set(c);
-                release_freed_memory();
             }
             Err(e) => {
                 crate::metrics::db_error("catalog");
@@ -278,20 +286,6 @@ impl Capacity {
     /// aborted): their leases are to be given back.
     pub fn take_running(&mut self) -> Vec<i64> {
         self.running.drain().collect()
-    }
-}
-
-/// Hands the heap pages freed by a catalog reload back to the kernel. With 100 000 endpoints
-/// a reload builds a new catalog (~1 KB per endpoint) from rows of about as much while the old
-/// one is still in use, then frees the rows and the old catalog; glibc's malloc keeps those
-/// pages (in the arena of whichever thread freed them), so each reload on another thread left
-/// the resident size ~100 MB higher (143 → 246 → 336 MB over two reloads, `VmRSS`).
-/// `malloc_trim` returns every arena's free pages; it takes milliseconds, every 30 s.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointer of ours; it walks glibc's heaps under their locks.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -174,7 +174,10 @@ pub(crate) async fn route_once(
     }
     let version: i64 = tx.query_one(sql::CATALOG_VERSION, &[]).await?.get(0);
     if version != catalog.get().version {
-        catalog.set(Catalog::load(&tx).await?);
+        let _loading = catalog.loading().await;
+        if version != catalog.get().version {
+            catalog.set(Catalog::load(&tx).await?);
+        }
     }
     let cat = catalog.get();
     let rows = tx

@@ -21,10 +21,11 @@ pub enum SecretError {
     BadLength(usize),
 }
 
-/// A decoded signing key. `Debug` never shows the key.
+/// A decoded signing key, exactly its length (the catalog holds one per endpoint). `Debug`
+/// never shows the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
-    key: Vec<u8>,
+    key: Box<[u8]>,
 }
 
 impl std::fmt::Debug for Secret {
@@ -41,7 +42,9 @@ impl Secret {
         if key.is_empty() || key.len() > 64 {
             return Err(SecretError::BadLength(key.len()));
         }
-        Ok(Secret { key })
+        Ok(Secret {
+            key: key.into_boxed_slice(),
+        })
     }
 
     /// The key's length in bytes.

@@ -37,7 +37,7 @@ pub(crate) async fn deliver(replica: &Replica, mut c: Claimed) -> Completed {
     let failures = (c.attempt_count + 1).max(1) as u32;
     let global = RetryOverride::default();
     let decision = replica.config.retry.decide_for(
-        endpoint.as_ref().map_or(&global, |e| &e.retry),
+        endpoint.as_ref().map_or(&global, |e| e.retry()),
         &outcome,
         failures,
         c.event_created_at,
@@ -129,8 +129,9 @@ fn failed(kind: ErrorKind, message: impl Into<String>) -> Outcome {
 async fn attempt(replica: &Replica, c: &mut Claimed) -> (Outcome, Option<Arc<Endpoint>>) {
     let mut endpoint = replica.catalog.get().endpoint(c.endpoint_id).cloned();
     if endpoint.is_none() {
-        // Created after our last reload, or left out because its row is invalid.
-        replica.reload_catalog().await;
+        // Created after our last reload (then the version moved), or left out because its
+        // row is invalid (then reloading every row again would not bring it back).
+        replica.reload_catalog_if_moved().await;
         endpoint = replica.catalog.get().endpoint(c.endpoint_id).cloned();
     }
     let Some(endpoint) = endpoint else {
@@ -198,7 +199,7 @@ async fn attempt_to(replica: &Replica, c: &mut Claimed, endpoint: &Endpoint) -> 
             timestamp: Utc::now().timestamp(),
             body,
             secrets: &endpoint.secrets,
-            endpoint_headers: &endpoint.headers,
+            endpoint_headers: endpoint.headers(),
             event_headers: c.headers.as_deref(),
             content_type: c.relayed.as_ref().map(|r| r.content_type()),
             relayed_headers: relayed_headers.as_ref(),
