@@ -3,6 +3,7 @@
 //! that comes up after outboxd, and errors that say what PostgreSQL said. Real PostgreSQL,
 //! real PgBouncer, real `outboxd` processes.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use outboxd::embedded_pg::{EmbeddedPostgres, Options};
@@ -731,6 +732,207 @@ async fn each_role_can_do_its_work_and_no_more_and_a_missing_grant_is_named() {
         "{}",
         s.log()
     );
+}
+
+/// The privileges the outboxd_* roles hold on the `outbox` schema, one line per
+/// `role kind object privilege [column]` (views count as tables).
+const ROLE_PRIVILEGES: &str = "
+    SELECT r.rolname::text || ' ' || kind || ' ' || object || ' ' || privilege
+           || coalesce(' ' || col, '')
+      FROM (SELECT a.grantee, CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END,
+                   c.oid::regclass::text, a.privilege_type, NULL::text
+              FROM pg_class c, aclexplode(c.relacl) a
+             WHERE c.relnamespace = 'outbox'::regnamespace
+            UNION ALL
+            SELECT a.grantee, 'table', c.oid::regclass::text, a.privilege_type, att.attname::text
+              FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid,
+                   aclexplode(att.attacl) a
+             WHERE c.relnamespace = 'outbox'::regnamespace
+            UNION ALL
+            SELECT a.grantee, 'function', p.oid::regprocedure::text, a.privilege_type, NULL
+              FROM pg_proc p, aclexplode(p.proacl) a
+             WHERE p.pronamespace = 'outbox'::regnamespace
+            UNION ALL
+            SELECT a.grantee, 'schema', n.nspname::text, a.privilege_type, NULL
+              FROM pg_namespace n, aclexplode(n.nspacl) a
+             WHERE n.nspname = 'outbox') AS p(grantee, kind, object, privilege, col)
+      JOIN pg_roles r ON r.oid = p.grantee
+     WHERE r.rolname IN ('outboxd_runtime', 'outboxd_publisher', 'outboxd_reader')";
+
+async fn role_privileges(c: &tokio_postgres::Client, sql: &str) -> BTreeSet<String> {
+    c.query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_as_rows_grant_exactly_what_the_last_hand_written_grant_roles_did() {
+    // Roles are cluster-wide: a cluster of its own.
+    let pg = own_cluster(Options::default()).await;
+    let admin = connect_as(&pg, "postgres", "postgres").await;
+    admin.batch_execute("CREATE DATABASE app").await.unwrap();
+    let su = connect_as(&pg, "postgres", "app").await;
+    su.batch_execute(ROLES_SQL).await.expect("roles.sql");
+    migrate_concurrently(&user_url(&pg, "postgres", "app"), 1).await;
+
+    // What outbox.role_grants granted, less the rows migrations after V18 added.
+    let mut from_rows = role_privileges(&su, ROLE_PRIVILEGES).await;
+    let later = role_privileges(
+        &su,
+        "SELECT g.role || ' ' || g.object_kind || ' '
+                || CASE g.object_kind WHEN 'schema' THEN g.object_name
+                                      WHEN 'function' THEN g.object_name::regprocedure::text
+                                      ELSE g.object_name::regclass::text END
+                || ' ' || g.privilege || coalesce(' ' || c, '')
+           FROM outbox.role_grants g LEFT JOIN LATERAL unnest(g.columns) c ON true
+          WHERE g.added_by > 18",
+    )
+    .await;
+    from_rows.retain(|p| !later.contains(p));
+    assert!(from_rows.len() > 100, "{from_rows:?}");
+
+    // V17's grant_roles(), the last one written by hand, on a schema with no grants.
+    let v17 = include_str!("../../migrations/V17__endpoint_client_certificates.sql");
+    let start = v17
+        .find("CREATE OR REPLACE FUNCTION outbox.grant_roles()")
+        .expect("V17 replaces grant_roles()");
+    let body_end = start + v17[start..].match_indices("$$").nth(1).expect("$$ … $$").0;
+    let v17_function =
+        v17[start..body_end + 2].replace("outbox.grant_roles()", "pg_temp.grant_roles_v17()");
+    su.batch_execute(
+        "REVOKE ALL ON ALL TABLES IN SCHEMA outbox
+                FROM outboxd_runtime, outboxd_publisher, outboxd_reader;
+         REVOKE ALL ON ALL SEQUENCES IN SCHEMA outbox
+                FROM outboxd_runtime, outboxd_publisher, outboxd_reader;
+         REVOKE ALL ON ALL FUNCTIONS IN SCHEMA outbox
+                FROM outboxd_runtime, outboxd_publisher, outboxd_reader;
+         REVOKE ALL ON SCHEMA outbox FROM outboxd_runtime, outboxd_publisher, outboxd_reader;",
+    )
+    .await
+    .unwrap();
+    assert!(role_privileges(&su, ROLE_PRIVILEGES).await.is_empty());
+    su.batch_execute(&v17_function)
+        .await
+        .expect("V17's grant_roles");
+    su.batch_execute("SELECT pg_temp.grant_roles_v17()")
+        .await
+        .expect("V17's grant_roles runs on the latest schema");
+    let from_v17 = role_privileges(&su, ROLE_PRIVILEGES).await;
+    let only_rows: Vec<_> = from_rows.difference(&from_v17).collect();
+    let only_v17: Vec<_> = from_v17.difference(&from_rows).collect();
+    assert!(
+        only_rows.is_empty() && only_v17.is_empty(),
+        "granted only by the rows: {only_rows:?}\ngranted only by V17: {only_v17:?}"
+    );
+
+    // What `outboxd run` checks is what outboxd_runtime is granted: nothing missing for it,
+    // every runtime row missing for a role that has only USAGE on the schema.
+    su.batch_execute("SELECT outbox.grant_roles()")
+        .await
+        .unwrap();
+    let missing = include_str!("../../sql/engine/missing_privileges.sql");
+    su.batch_execute("SET ROLE outboxd_runtime").await.unwrap();
+    assert_eq!(su.query(missing, &[]).await.unwrap().len(), 0);
+    su.batch_execute(
+        "RESET ROLE; CREATE ROLE bare; GRANT USAGE ON SCHEMA outbox TO bare; SET ROLE bare",
+    )
+    .await
+    .unwrap();
+    let rows = su.query(missing, &[]).await.unwrap();
+    su.batch_execute("RESET ROLE").await.unwrap();
+    let runtime_rows = scalar_i64(
+        &su,
+        "SELECT count(*) FROM outbox.role_grants
+          WHERE role = 'outboxd_runtime' AND object_kind IN ('table', 'sequence')",
+    )
+    .await;
+    // (Functions: PUBLIC may execute them unless a migration revoked it.)
+    let rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.get::<_, String>("kind") != "function")
+        .collect();
+    assert_eq!(rows.len() as i64, runtime_rows);
+    assert!(rows.iter().all(|r| r.get::<_, bool>("object_exists")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration in bulk
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_thousands_of_endpoints_in_one_transaction_takes_linear_time_and_one_reload() {
+    let db = fresh_db().await;
+    let mut c = db.client().await;
+    let rx = Receiver::ok(TEST_SECRET).await;
+    let engine = crate::engine::start(&db, &[]).await;
+    let version = scalar_i64(&c, "SELECT version FROM outbox.config_version").await;
+
+    // 8 000 endpoints, subscribed to a type never published, and a receiver's endpoint
+    // before and after them; the cost per call at the start and at the end is the cheapest
+    // of three probes of 250 calls (the machine may be busy with other tests).
+    let tx = c.transaction().await.unwrap();
+    let add = |from: i32, n: i32| {
+        let tx = &tx;
+        async move {
+            let t0 = Instant::now();
+            tx.query_one(
+                "SELECT count(outbox.add_endpoint('http://127.0.0.1:9/bulk/' || i, '{bulk.never}',
+                                                  secret => $3))
+                   FROM generate_series($1::int, $1::int + $2::int - 1) i",
+                &[&from, &n, &TEST_SECRET],
+            )
+            .await
+            .expect("add_endpoint in bulk");
+            t0.elapsed()
+        }
+    };
+    tx.execute(
+        "SELECT outbox.add_endpoint($1, '{bulk.done}', secret => $2)",
+        &[&rx.url_for("/first"), &TEST_SECRET],
+    )
+    .await
+    .unwrap();
+    let mut first = Duration::MAX;
+    for p in 0..3 {
+        first = first.min(add(p * 250, 250).await);
+    }
+    add(750, 6_500).await;
+    let mut last = Duration::MAX;
+    for p in 0..3 {
+        last = last.min(add(7_250 + p * 250, 250).await);
+    }
+    tx.execute(
+        "SELECT outbox.add_endpoint($1, '{bulk.done}', secret => $2)",
+        &[&rx.url_for("/last"), &TEST_SECRET],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // The version's row was updated once, not twice per call (each update walked the chain
+    // of row versions the earlier ones left: O(N²) for N calls, migration V18).
+    assert!(
+        last.as_secs_f64() < 1.5 * first.as_secs_f64(),
+        "250 calls after 7 250 took {last:?}, at the start {first:?}"
+    );
+    assert_eq!(
+        scalar_i64(&c, "SELECT version FROM outbox.config_version").await,
+        version + 1,
+        "one bump for the whole transaction"
+    );
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM outbox.endpoints").await,
+        8_002
+    );
+
+    // The replica reloads its catalog (NOTIFY; its timer is 30 s) and routes to both.
+    crate::support::Event::new("bulk.done").publish(&c).await;
+    assert!(rx.wait_for_count(2, Duration::from_secs(15)).await);
+    let mut paths: Vec<String> = rx.requests().iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/first", "/last"]);
+    engine.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------------
