@@ -14,7 +14,10 @@
 //!    one CREATE on `public` by default);
 //! 3. refinery, with its history in `outbox.schema_history`;
 //! 4. `outbox.grant_roles()`: the privileges of the roles `sql/roles.sql` created, for
-//!    whatever the migrations added.
+//!    whatever the migrations added. They are rows of `outbox.role_grants` (migration V18):
+//!    a migration that adds an object inserts its rows there (and `outboxd run` checks the
+//!    `outboxd_runtime` ones, `sql/engine/missing_privileges.sql`); it does not replace
+//!    `grant_roles()`, as migrations up to V17 did.
 //!
 //! A replica that checks the schema while this runs sees the old state until the commit
 //! (and `outboxd run` without `--migrate` refuses to start on a database that is not at its
