@@ -5,7 +5,7 @@
 -- (V1's statement trigger). Its one row was updated once per statement, so N calls of
 -- outbox.add_endpoint (two statements each) in one transaction updated the same row 2N
 -- times; each update walks the chain of the row's versions this transaction left behind,
--- and N calls cost O(N²): 20 000 calls took 52 s, 17 s once it bumps only once.
+-- and N calls cost O(N²): 20 000 calls over psql took 52-62 s, 14-17 s with one bump.
 --
 -- Replicas only compare the version with the one they loaded (src/catalog.rs) and reload
 -- the catalog when it moved; nothing counts the bumps. So the first configuration statement
