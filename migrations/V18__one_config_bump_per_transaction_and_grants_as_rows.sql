@@ -42,6 +42,12 @@ $$;
 -- cannot drift apart. A migration that drops or renames an object deletes or updates its
 -- rows (grant_roles() fails on a row naming an object that is not there).
 --
+-- For a new table that `outboxd run` reads and writes, a migration adds:
+--
+--   INSERT INTO outbox.role_grants (role, privilege, object_kind, object_name, added_by)
+--   VALUES ('outboxd_runtime', 'SELECT', 'table', 'outbox.new_table', <its version>),
+--          ('outboxd_runtime', 'INSERT', 'table', 'outbox.new_table', <its version>);
+--
 -- The rows below are exactly what V17's grant_roles() granted (a test compares the two).
 -- ---------------------------------------------------------------------------------------------
 
