@@ -68,15 +68,23 @@ async fn rescue_once(replica: &Replica) -> Result<usize, crate::db::DbError> {
 /// replica holds it, refreshes the database-wide gauges ([`crate::metrics::database`]). Only the
 /// holder exports them, so `sum()` over replicas is right; a failed refresh drops them (no
 /// frozen values). At shutdown the lease is given back so another replica takes over at once.
+/// A refresh that takes long (the per-endpoint counts walk the whole backlog) spaces the next
+/// ones out ([`stats_pause`]), and the lease and the figures' validity follow the pause.
 pub(crate) async fn stats(replica: Arc<Replica>, shutdown: CancellationToken) {
     let interval = replica.config.stats_interval;
+    let mut pause = interval;
     loop {
-        match stats_once(&replica).await {
-            Ok(Some(figures)) => replica.stats().refreshed(
-                figures,
-                std::time::Instant::now(),
-                chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
-            ),
+        let started = std::time::Instant::now();
+        match stats_once(&replica, pause).await {
+            Ok(Some(figures)) => {
+                pause = stats_pause(interval, started.elapsed());
+                replica.stats().refreshed(
+                    figures,
+                    std::time::Instant::now(),
+                    chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+                    pause * 2,
+                );
+            }
             Ok(None) => replica.stats().not_leader(),
             Err(e) => {
                 replica.stats().failed();
@@ -86,7 +94,7 @@ pub(crate) async fn stats(replica: Arc<Replica>, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
     if replica.stats().is_leader() {
@@ -103,18 +111,41 @@ pub(crate) async fn stats(replica: Arc<Replica>, shutdown: CancellationToken) {
     }
 }
 
-/// Takes or renews the lease (three intervals long) and, when held, reads the figures.
-async fn stats_once(replica: &Replica) -> Result<Option<DatabaseStats>, crate::db::DbError> {
-    let client = replica.db().await?;
-    let lease = (replica.config.stats_interval * 3).as_secs_f64();
+/// The gauges' queries may use this share of one database core at most: a refresh that took
+/// `t` is followed by a pause of at least `t × STATS_BUDGET`.
+const STATS_BUDGET: u32 = 20;
+/// ... but never more than this (`OutboxdStatsStale` fires when no refresh succeeded for two
+/// minutes).
+const STATS_MAX_PAUSE: Duration = Duration::from_secs(60);
+
+/// The pause before the next stats refresh: `OUTBOXD_STATS_INTERVAL`, or 20 times what the last
+/// refresh took when that is longer (at most a minute), so the gauges cost at most about 5 % of
+/// one database core whatever the backlog. With 10 M pending deliveries the per-endpoint counts
+/// take about a second; every 10 s they would take a tenth of a core (issue 16, "Growth").
+pub(crate) fn stats_pause(interval: Duration, took: Duration) -> Duration {
+    interval.max(took.saturating_mul(STATS_BUDGET).min(STATS_MAX_PAUSE))
+}
+
+/// Takes or renews the lease (three pauses long) and, when held, reads the figures, without
+/// parallel workers: a background gauge must not take every core from the engine.
+async fn stats_once(
+    replica: &Replica,
+    pause: Duration,
+) -> Result<Option<DatabaseStats>, crate::db::DbError> {
+    let mut client = replica.db().await?;
+    let lease = (pause * 3).as_secs_f64();
     let held = client
         .query_opt(sql::STATS_LEASE, &[&replica.config.replica_id, &lease])
         .await?;
     if held.is_none() {
         return Ok(None);
     }
-    let row = client.query_one(sql::STATS, &[]).await?;
-    let by_endpoint = client
+    let tx = client.transaction().await?;
+    tx.client()
+        .batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        .await?;
+    let row = tx.query_one(sql::STATS, &[]).await?;
+    let by_endpoint = tx
         .query(sql::STATS_ENDPOINTS, &[])
         .await?
         .iter()
@@ -124,6 +155,7 @@ async fn stats_once(replica: &Replica) -> Result<Option<DatabaseStats>, crate::d
             dead: r.get(2),
         })
         .collect();
+    tx.commit().await?;
     Ok(Some(DatabaseStats {
         outbox_lag_seconds: row.get(0),
         delivering: row.get(1),
@@ -296,4 +328,31 @@ pub(crate) async fn retention_pass(
         }
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_stats_refresh_spaces_the_next_ones_out_up_to_a_minute() {
+        let ten = Duration::from_secs(10);
+        // Quick: the configured interval.
+        assert_eq!(stats_pause(ten, Duration::from_millis(4)), ten);
+        // 1.5 s (10 M pending deliveries): 30 s, so at most 5 % of the time.
+        assert_eq!(
+            stats_pause(ten, Duration::from_millis(1500)),
+            Duration::from_secs(30)
+        );
+        // Very slow: at most a minute, inside OutboxdStatsStale's two.
+        assert_eq!(
+            stats_pause(ten, Duration::from_secs(30)),
+            Duration::from_secs(60)
+        );
+        // A configured interval above the budget stays as it is.
+        assert_eq!(
+            stats_pause(Duration::from_secs(300), Duration::from_secs(30)),
+            Duration::from_secs(300)
+        );
+    }
 }

@@ -1,6 +1,7 @@
 -- Database-wide gauges for /metrics (run by the holder of the stats lease only). Every term
--- reads a partial index, so the cost follows the backlog, not the table (millions of
--- succeeded rows cost nothing here). The oldest unfinished delivery is always a lane head or
+-- is one probe of, or a walk over, a partial index (events_unrouted, deliveries_leased,
+-- deliveries_pending_created of V19), so millions of succeeded rows cost nothing here and
+-- neither does a large backlog. The oldest unfinished delivery is always a lane head or
 -- unordered (held ones are younger than their head). Pending and dead counts come per endpoint
 -- from stats_endpoints.sql.
 SELECT
@@ -9,6 +10,7 @@ SELECT
     AS outbox_lag_seconds,
   (SELECT count(*) FROM outbox.deliveries WHERE state = 'delivering') AS delivering,
   coalesce(extract(epoch FROM now() - least(
-      (SELECT min(created_at) FROM outbox.deliveries WHERE state = 'pending' AND NOT held),
+      (SELECT created_at FROM outbox.deliveries WHERE state = 'pending' AND NOT held
+        ORDER BY created_at LIMIT 1),
       (SELECT min(created_at) FROM outbox.deliveries WHERE state = 'delivering'))), 0)::float8
     AS oldest_pending_age_seconds

@@ -38,8 +38,10 @@ pub struct DatabaseStats {
 /// What this replica knows about the database-wide gauges.
 #[derive(Debug)]
 pub struct StatsState {
-    /// Older snapshots are not exported.
+    /// Older snapshots are not exported...
     max_age: Duration,
+    /// ... unless the stats service spaced its refreshes out (a slow refresh): then this.
+    valid_for: Duration,
     /// Whether the last lease check made this replica the exporter.
     leader: bool,
     snapshot: Option<(DatabaseStats, Instant)>,
@@ -51,14 +53,24 @@ impl StatsState {
     pub fn new(max_age: Duration) -> Self {
         StatsState {
             max_age,
+            valid_for: max_age,
             leader: false,
             snapshot: None,
             last_success: None,
         }
     }
 
-    /// This replica holds the lease and refreshed the figures.
-    pub fn refreshed(&mut self, stats: DatabaseStats, now: Instant, unix_now: f64) {
+    /// This replica holds the lease and refreshed the figures, which stay shown for
+    /// `valid_for` (two pauses of the stats service; never less than the configured two
+    /// intervals).
+    pub fn refreshed(
+        &mut self,
+        stats: DatabaseStats,
+        now: Instant,
+        unix_now: f64,
+        valid_for: Duration,
+    ) {
+        self.valid_for = valid_for.max(self.max_age);
         self.leader = true;
         self.snapshot = Some((stats, now));
         self.last_success = Some(unix_now);
@@ -101,7 +113,7 @@ impl StatsState {
         let Some((stats, at)) = &self.snapshot else {
             return;
         };
-        if !self.leader || now.duration_since(*at) > self.max_age {
+        if !self.leader || now.duration_since(*at) > self.valid_for {
             return;
         }
         let (pending, dead) = stats
@@ -245,11 +257,31 @@ mod tests {
     }
 
     #[test]
+    fn figures_of_a_spaced_out_refresh_stay_until_the_next_one_is_due() {
+        let t = Instant::now();
+        let mut s = StatsState::new(Duration::from_secs(20));
+        // The refresh took 3 s, so the next comes 60 s later: shown for two pauses.
+        s.refreshed(stats(), t, 1_700_000_000.0, Duration::from_secs(120));
+        let later = page(&s, LabelPolicy::All, t + Duration::from_secs(90));
+        assert!(later.contains("outboxd_deliveries_pending 22"), "{later}");
+        assert!(
+            !page(&s, LabelPolicy::All, t + Duration::from_secs(121))
+                .contains("outboxd_deliveries_pending")
+        );
+        // A quick refresh again: back to the configured two intervals.
+        s.refreshed(stats(), t, 1_700_000_010.0, Duration::from_secs(2));
+        assert!(
+            !page(&s, LabelPolicy::All, t + Duration::from_secs(21))
+                .contains("outboxd_deliveries_pending")
+        );
+    }
+
+    #[test]
     fn fresh_figures_only_and_the_last_success_always() {
         let t = Instant::now();
         let mut s = StatsState::new(Duration::from_secs(20));
         assert!(page(&s, LabelPolicy::All, t).contains("outboxd_stats_leader 0"));
-        s.refreshed(stats(), t, 1_700_000_000.0);
+        s.refreshed(stats(), t, 1_700_000_000.0, Duration::ZERO);
         let p = page(&s, LabelPolicy::All, t);
         for line in [
             "outboxd_stats_leader 1",
@@ -270,7 +302,7 @@ mod tests {
         // A failed refresh drops them at once.
         s.failed();
         assert!(!page(&s, LabelPolicy::All, t).contains("outboxd_outbox_lag_seconds"));
-        s.refreshed(stats(), t, 1_700_000_010.0);
+        s.refreshed(stats(), t, 1_700_000_010.0, Duration::ZERO);
         s.not_leader();
         let p = page(&s, LabelPolicy::All, t);
         assert!(

@@ -685,32 +685,44 @@ async fn the_openapi_document_is_served_and_everything_in_it_is_routed() {
     engine.stop().await;
 }
 
+/// Each `sql/upgrade/` script (run with psql before migrating a large outbox) builds its
+/// migration's indexes exactly as the migration does: same definitions, valid.
 #[tokio::test]
-async fn the_upgrade_script_builds_the_v5_indexes_concurrently_exactly_as_the_migration_does() {
+async fn the_upgrade_scripts_build_the_indexes_concurrently_exactly_as_the_migrations_do() {
+    upgrade_script_builds(
+        "V9_indexes_concurrently.sql",
+        &[
+            "events_resource_key",
+            "events_event_type",
+            "events_tenant",
+            "deliveries_status",
+            "deliveries_succeeded",
+            "deliveries_endpoint_status",
+            "deliveries_lane_head",
+        ],
+    )
+    .await;
+    upgrade_script_builds(
+        "V19_index_concurrently.sql",
+        &["deliveries_pending_created"],
+    )
+    .await;
+}
+
+async fn upgrade_script_builds(file: &str, names: &[&str]) {
     let db = fresh_db().await;
     let c = db.client().await;
     let defs = "SELECT c.relname::text, pg_get_indexdef(c.oid), i.indisvalid
                   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                  WHERE c.relname = ANY($1) ORDER BY 1";
-    let names: Vec<String> = [
-        "events_resource_key",
-        "events_event_type",
-        "events_tenant",
-        "deliveries_status",
-        "deliveries_succeeded",
-        "deliveries_endpoint_status",
-        "deliveries_lane_head",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let read = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, String, bool)> {
         rows.iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect()
     };
     let migrated = read(c.query(defs, &[&names]).await.unwrap());
-    assert_eq!(migrated.len(), names.len(), "{migrated:?}");
+    assert_eq!(migrated.len(), names.len(), "{file}: {migrated:?}");
     for n in &names {
         c.batch_execute(&format!("DROP INDEX outbox.{n}"))
             .await
@@ -718,7 +730,8 @@ async fn the_upgrade_script_builds_the_v5_indexes_concurrently_exactly_as_the_mi
     }
     let script = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("sql/upgrade/V9_indexes_concurrently.sql"),
+            .join("sql/upgrade")
+            .join(file),
     )
     .unwrap();
     // Statement by statement, outside any transaction, as psql runs it.
@@ -728,7 +741,11 @@ async fn the_upgrade_script_builds_the_v5_indexes_concurrently_exactly_as_the_mi
     }) {
         c.simple_query(statement)
             .await
-            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            .unwrap_or_else(|e| panic!("{file}: {statement}: {e}"));
     }
-    assert_eq!(read(c.query(defs, &[&names]).await.unwrap()), migrated);
+    assert_eq!(
+        read(c.query(defs, &[&names]).await.unwrap()),
+        migrated,
+        "{file}"
+    );
 }
