@@ -331,7 +331,14 @@ async fn give_back(replica: &Replica, handed: Vec<Claimed>) {
 /// The record transaction's first message. Its statements run with their generic plans: with
 /// a custom plan per call (what PostgreSQL picked for the lane lock, whose `unnest` of one
 /// lane looks cheaper than the generic plan's ten), planning cost more than running it.
-const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+/// A generic plan is made once per connection, often while the tables are still small (a
+/// fresh install, the bench), and kept until an ANALYZE: every statement here touches a
+/// batch of rows by key, so sequential scans are off, and the statements probe by primary
+/// key in ways no estimate can turn into a scan (`record_lock_lanes.sql`,
+/// `record_complete.sql`). Before, the lane lock read all of `outbox.lanes` and the update
+/// all of `deliveries_leased` on every batch (BENCHMARKS.md, issue 16 round 4).
+const BEGIN: &str =
+    "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off";
 
 /// Writes a batch of outcomes in one transaction, sent in one round trip: `BEGIN`, the
 /// statements below and `COMMIT` are pipelined ([`crate::db::Conn::pipeline`]). On a hot lane the
@@ -644,5 +651,50 @@ mod tests {
         cap.claimed(10, 2);
         cap.claimed(11, 2);
         assert!(handoff_quota(&two, limits, &cap, &breakers(), 3, now).is_empty());
+    }
+
+    /// The record transaction's generic plans are made once per connection, often on tables
+    /// that are still empty: they must probe by key anyway, never read a whole table or
+    /// index. On a fresh database (what a new install and the bench start with), the plans of
+    /// its statements under its own settings ([`BEGIN`]) contain no sequential or bitmap scan
+    /// and never walk `deliveries_leased` (before: a sequential scan of `outbox.lanes` and a
+    /// bitmap scan of `deliveries_leased` per batch, BENCHMARKS.md issue 16 round 4).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_record_statements_probe_by_key_even_when_planned_on_empty_tables() {
+        let db = testkit::fresh_db().await;
+        let mut c = db.client().await;
+        let tx = c.transaction().await.unwrap();
+        tx.batch_execute(BEGIN.trim_start_matches("BEGIN;"))
+            .await
+            .unwrap();
+        // (statement, parameter types, arguments)
+        let statements = [
+            (sql::RECORD_LOCK_LANES, "bigint[], text[]", "'{1}', '{a}'"),
+            (
+                sql::RECORD_COMPLETE,
+                "bigint[], int[], text[], timestamptz[], int[], text[], bigint[], int[], float8, text",
+                "'{1}', '{1}', '{succeeded}', '{NULL}', '{200}', '{NULL}', '{1}', '{1}', 30, 'r'",
+            ),
+        ];
+        for (i, (sql, types, args)) in statements.iter().enumerate() {
+            tx.batch_execute(&format!("PREPARE s{i}({types}) AS {sql}"))
+                .await
+                .unwrap();
+            let plan: String = tx
+                .simple_query(&format!("EXPLAIN EXECUTE s{i}({args})"))
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        r.get(0).map(|l| l.to_owned() + "\n")
+                    }
+                    _ => None,
+                })
+                .collect();
+            for scan in ["Seq Scan", "Bitmap", "deliveries_leased"] {
+                assert!(!plan.contains(scan), "{scan} in\n{plan}");
+            }
+        }
     }
 }

@@ -17,6 +17,23 @@ WITH input AS (
                          $6::text[])
            AS u(id, claim_count, state, next_attempt_at, status, error)
 ),
+-- The deliveries still leased under the same claim, found and locked by primary key, one
+-- probe each (a lateral subquery with FOR UPDATE is never flattened into a join); locked, a
+-- row cannot change before the update below. Written as a plain UPDATE … FROM input, the
+-- statement's generic plan (prepared once per connection, while the table was small) read
+-- every entry of deliveries_leased with a bitmap scan, dead ones included (a bitmap scan
+-- never marks them dead): 67 000 entries and 1 800 heap pages per batch of 250 in the steady
+-- bench (BENCHMARKS.md, issue 16 round 4). The record transaction also turns sequential
+-- scans off (src/record.rs), so the update finds each row by primary key too.
+target AS MATERIALIZED (
+    SELECT i.*
+      FROM input i
+     CROSS JOIN LATERAL (
+            SELECT FROM outbox.deliveries d
+             WHERE d.id = i.id AND d.claim_count = i.claim_count AND d.state = 'delivering'
+               FOR UPDATE
+           ) t
+),
 applied AS (
     UPDATE outbox.deliveries d
        SET state = i.state,
@@ -26,8 +43,8 @@ applied AS (
            last_status = i.status, last_error = i.error,
            completed_at = CASE WHEN i.state IN ('succeeded', 'dead') THEN now() END,
            updated_at = now()
-      FROM input i
-     WHERE d.id = i.id AND d.claim_count = i.claim_count AND d.state = 'delivering'
+      FROM target i
+     WHERE d.id = i.id
     RETURNING d.id, d.endpoint_id, d.lane_key, d.state
 ),
 finished AS (
