@@ -126,13 +126,13 @@ pub(crate) fn stats_pause(interval: Duration, took: Duration) -> Duration {
     interval.max(took.saturating_mul(STATS_BUDGET).min(STATS_MAX_PAUSE))
 }
 
-/// Takes or renews the lease (three pauses long) and, when held, reads the figures, without
-/// parallel workers: a background gauge must not take every core from the engine.
+/// Takes or renews the lease (three pauses long) and, when held, reads the figures (without
+/// parallel workers, like every engine statement: `Connector::pool`).
 async fn stats_once(
     replica: &Replica,
     pause: Duration,
 ) -> Result<Option<DatabaseStats>, crate::db::DbError> {
-    let mut client = replica.db().await?;
+    let client = replica.db().await?;
     let lease = (pause * 3).as_secs_f64();
     let held = client
         .query_opt(sql::STATS_LEASE, &[&replica.config.replica_id, &lease])
@@ -140,12 +140,8 @@ async fn stats_once(
     if held.is_none() {
         return Ok(None);
     }
-    let tx = client.transaction().await?;
-    tx.client()
-        .batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        .await?;
-    let row = tx.query_one(sql::STATS, &[]).await?;
-    let by_endpoint = tx
+    let row = client.query_one(sql::STATS, &[]).await?;
+    let by_endpoint = client
         .query(sql::STATS_ENDPOINTS, &[])
         .await?
         .iter()
@@ -155,7 +151,6 @@ async fn stats_once(
             dead: r.get(2),
         })
         .collect();
-    tx.commit().await?;
     Ok(Some(DatabaseStats {
         outbox_lag_seconds: row.get(0),
         delivering: row.get(1),
