@@ -486,34 +486,18 @@ impl CatalogHandle {
         }
     }
 
-    /// Swaps the catalog in, and hands what the previous one and the loading freed back to
-    /// the kernel.
+    /// Swaps the catalog in. The previous one is freed when its last user lets go: the binary's
+    /// allocator (jemalloc, `src/main.rs`) returns its pages to the kernel by itself. With
+    /// glibc's malloc they stayed resident (~100 MB per reload with 100 000 endpoints before
+    /// `malloc_trim` after each swap, ~30 MB per reload even with it: BENCHMARKS.md, "Memory
+    /// with 100 000 endpoints", rounds 2 to 4).
     pub fn set(&self, catalog: Catalog) {
-        let previous = {
-            let catalog = Arc::new(catalog);
-            match self.inner.write() {
-                Ok(mut g) => std::mem::replace(&mut *g, catalog),
-                Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), catalog),
-            }
+        let catalog = Arc::new(catalog);
+        let previous = match self.inner.write() {
+            Ok(mut g) => std::mem::replace(&mut *g, catalog),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), catalog),
         };
         drop(previous);
-        release_freed_memory();
-    }
-}
-
-/// Hands the heap pages freed by a catalog reload back to the kernel. With 100 000 endpoints
-/// a reload builds a new catalog (~1 KB per endpoint) from rows of about as much while the old
-/// one is still in use, then frees the rows and the old catalog; glibc's malloc keeps those
-/// pages (in the arena of whichever thread freed them), so each reload on another thread left
-/// the resident size ~100 MB higher (143 → 246 → 336 MB over two reloads, `VmRSS`). Every
-/// [`CatalogHandle::set`] does it, the router's loads included (they did not, and a change
-/// the router loaded first left RSS at 252 MB until the next timed reload).
-/// `malloc_trim` returns every arena's free pages; it takes milliseconds, once per swap.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointer of ours; it walks glibc's heaps under their locks.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
