@@ -31,7 +31,7 @@ use crate::signing::Secret;
 /// Kept small: a replica holds one per endpoint, 100 000 of them in some deployments (issue 16,
 /// RSS < 100 MB). The tenant text is shared with the catalog's audience key, and what most
 /// endpoints leave unset (extra headers, a retry override) is boxed behind `None`.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Endpoint {
     pub id: i64,
     pub url: Box<str>,
@@ -250,8 +250,14 @@ impl Catalog {
         }
     }
 
-    /// Loads the catalog. Runs in whatever transaction the caller holds.
-    pub async fn load(client: &impl Queries) -> Result<Catalog, tokio_postgres::Error> {
+    /// Loads the catalog. Runs in whatever transaction the caller holds. An endpoint equal to
+    /// its `previous` one is that one, shared: a reload of 100 000 endpoints then allocates
+    /// only the routing index and what changed, not a second copy of every endpoint while the
+    /// old catalog still serves (that copy was most of the reload's peak).
+    pub async fn load(
+        client: &impl Queries,
+        previous: &Catalog,
+    ) -> Result<Catalog, tokio_postgres::Error> {
         let version: i64 = client
             .on()
             .query_one(crate::sql::CATALOG_VERSION, &[])
@@ -283,7 +289,10 @@ impl Catalog {
             let Some(endpoint) = endpoint_of(&row, &mut strings) else {
                 continue;
             };
-            let endpoint = Arc::new(endpoint);
+            let endpoint = match previous.endpoints.get(&id) {
+                Some(same) if **same == endpoint => same.clone(),
+                _ => Arc::new(endpoint),
+            };
             let enabled: bool = row.get("enabled");
             let all_tenants: bool = row.get("all_tenants");
             if enabled {
@@ -574,5 +583,56 @@ mod tests {
         assert_eq!(r.max_age, Some(Duration::from_secs(7200)));
         let r = retry_override(1, Some("99999999999999999999999h".into()), Some(-1.0));
         assert_eq!(r, RetryOverride::default());
+    }
+
+    /// A reload shares the previous catalog's endpoints whose rows did not change (so it
+    /// does not hold two copies of every endpoint), and has its own for those that did.
+    #[tokio::test]
+    async fn a_reload_keeps_the_unchanged_endpoints_and_replaces_the_changed_ones() {
+        use crate::db::{Pooler, Tx};
+        let db = testkit::fresh_db().await;
+        let mut c = db.client().await;
+        c.batch_execute(
+            "INSERT INTO outbox.endpoints (url, tenant_id, secrets)
+               SELECT 'http://127.0.0.1:9/hook' || i, 't' || i, ARRAY[outbox.new_secret()]
+                 FROM generate_series(1, 3) AS i;
+             INSERT INTO outbox.subscriptions (endpoint_id, event_types)
+               SELECT id, '{*}' FROM outbox.endpoints",
+        )
+        .await
+        .unwrap();
+        let mut load = async |previous: &Catalog| {
+            let tx = Tx::plain(c.transaction().await.unwrap(), Pooler::None);
+            let cat = Catalog::load(&tx, previous).await.unwrap();
+            tx.commit().await.unwrap();
+            cat
+        };
+        let first = load(&Catalog::default()).await;
+        let again = load(&first).await;
+        assert_eq!(again.endpoint_count(), 3);
+        for (id, e) in &first.endpoints {
+            assert!(Arc::ptr_eq(e, &again.endpoints[id]), "endpoint {id} copied");
+        }
+
+        let changed: i64 = db
+            .client()
+            .await
+            .query_one(
+                "UPDATE outbox.endpoints SET url = 'http://127.0.0.1:9/moved'
+                  WHERE tenant_id = 't2' RETURNING id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let after = load(&again).await;
+        for (id, e) in &again.endpoints {
+            let now = &after.endpoints[id];
+            assert_eq!(Arc::ptr_eq(e, now), *id != changed, "endpoint {id}");
+        }
+        assert_eq!(&*after.endpoints[&changed].url, "http://127.0.0.1:9/moved");
+        let mut routed = Vec::new();
+        after.route(Some("t2"), "order.paid", &mut routed);
+        assert_eq!(endpoints(&routed), vec![changed]);
     }
 }

@@ -267,9 +267,11 @@ async fn start_up(replica: &Replica, connector: &Connector) -> Result<(), Engine
     replica
         .readiness
         .starting("loading endpoints and subscriptions");
-    replica
-        .catalog
-        .set(Catalog::load(&conn).await.map_err(DbError::from)?);
+    replica.catalog.set(
+        Catalog::load(&conn, &Catalog::default())
+            .await
+            .map_err(DbError::from)?,
+    );
     // A missing or invalid client certificate is logged now, not at the first delivery.
     replica
         .sender

@@ -165,7 +165,7 @@ impl Replica {
     async fn reload_catalog(&self) {
         let result = async {
             let client = self.db().await?;
-            Ok::<_, DbError>(Catalog::load(&client).await?)
+            Ok::<_, DbError>(Catalog::load(&client, &self.catalog.get()).await?)
         }
         .await;
         match result {

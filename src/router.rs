@@ -176,7 +176,7 @@ pub(crate) async fn route_once(
     if version != catalog.get().version {
         let _loading = catalog.loading().await;
         if version != catalog.get().version {
-            catalog.set(Catalog::load(&tx).await?);
+            catalog.set(Catalog::load(&tx, &catalog.get()).await?);
         }
     }
     let cat = catalog.get();
