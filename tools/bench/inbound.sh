@@ -43,24 +43,16 @@ BURST_CONNS=${BURST_CONNS:-200}
 BURST_KEYS=${BURST_KEYS:-1000}
 TICK=$(getconf CLK_TCK)
 
-DIR=$(mktemp -d)
-# initdb refuses root: then PostgreSQL runs as the `postgres` OS user (as embedded_pg does).
-AS=()
-if [[ $(id -u) == 0 ]]; then AS=(runuser -u postgres --); chown postgres "$DIR"; fi
-PGPORT=$(( 20000 + RANDOM % 10000 ))
-ADMIN=$(( PGPORT + 1 )); INBOUND=$(( PGPORT + 2 ))
+# shellcheck source=tools/bench/throwaway_pg.sh
+source "$HERE/throwaway_pg.sh"
 cleanup() {
   [[ -n "${OPID:-}" ]] && kill "$OPID" 2>/dev/null && wait "$OPID" 2>/dev/null || true
-  "${AS[@]}" pg_ctl -D "$DIR/pg" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$DIR"
+  throwaway_pg_stop
 }
 trap cleanup EXIT
-"${AS[@]}" initdb -D "$DIR/pg" -U postgres -A trust >/dev/null
-"${AS[@]}" pg_ctl -D "$DIR/pg" -l "$DIR/pg.log" -w \
-  -o "-p $PGPORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_wal_size=4GB -c track_wal_io_timing=on" \
-  ${PGSS:+-o "-c shared_preload_libraries=pg_stat_statements"} start >/dev/null
-URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
-"$OUTBOXD" migrate --database-url "$URL" >/dev/null 2>&1
+PG_CTL_EXTRA=(${PGSS:+-o "-c shared_preload_libraries=pg_stat_statements"})
+throwaway_pg_start -c fsync=on -c synchronous_commit=on -c max_wal_size=4GB -c track_wal_io_timing=on
+ADMIN=$(( PGPORT + 1 )); INBOUND=$(( PGPORT + 2 ))
 SECRET=bench-github-secret
 q() { psql -qAtX "$URL" -c "$1"; }
 [[ -z ${SETUP_SQL:-} ]] || q "$SETUP_SQL" >/dev/null

@@ -27,25 +27,16 @@ SECS=${SECS:-120}
 SAMPLE=${SAMPLE:-5}
 CHANGES=${CHANGES:-45 80}
 
-DIR=$(mktemp -d)
-# initdb refuses root: then PostgreSQL runs as the `postgres` OS user (as embedded_pg does).
-AS=()
-if [[ $(id -u) == 0 ]]; then AS=(runuser -u postgres --); chown postgres "$DIR"; fi
-PGPORT=$(( 20000 + RANDOM % 10000 ))
-ADMIN=$(( PGPORT + 1 ))
+# shellcheck source=tools/bench/throwaway_pg.sh
+source "$HERE/throwaway_pg.sh"
 cleanup() {
   [[ -n "${PUBPID:-}" ]] && kill "$PUBPID" 2>/dev/null || true
   [[ -n "${OPID:-}" ]] && kill "$OPID" 2>/dev/null && wait "$OPID" 2>/dev/null || true
-  "${AS[@]}" pg_ctl -D "$DIR/pg" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$DIR"
+  throwaway_pg_stop
 }
 trap cleanup EXIT
-"${AS[@]}" initdb -D "$DIR/pg" -U postgres -A trust >/dev/null
-"${AS[@]}" pg_ctl -D "$DIR/pg" -l "$DIR/pg.log" -w \
-  -o "-p $PGPORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" \
-  start >/dev/null
-URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
-"$OUTBOXD" migrate --database-url "$URL" >/dev/null 2>&1
+throwaway_pg_start -c fsync=off -c synchronous_commit=off
+ADMIN=$(( PGPORT + 1 ))
 q() { psql -qAtX "$URL" -c "$1"; }
 # Two set-based statements, not add_endpoint per row: faster. (Before migration V18 each
 # statement bumped outbox.config_version, and 200 000 add_endpoint calls in one transaction
