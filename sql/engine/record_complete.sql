@@ -21,7 +21,7 @@ WITH input AS (
 -- probe each (a lateral subquery with FOR UPDATE is never flattened into a join); locked, a
 -- row cannot change before the update below. Written as a plain UPDATE … FROM input, the
 -- statement's generic plan (prepared once per connection, while the table was small) read
--- every entry of deliveries_leased with a bitmap scan, dead ones included (a bitmap scan
+-- every entry of deliveries_leased (dropped by V20) with a bitmap scan, dead ones included (a bitmap scan
 -- never marks them dead): 67 000 entries and 1 800 heap pages per batch of 250 in the steady
 -- bench (BENCHMARKS.md, issue 16 round 4). The record transaction also turns sequential
 -- scans off (src/record.rs), so the update finds each row by primary key too.

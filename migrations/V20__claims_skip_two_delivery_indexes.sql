@@ -1,0 +1,25 @@
+-- The claim's update of a delivery (pending → delivering) cannot be a HOT update: it changes
+-- `state`, which the partial indexes of outbox.deliveries name, so it writes an entry into
+-- every index whose predicate the new version satisfies. Index maintenance is the largest
+-- part of PostgreSQL's CPU per delivery (38 % in a perf profile of the steady bench, issue
+-- 16 round 5). Two of the claim's entries were redundant:
+--
+-- * deliveries_leased (lease_until) WHERE state = 'delivering': the rescue of expired leases,
+--   the lease releases and the in-flight gauge now read the 'delivering' range of
+--   deliveries_status (V9), which holds the same rows (what is in flight: bounded by the
+--   replicas' workers, not by the backlog).
+-- * deliveries_lane_head held pending and delivering lane heads; only the console's "waiting
+--   behind" of a held delivery reads it. A pending head is now found here, a delivering one
+--   in its endpoint's 'delivering' range of deliveries_endpoint_status (V9).
+--
+-- Old replicas keep working while they are replaced: no statement of theirs changes meaning.
+-- Their lease rescue (every few seconds) loses the index it probed and scans for expired
+-- leases instead, until they are gone.
+--
+-- On a large outbox, build the new index first without blocking the router (CREATE INDEX
+-- CONCURRENTLY): sql/upgrade/V20_index_concurrently.sql; this migration then finds it.
+CREATE INDEX IF NOT EXISTS deliveries_lane_pending_head
+    ON outbox.deliveries (endpoint_id, lane_key)
+    WHERE lane_key IS NOT NULL AND NOT held AND state = 'pending';
+DROP INDEX IF EXISTS outbox.deliveries_lane_head;
+DROP INDEX IF EXISTS outbox.deliveries_leased;
