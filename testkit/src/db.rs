@@ -343,6 +343,22 @@ pub async fn create_database(
     server_url: &str,
     name_prefix: &str,
 ) -> anyhow::Result<(String, String)> {
+    let (url, name) = create_empty_database(server_url, name_prefix).await?;
+    let mut client = outboxd::connect(&url)
+        .await
+        .with_context(|| format!("connecting to the new database {name}"))?;
+    outboxd::migrate(&mut client)
+        .await
+        .with_context(|| format!("migrating {name}"))?;
+    Ok((url, name))
+}
+
+/// Like [`create_database`], but not migrated: for a caller that migrates it some other way
+/// (the chaos soak's live upgrade runs an older `outboxd migrate` on it).
+pub async fn create_empty_database(
+    server_url: &str,
+    name_prefix: &str,
+) -> anyhow::Result<(String, String)> {
     let name = unique_db_name(name_prefix);
     let admin = outboxd::connect(server_url)
         .await
@@ -351,14 +367,7 @@ pub async fn create_database(
         .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
         .await
         .map_err(|e| anyhow::anyhow!("CREATE DATABASE {name}: {}", pg_error(&e)))?;
-    let url = url_with_db(server_url, &name);
-    let mut client = outboxd::connect(&url)
-        .await
-        .with_context(|| format!("connecting to the new database {name}"))?;
-    outboxd::migrate(&mut client)
-        .await
-        .with_context(|| format!("migrating {name}"))?;
-    Ok((url, name))
+    Ok((url_with_db(server_url, &name), name))
 }
 
 /// Drops database `name` on the server at `server_url`, disconnecting whoever is still in it.
@@ -445,6 +454,14 @@ impl Cluster {
     /// See [`create_database`].
     pub async fn create_database(&self, name_prefix: &str) -> anyhow::Result<(String, String)> {
         create_database(&self.url, name_prefix).await
+    }
+
+    /// See [`create_empty_database`].
+    pub async fn create_empty_database(
+        &self,
+        name_prefix: &str,
+    ) -> anyhow::Result<(String, String)> {
+        create_empty_database(&self.url, name_prefix).await
     }
 
     /// See [`drop_database`].

@@ -6,7 +6,8 @@
 //! * [`db`]: PostgreSQL. [`fresh_db`] gives a test a new, migrated database on one throwaway
 //!   cluster shared by the whole test run (or on `DATABASE_URL`); [`Cluster`] is a cluster an
 //!   instrument owns (fsync, extra settings, fast or immediate restarts, CPU accounting), and
-//!   [`create_database`] makes a migrated database on any server.
+//!   [`create_database`] makes a migrated database on any server ([`create_empty_database`]
+//!   an empty one).
 //! * [`receiver`]: the webhook receiver. One real HTTP/1.1 server on 127.0.0.1 that verifies
 //!   Standard Webhooks signatures (with the independent `standardwebhooks` crate), records what
 //!   it got, and answers as a [`Script`] says: statuses, delays, hangs, TCP resets, closes,
@@ -31,8 +32,8 @@ pub mod receiver;
 pub mod sidecar;
 
 pub use db::{
-    Cluster, PgOptions, Restart, TEMPLATE_DB, TestDb, create_database, drop_database, fresh_db,
-    pg_error,
+    Cluster, PgOptions, Restart, TEMPLATE_DB, TestDb, create_database, create_empty_database,
+    drop_database, fresh_db, pg_error,
 };
 pub use engine::engine_config;
 pub use poll::{free_port, wait_until};
