@@ -21,6 +21,11 @@ pub fn of(instant: Instant) -> Duration {
     instant.saturating_duration_since(*EPOCH.get_or_init(Instant::now))
 }
 
+/// The wall-clock time of `d` on this clock (to compare with times the replicas wrote).
+pub fn wall(d: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - now().saturating_sub(d)
+}
+
 /// `12.3s`
 pub fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())

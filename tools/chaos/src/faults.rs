@@ -1,7 +1,9 @@
 //! The faults: their schedule ([`timeline`]), the director that carries it out against the
 //! replicas and PostgreSQL ([`direct`]), and the record of each fault the checks read
 //! ([`Fault`]). The receivers' bad phases are scheduled by [`crate::receiver::flap`] instead.
+//! With `--upgrade-from`, the rolling restart is the live upgrade ([`crate::upgrade`]).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rand::RngExt;
@@ -11,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::receiver::Mode;
 use crate::replicas::ReplicaSet;
+use crate::upgrade::{self, Upgrade};
 use crate::{RESPAWN_GAP, SHUTDOWN_GRACE, clock};
 
 #[derive(Debug, Clone)]
@@ -22,6 +25,16 @@ pub enum FaultKind {
         replica: String,
         code: Option<i32>,
         shutdown_time: Option<Duration>,
+        /// Part of the live upgrade: the replica was replaced by the new binary.
+        upgrade: bool,
+        /// The process started in its place logged "outboxd started" within 30 s.
+        restarted: bool,
+    },
+    /// The new binary's `outboxd migrate` on the live database (`--upgrade-from`).
+    Migrate {
+        /// The schema's version before and after it (`outbox.schema_history`).
+        from: Option<i32>,
+        to: Option<i32>,
     },
     PgRestart {
         immediate: bool,
@@ -39,7 +52,9 @@ impl FaultKind {
                 format!("SIGKILL x{}", replicas.len())
             }
             FaultKind::Kill { .. } => "SIGKILL".into(),
-            FaultKind::Term { .. } => "SIGTERM (rolling)".into(),
+            FaultKind::Term { upgrade: false, .. } => "SIGTERM (rolling)".into(),
+            FaultKind::Term { upgrade: true, .. } => "SIGTERM (upgrade)".into(),
+            FaultKind::Migrate { .. } => "migrate (upgrade)".into(),
             FaultKind::PgRestart { immediate: false } => "PostgreSQL restart (fast)".into(),
             FaultKind::PgRestart { immediate: true } => "PostgreSQL restart (immediate)".into(),
             FaultKind::Receiver { mode, .. } => format!("receiver {}", mode.name()),
@@ -66,8 +81,9 @@ pub enum Action {
 }
 
 /// The fault schedule: PostgreSQL restarts at 1/3 (fast) and 72 % (immediate) of the run, a
-/// rolling SIGTERM restart at half time, one "every replica dies at once" near the end, and
-/// single (sometimes double) SIGKILLs every 4–9 s in between.
+/// rolling SIGTERM restart at half time (the live upgrade, with `--upgrade-from`), one "every
+/// replica dies at once" near the end, and single (sometimes double) SIGKILLs every 4–9 s in
+/// between.
 pub fn timeline(
     rng: &mut StdRng,
     t0: Duration,
@@ -107,16 +123,27 @@ pub fn timeline(
     v
 }
 
+/// What the director leaves: the replicas, the faults it caused, and the live upgrade's
+/// record (with `--upgrade-from`, once its turn came).
+pub struct Directed {
+    pub replicas: ReplicaSet,
+    pub faults: Vec<Fault>,
+    pub upgrade: Option<Upgrade>,
+}
+
 /// Runs the schedule (one fault at a time), restarting replicas that exit on their own, until
-/// `stop`; then makes sure every replica runs again.
+/// `stop`; then makes sure every replica runs again. With `upgrade_to` (the new binary; the
+/// replicas run the old one), the rolling restart is the live upgrade instead.
 pub async fn direct(
     timeline: Vec<(Duration, Action)>,
     mut replicas: ReplicaSet,
     pg: &mut Cluster,
     db_url: &str,
+    mut upgrade_to: Option<PathBuf>,
     stop: CancellationToken,
-) -> anyhow::Result<(ReplicaSet, Vec<Fault>)> {
+) -> anyhow::Result<Directed> {
     let mut faults = Vec::new();
+    let mut upgraded = None;
     let mut db: Option<tokio_postgres::Client> = None;
     for (due, action) in timeline {
         if !wait_until(due, &mut replicas, &stop).await? {
@@ -126,7 +153,13 @@ pub async fn direct(
             Action::Kill { slots, down } => {
                 faults.push(kill(&mut replicas, &slots, down, &mut db, db_url).await?);
             }
-            Action::Rolling => rolling_restart(&mut replicas, &mut faults).await?,
+            Action::Rolling => match upgrade_to.take() {
+                Some(new) => {
+                    let step = upgrade::live(&mut replicas, new, db_url, &stop, &mut faults);
+                    upgraded = Some(step.await?);
+                }
+                None => rolling_restart(&mut replicas, &mut faults, false).await?,
+            },
             Action::PgRestart { immediate } => {
                 faults.push(restart_postgres(pg, immediate).await?);
                 db = None;
@@ -146,11 +179,15 @@ pub async fn direct(
         // One that does not start is recorded, and started again by whoever looks next.
         let _ = replicas.wait_started(i, Duration::from_secs(30)).await;
     }
-    Ok((replicas, faults))
+    Ok(Directed {
+        replicas,
+        faults,
+        upgrade: upgraded,
+    })
 }
 
 /// Restarts replicas that exited on their own until `due`; false if `stop` came first.
-async fn wait_until(
+pub async fn wait_until(
     due: Duration,
     replicas: &mut ReplicaSet,
     stop: &CancellationToken,
@@ -220,8 +257,13 @@ async fn kill(
     })
 }
 
-/// SIGTERMs each replica in turn and starts it again; one fault each.
-async fn rolling_restart(replicas: &mut ReplicaSet, faults: &mut Vec<Fault>) -> anyhow::Result<()> {
+/// SIGTERMs each replica in turn and starts it again (with the binary the set runs now: the
+/// new one when this is the live `upgrade`); one fault each.
+pub async fn rolling_restart(
+    replicas: &mut ReplicaSet,
+    faults: &mut Vec<Fault>,
+    upgrade: bool,
+) -> anyhow::Result<()> {
     for i in 0..replicas.len() {
         // A rolling restart stops running replicas: one that was just restarted
         // after a SIGKILL first finishes starting (outboxd installs its SIGTERM
@@ -235,9 +277,14 @@ async fn rolling_restart(replicas: &mut ReplicaSet, faults: &mut Vec<Fault>) -> 
             .term(i, SHUTDOWN_GRACE + Duration::from_secs(10))
             .await;
         println!(
-            "{} SIGTERM {} (rolling restart): {} after {}",
+            "{} SIGTERM {} ({}): {} after {}",
             clock::at(at),
             rec.replica,
+            if upgrade {
+                "upgrade: a new-binary replica takes its place"
+            } else {
+                "rolling restart"
+            },
             rec.status,
             rec.shutdown_time.map_or("?".into(), clock::secs)
         );
@@ -251,6 +298,8 @@ async fn rolling_restart(replicas: &mut ReplicaSet, faults: &mut Vec<Fault>) -> 
                 replica: rec.replica.clone(),
                 code: rec.code,
                 shutdown_time: rec.shutdown_time,
+                upgrade,
+                restarted: started,
             },
             at,
             end: clock::now(),

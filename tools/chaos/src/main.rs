@@ -8,6 +8,7 @@
 //! cargo run --release -p outboxd-chaos -- --quick --seed 42    # replay a schedule
 //! cargo run --release -p outboxd-chaos -- --quick --pgbouncer transaction  # replicas behind PgBouncer
 //! cargo run --release -p outboxd-chaos -- --quick --inbound-rps 0          # without inbound load
+//! cargo run --release -p outboxd-chaos -- --quick --upgrade-from OLD      # live upgrade from OLD
 //! ```
 //!
 //! It starts its own PostgreSQL ([`testkit::Cluster`], fsync on), three misbehaving
@@ -16,7 +17,11 @@
 //! replicas' inbound listeners, relayed to a worker of their own ([`inbound`]); then, for the
 //! chosen time, it SIGKILLs and restarts replicas, does one SIGTERM rolling restart, restarts
 //! PostgreSQL twice (fast, then immediate = crash recovery) and flaps the receivers between
-//! 200, 500, 429 + Retry-After, hangs, connection resets and slow answers. Then it stops the
+//! 200, 500, 429 + Retry-After, hangs, connection resets and slow answers. With
+//! `--upgrade-from OLD` ([`upgrade`]), the database is migrated by the OLD binary and the
+//! replicas start as OLD; the rolling restart is then the live upgrade: the new binary's
+//! `outboxd migrate` on the live database while the old replicas run, then each old replica
+//! SIGTERMed and replaced by a new one. Then it stops the
 //! faults, lets everything drain, and checks the receivers' logs against the database
 //! ([`check`]). The output ends with
 //!
@@ -26,7 +31,9 @@
 //! inbound_duplicates=<n>` with inbound load), and the exit code is non-zero when anything was
 //! lost, out of order, delivered although rolled back, stuck, badly signed, when a replica
 //! crashed or a SIGTERM did not exit 0, or when an inbound request was acknowledged and not
-//! stored, stored twice, or not relayed exactly and in order.
+//! stored, stored twice, or not relayed exactly and in order. With `--upgrade-from`, the line
+//! ends with `upgrade=V<old schema>→V<new schema>`, and the run fails when the new binary's
+//! migrate failed or an old replica was not replaced by a started new one.
 //!
 //! [`run`] reads as the soak's story, one step per function; [`faults`] holds the schedule
 //! and its director, [`drain`] the end of the run, [`check`] one module per check.
@@ -40,6 +47,7 @@ mod monitor;
 mod producer;
 mod receiver;
 mod replicas;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -117,6 +125,11 @@ struct Args {
     /// inbound listeners; 0 = no inbound load.
     #[arg(long, default_value_t = 40.0, value_name = "N")]
     inbound_rps: f64,
+    /// Live upgrade from this (older) outboxd binary: it migrates the database and the
+    /// replicas start as it; at the rolling restart's turn, the new binary (--outboxd)
+    /// migrates the live database and replaces the old replicas one by one.
+    #[arg(long, value_name = "OLD")]
+    upgrade_from: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -165,6 +178,9 @@ pub struct RunData {
     pub exits: Vec<replicas::ExitRec>,
     /// With inbound load: the source, the worker and every request sent.
     pub inbound: Option<InboundRun>,
+    /// `--upgrade-from` was given; and what the live upgrade did, once its turn came.
+    pub upgrade_asked: bool,
+    pub upgrade: Option<upgrade::Upgrade>,
     pub spawned: u32,
     pub drain: drain::Drain,
     pub samples: monitor::Samples,
@@ -175,9 +191,8 @@ pub struct RunData {
 /// and faults; drain; stop every replica; check; report. `Ok(pass)`; `Err` = set-up failed.
 async fn run(args: Args) -> anyhow::Result<bool> {
     let setup = Instant::now();
-    let plan = Plan::new(&args);
+    let plan = Plan::new(&args)?;
     let mut rng = StdRng::seed_from_u64(plan.seed);
-    let bin = outboxd_binary(args.outboxd.as_deref())?;
     let workdir = work_dir()?;
     let mut pg = Cluster::throwaway(PgOptions {
         fsync: plan.fsync,
@@ -185,7 +200,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ..PgOptions::default()
     })
     .await?;
-    let (db_url, admin, resources) = prepare_database(&pg, &workdir).await?;
+    let (db_url, admin, resources) =
+        prepare_database(&pg, &workdir, plan.upgrade_from.as_deref()).await?;
     let endpoints = start_receivers(&admin, &mut rng).await?;
     let inbound = if args.inbound_rps > 0.0 {
         Some(Inbound::set_up(&admin, &mut rng, REPLICAS).await?)
@@ -197,7 +213,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let ports = inbound.as_ref().map_or(&[][..], |i| &i.ports[..]);
     // Time zero of every figure in the report: the replicas' start.
     clock::start();
-    let replicas = start_replicas(bin, &workdir, env, ports).await?;
+    let first_bin = plan.upgrade_from.as_ref().unwrap_or(&plan.bin).clone();
+    let replicas = start_replicas(first_bin, &workdir, env, ports).await?;
     let t0 = clock::now();
     println!(
         "{} chaos starts (setup took {}): {} replicas, {} receivers, {} resources",
@@ -256,6 +273,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             rps: args.inbound_rps,
             sends: soaked.sends,
         }),
+        upgrade_asked: plan.upgrade_from.is_some(),
+        upgrade: soaked.upgrade,
         spawned: replicas.spawned,
         drain,
         samples,
@@ -275,27 +294,39 @@ struct Plan {
     /// The longest wait for the backlog to drain afterwards.
     drain_limit: Duration,
     fsync: bool,
+    /// The outboxd binary the replicas run (from the live upgrade on, with `upgrade_from`).
+    bin: PathBuf,
+    /// `--upgrade-from`: the old binary that migrates the database and that the replicas
+    /// start as.
+    upgrade_from: Option<PathBuf>,
 }
 
 impl Plan {
-    /// Draws the seed if none was given, and prints the run's first line.
-    fn new(args: &Args) -> Plan {
+    /// Draws the seed if none was given, prints the run's first line, and finds the binaries.
+    fn new(args: &Args) -> anyhow::Result<Plan> {
         let default = if args.quick { 60 } else { 120 };
-        let plan = Plan {
-            seed: args.seed.unwrap_or_else(|| rand::rng().random()),
-            chaos: Duration::from_secs(args.seconds.unwrap_or(default)),
-            drain_limit: Duration::from_secs(args.drain_seconds.unwrap_or(default)),
-            fsync: !args.no_fsync,
-        };
+        let seed = args.seed.unwrap_or_else(|| rand::rng().random());
+        let chaos = Duration::from_secs(args.seconds.unwrap_or(default));
+        let fsync = !args.no_fsync;
         println!(
-            "outboxd-chaos: seed {}, {} of faults, {} tx/s from {} producers, PostgreSQL fsync {}",
-            plan.seed,
-            clock::secs(plan.chaos),
+            "outboxd-chaos: seed {seed}, {} of faults, {} tx/s from {} producers, PostgreSQL fsync {}",
+            clock::secs(chaos),
             args.tps,
             args.producers,
-            if plan.fsync { "on" } else { "off" }
+            if fsync { "on" } else { "off" }
         );
-        plan
+        Ok(Plan {
+            seed,
+            chaos,
+            drain_limit: Duration::from_secs(args.drain_seconds.unwrap_or(default)),
+            fsync,
+            bin: outboxd_binary(args.outboxd.as_deref())?,
+            upgrade_from: args
+                .upgrade_from
+                .as_deref()
+                .map(upgrade::old_binary)
+                .transpose()?,
+        })
     }
 }
 
@@ -316,14 +347,30 @@ fn work_dir() -> anyhow::Result<PathBuf> {
     Ok(workdir)
 }
 
-/// A fresh migrated database on the soak's cluster, with the application's table and
-/// [`RESOURCES`] resources. Returns its URL, the connection (kept for the run) and the
-/// resources' ids.
+/// A fresh migrated database on the soak's cluster (by `old_bin`'s `outboxd migrate` with
+/// `--upgrade-from`), with the application's table and [`RESOURCES`] resources. Returns its
+/// URL, the connection (kept for the run) and the resources' ids.
 async fn prepare_database(
     pg: &Cluster,
     workdir: &Path,
+    old_bin: Option<&Path>,
 ) -> anyhow::Result<(String, tokio_postgres::Client, Vec<String>)> {
-    let (db_url, _) = pg.create_database("outboxd_chaos").await?;
+    let db_url = match old_bin {
+        None => pg.create_database("outboxd_chaos").await?.0,
+        Some(old) => {
+            let (db_url, _) = pg.create_empty_database("outboxd_chaos").await?;
+            let took = upgrade::migrate(old, &db_url)
+                .await
+                .map_err(|e| anyhow::anyhow!("the old binary's outboxd migrate: {e}"))?;
+            let version = upgrade::schema_version(&db_url).await;
+            println!(
+                "database migrated by the old binary to V{} in {}",
+                version.map_or("?".into(), |v| v.to_string()),
+                clock::secs(took)
+            );
+            db_url
+        }
+    };
     println!(
         "postgres: {db_url} (log {})  work dir: {}",
         postgres_log(pg).display(),
@@ -493,6 +540,8 @@ struct Soaked {
     ledger: Arc<Mutex<producer::Ledger>>,
     /// Every inbound request sent (none without inbound load).
     sends: Vec<inbound::Sent>,
+    /// What the live upgrade did (`--upgrade-from`, once its turn came).
+    upgrade: Option<upgrade::Upgrade>,
 }
 
 /// From `t0` for `plan.chaos`: producers, the inbound sender, receivers flapping, the fault
@@ -534,7 +583,15 @@ async fn soak(
     // The director runs in this task, not a spawned one: it owns the replicas, whose
     // processes die with the thread that spawned them (and the kit's `wait_started` future
     // is not `Send`), and it restarts PostgreSQL, which it borrows for the while.
-    let director = faults::direct(timeline, replicas, pg, load.db_url, stop_faults.clone());
+    let upgrade_to = plan.upgrade_from.as_ref().map(|_| plan.bin.clone());
+    let director = faults::direct(
+        timeline,
+        replicas,
+        pg,
+        load.db_url,
+        upgrade_to,
+        stop_faults.clone(),
+    );
     let time_up = async {
         tokio::time::sleep_until(
             tokio::time::Instant::now() + (t0 + plan.chaos).saturating_sub(clock::now()),
@@ -554,18 +611,19 @@ async fn soak(
     for f in flappers {
         let _ = f.await;
     }
-    let (replicas, faults) = directed?;
+    let directed = directed?;
     let ledger = producers.finish().await;
     let sends = match sender {
         Some(s) => s.finish().await,
         None => Vec::new(),
     };
     Ok(Soaked {
-        replicas,
-        faults,
+        replicas: directed.replicas,
+        faults: directed.faults,
         monitor,
         ledger,
         sends,
+        upgrade: directed.upgrade,
     })
 }
 

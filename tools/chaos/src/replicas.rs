@@ -3,6 +3,7 @@
 //! with SIGTERM, restarted; every exit is recorded, and an exit nobody asked for is reported
 //! with the end of its log.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -101,6 +102,16 @@ impl ReplicaSet {
 
     pub fn name(&self, i: usize) -> &str {
         &self.slots[i].name
+    }
+
+    /// Every process started from now on runs `bin` (the live upgrade's new binary).
+    pub fn set_binary(&mut self, bin: PathBuf) {
+        self.bin = bin;
+    }
+
+    /// Where slot `i`'s latest process serves `/readyz`, once it was seen started.
+    pub fn listen_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.slots[i].process.as_ref()?.listen_addr()
     }
 
     /// Sets `key=value` for every process slot `i` starts from now on.

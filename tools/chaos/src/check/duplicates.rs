@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::Endpoint;
 use super::received::Received;
 use crate::clock::at;
-use crate::faults::Fault;
+use crate::faults::{Fault, FaultKind};
 
 pub struct Duplicates {
     /// 2xx answers beyond the first, per endpoint and webhook-id.
@@ -49,11 +49,14 @@ pub fn duplicates(received: &Received, crashes: &[Fault], endpoints: &[Endpoint]
     Duplicates { total, unexplained }
 }
 
-/// A crash from a second before the `first` 2xx to a second after the `last` one.
+/// A crash from a second before the `first` 2xx to a second after the `last` one. (A live
+/// upgrade's migration is no crash: a duplicate next to it stays unexplained.)
 fn explained(first: Duration, last: Duration, crashes: &[Fault]) -> bool {
-    crashes
-        .iter()
-        .any(|f| f.at + Duration::from_secs(1) >= first && f.at <= last + Duration::from_secs(1))
+    crashes.iter().any(|f| {
+        !matches!(f.kind, FaultKind::Migrate { .. })
+            && f.at + Duration::from_secs(1) >= first
+            && f.at <= last + Duration::from_secs(1)
+    })
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@
 //! | [`storage`] | is anything stuck, are the lane counters right? |
 //! | [`exits`] | did a replica crash, did every SIGTERM exit 0? |
 //! | [`inbound`] | (with inbound load) was every acknowledged request stored once and relayed byte for byte, in order? |
+//! | [`upgrade`] | (with `--upgrade-from`) did the new binary migrate the live database and replace every old replica? |
 //!
 //! [`report`] prints them all; its last line is the summary the soak's callers parse.
 
@@ -47,6 +48,7 @@ mod recovery;
 mod report;
 mod signatures;
 mod storage;
+mod upgrade;
 
 use std::time::Duration;
 
@@ -85,6 +87,7 @@ pub enum Rule {
     InboundNotExact,
     InboundStrangers,
     InboundAnswers,
+    Upgrade,
 }
 
 /// The failures one check found, each under its [`Rule`].
@@ -133,6 +136,7 @@ struct Findings<'a> {
     exits: exits::Exits<'a>,
     /// With inbound load.
     inbound: Option<inbound::Inbound>,
+    upgrade: upgrade::UpgradeCheck<'a>,
 }
 
 impl Findings<'_> {
@@ -145,6 +149,7 @@ impl Findings<'_> {
             &self.order.failures,
             &self.storage.failures,
             &self.exits.failures,
+            &self.upgrade.failures,
         ];
         lists.extend(self.inbound.as_ref().map(|i| &i.failures));
         in_rule_order(&lists)
@@ -204,6 +209,7 @@ pub async fn check(db: &tokio_postgres::Client, d: &RunData) -> anyhow::Result<V
         }
         None => None,
     };
+    let upgrade = upgrade::upgrade(d.upgrade_asked, d.upgrade.as_ref(), crate::REPLICAS);
     let findings = Findings {
         committed,
         received,
@@ -215,6 +221,7 @@ pub async fn check(db: &tokio_postgres::Client, d: &RunData) -> anyhow::Result<V
         storage,
         exits,
         inbound,
+        upgrade,
     };
     let failures = findings.failures();
     Ok(Verdict {

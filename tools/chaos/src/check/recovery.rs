@@ -185,10 +185,18 @@ fn describe(f: &Fault, endpoints: &[Endpoint]) -> String {
             replica,
             code,
             shutdown_time,
+            upgrade,
+            ..
         } => format!(
-            "SIGTERM {replica}: exit {} in {}",
+            "SIGTERM {replica}: exit {} in {}{}",
             code.map_or("?".into(), |c| c.to_string()),
-            shutdown_time.map_or("?".into(), secs)
+            shutdown_time.map_or("?".into(), secs),
+            if *upgrade { ", new binary" } else { "" }
+        ),
+        FaultKind::Migrate { from, to } => format!(
+            "migrate {} (live), {}",
+            crate::upgrade::versions(*from, *to),
+            secs(f.end - f.at)
         ),
         FaultKind::PgRestart { immediate } => format!(
             "PostgreSQL {} restart, down {}",

@@ -16,13 +16,15 @@ pub(super) fn report(d: &RunData, f: &Findings, failures: &[&str]) -> String {
     traffic(&mut out, d, f);
     deliveries(&mut out, d, f);
     inbound(&mut out, d, f);
+    upgrade(&mut out, f);
     faults(&mut out, d, f);
     checks(&mut out, d, f, failures);
     out
 }
 
-/// `events=<n> lost=<n> order_violations=<n> duplicates=<n> faults=<n>`, and with inbound load
-/// ` inbound=<acknowledged> inbound_lost=<n> inbound_order_violations=<n> inbound_duplicates=<n>`.
+/// `events=<n> lost=<n> order_violations=<n> duplicates=<n> faults=<n>`, with inbound load
+/// ` inbound=<acknowledged> inbound_lost=<n> inbound_order_violations=<n> inbound_duplicates=<n>`,
+/// and with `--upgrade-from` ` upgrade=V<old>→V<new>` (`upgrade=FAILED` or `upgrade=none`).
 pub(super) fn final_line(f: &Findings) -> String {
     let mut line = format!(
         "events={} lost={} order_violations={} duplicates={} faults={}",
@@ -42,7 +44,49 @@ pub(super) fn final_line(f: &Findings) -> String {
             i.duplicates
         );
     }
+    let u = &f.upgrade;
+    match u.upgrade {
+        Some(up) if u.failures.0.is_empty() => {
+            let _ = write!(line, " upgrade={}", up.versions());
+        }
+        Some(_) => line.push_str(" upgrade=FAILED"),
+        None if !u.failures.0.is_empty() => line.push_str(" upgrade=none"),
+        None => {}
+    }
     line
+}
+
+/// The live upgrade: the migration on the live database, what the old replicas made of it,
+/// and their replacement.
+fn upgrade(out: &mut String, f: &Findings) {
+    let Some(u) = f.upgrade.upgrade else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "upgrade: the new binary's outboxd migrate took the live database {} in {}{}; old \
+         replicas replaced cleanly by new ones: {}/{}",
+        u.versions(),
+        secs(u.took),
+        u.error
+            .as_ref()
+            .map_or(String::new(), |e| format!(" and FAILED: {e}")),
+        f.upgrade.clean,
+        f.upgrade.replicas
+    );
+    for (replica, answer) in &u.old_readyz {
+        let _ = writeln!(
+            out,
+            "  old {replica} /readyz right after the migration: {answer}"
+        );
+    }
+    for r in &u.replaced {
+        let _ = writeln!(
+            out,
+            "  old {} recorded {} attempts ({} answered 2xx) on the new schema before its SIGTERM",
+            r.replica, r.attempts, r.attempts_2xx
+        );
+    }
 }
 
 /// The provider's requests, their answers, what was stored and what the worker got.
