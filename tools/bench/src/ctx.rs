@@ -339,6 +339,9 @@ mod tests {
         assert!(parse_pg_setting("auto_explain.log_min_duration=0").is_ok());
         assert!(parse_pg_setting("shared_buffers").is_err());
         assert!(parse_pg_setting("=2GB").is_err());
-        assert!(parse_pg_setting("a b=1").is_err(), "no room for a second -c word");
+        assert!(
+            parse_pg_setting("a b=1").is_err(),
+            "no room for a second -c word"
+        );
     }
 }
