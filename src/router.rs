@@ -150,8 +150,8 @@ pub(crate) struct RouteStats {
 }
 
 /// Routes at most `batch` events in one short transaction. Reloads the catalog inside the
-/// same transaction when its version changed, so routing never uses a stale configuration
-/// for longer than one batch. `safe`: evaluate filters in safe mode ([`filters`]).
+/// same transaction when its version changed, after reading the events, so every event is
+/// routed with a configuration at least as new as every change committed before it. `safe`: evaluate filters in safe mode ([`filters`]).
 pub(crate) async fn route_once(
     client: &mut Conn,
     catalog: &CatalogHandle,
@@ -172,6 +172,19 @@ pub(crate) async fn route_once(
             ..RouteStats::default()
         });
     }
+    let rows = tx
+        .query(sql::ROUTE_FETCH, &[&(batch as i64), &cursor.as_str()])
+        .await?;
+    if rows.is_empty() {
+        tx.commit().await?;
+        return Ok(RouteStats::default());
+    }
+    // The configuration is checked after the events are read, never before: each statement
+    // of this (read committed) transaction sees what was committed when it started, so an
+    // endpoint or subscription committed before any event just read is seen here. Checked
+    // first, an endpoint created and then published to between the two statements would have
+    // been missing from the catalog its event was routed with, and the event never delivered
+    // to it (seen once as a flaky admin test on a loaded machine).
     let version: i64 = tx.query_one(sql::CATALOG_VERSION, &[]).await?.get(0);
     if version != catalog.get().version {
         let _loading = catalog.loading().await;
@@ -180,13 +193,6 @@ pub(crate) async fn route_once(
         }
     }
     let cat = catalog.get();
-    let rows = tx
-        .query(sql::ROUTE_FETCH, &[&(batch as i64), &cursor.as_str()])
-        .await?;
-    if rows.is_empty() {
-        tx.commit().await?;
-        return Ok(RouteStats::default());
-    }
     let events: Vec<UnroutedEvent> = rows
         .iter()
         .map(|r| UnroutedEvent {

@@ -172,6 +172,11 @@ pub struct Opts {
     /// Embedded cluster: load pg_stat_statements and put the top statements in the JSON.
     #[arg(long)]
     pub pg_stat_statements: bool,
+    /// Embedded cluster: a PostgreSQL setting on top of the bench's (repeatable), e.g.
+    /// `--pg-setting shared_buffers=2GB`. The floor runs on the same cluster, so with it too;
+    /// the run's header and JSON show the settings that matter.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_pg_setting)]
+    pub pg_setting: Vec<(String, String)>,
     /// Embedded cluster: leave it running at the end (prints how to reach and stop it) and
     /// keep the bench databases, for investigation.
     #[arg(long)]
@@ -189,6 +194,21 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         return Err(format!("{k}: only OUTBOXD_* settings"));
     }
     Ok((k.to_owned(), v.to_owned()))
+}
+
+fn parse_pg_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v))
+            if !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') =>
+        {
+            Ok((k.to_owned(), v.to_owned()))
+        }
+        _ => Err(format!(
+            "expected NAME=VALUE (a PostgreSQL setting), got {s:?}"
+        )),
+    }
 }
 
 /// Everything a scenario needs.
@@ -215,7 +235,13 @@ impl Ctx {
         // After the sidecar binary is (re)built: its build time goes into the report.
         let machine = Machine::read(&outboxd);
         let durable = !opts.unsafe_fast && opts.scenario != Scenario::Smoke;
-        let cluster = BenchCluster::start(durable, opts.pg_stat_statements, opts.keep).await?;
+        let cluster = BenchCluster::start(
+            durable,
+            opts.pg_stat_statements,
+            &opts.pg_setting,
+            opts.keep,
+        )
+        .await?;
         let ctx = Ctx {
             smoke: opts.scenario == Scenario::Smoke,
             opts,
@@ -302,5 +328,20 @@ mod tests {
         );
         assert!(parse_kv("OUTBOXD_CLAIM_BATCH").is_err());
         assert!(parse_kv("RUST_LOG=debug").is_err());
+    }
+
+    #[test]
+    fn postgres_settings_are_name_value_pairs_with_plain_names() {
+        assert_eq!(
+            parse_pg_setting("shared_buffers=2GB"),
+            Ok(("shared_buffers".to_owned(), "2GB".to_owned()))
+        );
+        assert!(parse_pg_setting("auto_explain.log_min_duration=0").is_ok());
+        assert!(parse_pg_setting("shared_buffers").is_err());
+        assert!(parse_pg_setting("=2GB").is_err());
+        assert!(
+            parse_pg_setting("a b=1").is_err(),
+            "no room for a second -c word"
+        );
     }
 }

@@ -34,7 +34,12 @@ impl BenchCluster {
     /// `DATABASE_URL`, else a throwaway cluster, `durable` (PostgreSQL's defaults for `fsync`,
     /// `full_page_writes` and `synchronous_commit`) or with all three off, and, with `pgss`,
     /// pg_stat_statements loaded.
-    pub async fn start(durable: bool, pgss: bool, keep: bool) -> anyhow::Result<BenchCluster> {
+    pub async fn start(
+        durable: bool,
+        pgss: bool,
+        settings: &[(String, String)],
+        keep: bool,
+    ) -> anyhow::Result<BenchCluster> {
         let mut options = PgOptions {
             fsync: durable,
             ..PgOptions::default()
@@ -48,6 +53,7 @@ impl BenchCluster {
                 ("pg_stat_statements.track".into(), "all".into()),
             ]);
         }
+        options.settings.extend(settings.iter().cloned());
         let cluster = Cluster::from_env_or_throwaway(options)
             .await
             .context("starting a throwaway PostgreSQL (no DATABASE_URL)")?;
@@ -79,6 +85,7 @@ impl BenchCluster {
             "full_page_writes",
             "shared_buffers",
             "max_wal_size",
+            "checkpoint_timeout",
             "max_connections",
             "work_mem",
             "wal_level",
