@@ -18,6 +18,15 @@
 --
 -- On a large outbox, build the new index first without blocking the router (CREATE INDEX
 -- CONCURRENTLY): sql/upgrade/V20_index_concurrently.sql; this migration then finds it.
+--
+-- The strongest lock first. Built and dropped under weaker locks taken one after the other,
+-- the index build (ShareLock) and the drops (AccessExclusiveLock) deadlocked with the
+-- replicas' record statement (RowShareLock for its FOR UPDATE probe, then waiting for
+-- RowExclusiveLock) in two live-upgrade soaks of four (tools/chaos --upgrade-from,
+-- RELIABILITY.md). Taken at once, the lock waits for the statements in flight and lets none
+-- start before the commit: the replicas pause for the index build (an instant when the
+-- script above built it). `outboxd migrate` also retries a migration cancelled by a deadlock.
+LOCK TABLE outbox.deliveries IN ACCESS EXCLUSIVE MODE;
 CREATE INDEX IF NOT EXISTS deliveries_lane_pending_head
     ON outbox.deliveries (endpoint_id, lane_key)
     WHERE lane_key IS NOT NULL AND NOT held AND state = 'pending';

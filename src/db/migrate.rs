@@ -47,8 +47,46 @@ pub fn latest_migration() -> i32 {
         .unwrap_or(0)
 }
 
-/// Applies all pending migrations in one transaction (see the module's documentation).
+/// How many times the migration transaction is tried when PostgreSQL breaks a deadlock by
+/// cancelling it.
+const DEADLOCK_ATTEMPTS: u32 = 5;
+
+/// Applies all pending migrations in one transaction (see the module's documentation). A
+/// migration that takes a strong lock on a table the replicas are writing (an index built,
+/// then another dropped) can deadlock with their statements; PostgreSQL then cancels one
+/// side (SQLSTATE 40P01). When that is the migration, its transaction has rolled back whole
+/// and is tried again, up to [`DEADLOCK_ATTEMPTS`] times (the live-upgrade soak found V20
+/// doing this in two runs of four before V20 took its lock first).
 pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), DbError> {
+    let mut attempt = 1;
+    loop {
+        match migrate_once(client).await {
+            Err(e) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => {
+                tracing::warn!(attempt, error = %e, "migration deadlocked with running replicas; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// SQLSTATE 40P01 anywhere in the error's chain (refinery wraps the driver's error).
+fn is_deadlock(e: &DbError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(pg) = err.downcast_ref::<tokio_postgres::Error>()
+            && super::error::sqlstate(pg) == Some("40P01")
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+async fn migrate_once(client: &mut tokio_postgres::Client) -> Result<(), DbError> {
     // Unnamed statements: the connection may go through a transaction-mode pooler.
     let tx = Tx::plain(client.transaction().await?, Pooler::Transaction);
     tx.query(crate::sql::MIGRATE_LOCK, &[&crate::locks::MIGRATE])
