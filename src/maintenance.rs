@@ -52,15 +52,18 @@ pub(crate) async fn rescue_leases(
 /// Settings of the rescue's transaction: its statement walks the 'delivering' range of
 /// `deliveries_status` with a plain index scan, which marks the entries of finished deliveries
 /// dead as it passes them; a bitmap scan (what the planner picks on a small table) never does,
-/// and they would pile up between vacuums in the range every rescue reads.
-const RESCUE_SETTINGS: &str = "SET LOCAL enable_bitmapscan = off";
+/// and they would pile up between vacuums in the range every rescue reads. A `SELECT` rather
+/// than `SET LOCAL`: behind a transaction-mode pooler every statement is described with a
+/// SQL `PREPARE` first (`db::conn`), which takes no `SET` (the chaos soak behind PgBouncer
+/// caught it: no lease was rescued).
+const RESCUE_SETTINGS: &str = "SELECT set_config('enable_bitmapscan', 'off', true)";
 
 async fn rescue_once(replica: &Replica) -> Result<usize, crate::db::DbError> {
     let mut client = replica.db().await?;
     let mut total = 0;
     loop {
         let tx = client.transaction().await?;
-        tx.execute(RESCUE_SETTINGS, &[]).await?;
+        tx.query(RESCUE_SETTINGS, &[]).await?;
         let n = tx
             .query(sql::RESCUE_EXPIRED_LEASES, &[&1000i64])
             .await?
