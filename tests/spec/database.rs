@@ -324,6 +324,15 @@ async fn migrate_run_and_deliver_through_pgbouncer(mode: PoolMode) {
     wait_all_finished(&c, Duration::from_secs(30)).await;
     assert_eq!(rx.successes_by_id().len(), 1000);
     assert_eq!(order_violations(&rx.requests()), 0);
+    // The background services' statements pass the pooler too: the lease rescue (first run
+    // at start) once sent a `SET LOCAL`, which a transaction-mode pooler's statements cannot
+    // carry (every one is described with a SQL PREPARE), and failed on every round.
+    for (s, _) in &replicas {
+        let log = s.log();
+        for failed in ["lease rescue failed", "retention failed"] {
+            assert!(!log.contains(failed), "{failed}:\n{log}");
+        }
+    }
     // Inbound requests are stored (group commit) and relayed through the pooler too.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     for i in 0..20 {
