@@ -151,7 +151,8 @@ pub(crate) struct RouteStats {
 
 /// Routes at most `batch` events in one short transaction. Reloads the catalog inside the
 /// same transaction when its version changed, after reading the events, so every event is
-/// routed with a configuration at least as new as every change committed before it. `safe`: evaluate filters in safe mode ([`filters`]).
+/// routed with a configuration at least as new as every change committed before it.
+/// `safe`: evaluate filters in safe mode ([`filters`]).
 pub(crate) async fn route_once(
     client: &mut Conn,
     catalog: &CatalogHandle,
