@@ -9,7 +9,10 @@
 //!   are read by the configuration, never behind its back). Through a proxy, the proxy
 //!   resolves the target: before sending, an IP-literal target is checked as always, and a
 //!   host name is resolved here and refused if any of its addresses is (`crate::ssrf` says
-//!   what the guard cannot see then).
+//!   what the guard cannot see then). An `https://` proxy's certificate is checked against the
+//!   same roots as endpoints' (the system's and `OUTBOXD_EGRESS_CA_FILE`: reqwest builds the
+//!   proxy's TLS from the client's); a failure with no answer names the proxy
+//!   ([`through_proxy`]), which may be the hop that failed.
 //! * Endpoints that present a client certificate (mutual TLS) get a client of their own per
 //!   certificate ([`identities`]), built the same way plus the identity, and rebuilt when the
 //!   mounted files change. Extra trusted roots (`OUTBOXD_EGRESS_CA_FILE`) apply to every
@@ -302,6 +305,13 @@ impl Sender {
         if let Err(outcome) = self.check_through_proxy(&url).await {
             return outcome;
         }
+        // Named in the message of a failure before any answer: the proxy may be what failed
+        // (unreachable, an untrusted certificate), and the operator must know it was in the way.
+        let through = inner
+            .proxy
+            .as_ref()
+            .and_then(|p| p.proxy_for(&url))
+            .map(|p| p.to_string());
         let client = match req.client_certificate {
             None => inner.client.clone(),
             Some(name) => match inner.identities.client(name) {
@@ -329,7 +339,7 @@ impl Sender {
                     ),
                 );
             }
-            Ok(Err(e)) => return classify(e),
+            Ok(Err(e)) => return through_proxy(classify(e), through.as_deref()),
             Ok(Ok(r)) => r,
         };
 
@@ -752,6 +762,31 @@ fn classify(err: reqwest::Error) -> Outcome {
         ErrorKind::Request
     };
     failed(kind, message)
+}
+
+/// A failure with no answer, through the egress proxy `proxy` (shown with its credentials
+/// masked): the message says so, since the failing hop may be the proxy itself (TCP, or the
+/// TLS of an `https://` proxy) as well as the endpoint behind it.
+fn through_proxy(outcome: Outcome, proxy: Option<&str>) -> Outcome {
+    match (outcome, proxy) {
+        (
+            Outcome::Failed {
+                kind,
+                status,
+                message,
+                excerpt,
+                retry_after,
+            },
+            Some(proxy),
+        ) => Outcome::Failed {
+            kind,
+            status,
+            message: format!("{message} (through the egress proxy {proxy})"),
+            excerpt,
+            retry_after,
+        },
+        (outcome, _) => outcome,
+    }
 }
 
 #[cfg(test)]

@@ -10,14 +10,21 @@
 //! Only the first request of each client connection is recorded ([`Seen`]); later requests
 //! on a kept-alive connection pass through unseen (tests look at the first). Waiting is a
 //! poll with a deadline ([`Proxy::wait_for`]), never a sleep.
+//!
+//! [`Proxy::start_tls`] serves the same proxy over TLS (an `https://` proxy URL): the client
+//! speaks TLS to the proxy first, with the test CA's server certificate ([`Certs`]), and
+//! then asks for the tunnel inside that TLS.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::Certs;
 
 /// The longest request head read.
 const MAX_HEAD: usize = 64 * 1024;
@@ -31,33 +38,69 @@ pub struct Seen {
     pub target: String,
     /// The `Proxy-Authorization` header, if the client sent one.
     pub proxy_authorization: Option<String>,
+    /// The request came inside TLS to the proxy ([`Proxy::start_tls`]).
+    pub tls: bool,
 }
 
 /// A running proxy; it stops when dropped.
 pub struct Proxy {
     addr: SocketAddr,
+    tls: bool,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Handshakes a client broke off or failed (e.g. it did not trust the certificate).
+    refusals: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
 impl Proxy {
-    /// Binds 127.0.0.1:0 and serves.
+    /// Binds 127.0.0.1:0 and serves plain HTTP.
     pub async fn start() -> Proxy {
+        Proxy::bind(None).await
+    }
+
+    /// Binds 127.0.0.1:0 and serves over TLS with `certs`' server certificate (for
+    /// `localhost` and `127.0.0.1`, signed by `certs`' CA).
+    pub async fn start_tls(certs: &Certs) -> Proxy {
+        let acceptor = TlsAcceptor::from(crate::tls_receiver::server_config(certs, false));
+        Proxy::bind(Some(acceptor)).await
+    }
+
+    async fn bind(tls: Option<TlsAcceptor>) -> Proxy {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("binding the proxy on 127.0.0.1");
         let addr = listener.local_addr().expect("the proxy's address");
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let refusals = Arc::new(Mutex::new(Vec::new()));
+        let is_tls = tls.is_some();
         let task = {
-            let seen = Arc::clone(&seen);
-            crate::poll::serve_each(listener, move |stream| serve(stream, Arc::clone(&seen)))
+            let (seen, refusals) = (Arc::clone(&seen), Arc::clone(&refusals));
+            crate::poll::serve_each(listener, move |stream| {
+                let (seen, refusals, tls) = (Arc::clone(&seen), Arc::clone(&refusals), tls.clone());
+                async move {
+                    let Some(acceptor) = tls else {
+                        return serve(stream, seen, false).await;
+                    };
+                    match acceptor.accept(stream).await {
+                        Ok(stream) => serve(stream, seen, true).await,
+                        Err(e) => lock(&refusals).push(e.to_string()),
+                    }
+                }
+            })
         };
-        Proxy { addr, seen, task }
+        Proxy {
+            addr,
+            tls: is_tls,
+            seen,
+            refusals,
+            task,
+        }
     }
 
-    /// `http://127.0.0.1:<port>`
+    /// `http://127.0.0.1:<port>`, or `https://…` for a TLS proxy.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -66,7 +109,13 @@ impl Proxy {
 
     /// What the connections so far asked for, in arrival order.
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.seen).clone()
+    }
+
+    /// Why the TLS handshakes that failed failed, as the proxy saw it (e.g. the client sent
+    /// an alert: it did not trust the certificate).
+    pub fn refusals(&self) -> Vec<String> {
+        lock(&self.refusals).clone()
     }
 
     /// Waits until `n` connections have been seen; false at the deadline.
@@ -81,8 +130,16 @@ impl Drop for Proxy {
     }
 }
 
-/// One client connection: read the head, record it, tunnel.
-async fn serve(mut client: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One client connection (plain or inside TLS): read the head, record it, tunnel.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut client: S,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    tls: bool,
+) {
     let Some((head, rest)) = read_head(&mut client).await else {
         return;
     };
@@ -113,10 +170,11 @@ async fn serve(mut client: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
         })
         .and_then(|l| l.split_once(':'))
         .map(|(_, v)| v.trim().to_owned());
-    seen.lock().unwrap_or_else(|e| e.into_inner()).push(Seen {
+    lock(&seen).push(Seen {
         method: method.clone(),
         target: target.clone(),
         proxy_authorization,
+        tls,
     });
 
     if method.eq_ignore_ascii_case("CONNECT") {
@@ -170,7 +228,7 @@ async fn serve(mut client: TcpStream, seen: Arc<Mutex<Vec<Seen>>>) {
 }
 
 /// The request head (up to the blank line, as text) and the bytes read after it.
-async fn read_head(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Option<(String, Vec<u8>)> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     // Each round reads at least a byte or ends; the head is at most MAX_HEAD.

@@ -172,6 +172,195 @@ async fn deliveries_go_through_the_egress_proxy_and_no_proxy_hosts_go_direct() {
     engine.stop().await;
 }
 
+/// The standard webhooks signature of a request the TLS receiver got, checked by the
+/// independent `standardwebhooks` crate.
+fn signed(r: &testkit::tls_receiver::TlsRequest) -> bool {
+    standardwebhooks::Webhook::new(TEST_SECRET)
+        .expect("the test secret")
+        .verify(&r.body, &r.headers)
+        .is_ok()
+}
+
+/// `https://` in `OUTBOXD_EGRESS_PROXY`: outboxd speaks TLS to the proxy, checking its
+/// certificate against the same roots as endpoints' (the system's plus
+/// `OUTBOXD_EGRESS_CA_FILE`), then asks for the tunnel (or sends the absolute-form request)
+/// inside that TLS.
+#[tokio::test]
+async fn deliveries_go_through_an_https_egress_proxy_whose_ca_is_in_the_egress_ca_file() {
+    let certs = Certs::new();
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let proxy = Proxy::start_tls(&certs).await;
+    let proxy_url = proxy
+        .url()
+        .replace("https://", "https://proxyuser:pr0xy-s3cret@");
+    let tls = TlsReceiver::start(&certs, false).await;
+    let plain = Receiver::ok(TEST_SECRET).await;
+    add_endpoint_with_cert(&c, &tls.url_for("/tls"), None).await;
+    add_endpoint_with_cert(&c, &plain.url(), None).await;
+    let ca = certs.ca();
+    let engine = start(
+        &db,
+        &[
+            "--egress-proxy",
+            &proxy_url,
+            "--egress-ca-file",
+            ca.to_str().unwrap(),
+        ],
+    )
+    .await;
+    Event::new("order.paid")
+        .payload(json!({"id": 2}))
+        .publish(&c)
+        .await;
+    wait_all_finished(&c, Duration::from_secs(20)).await;
+
+    assert!(
+        tls.wait_for_requests(1, Duration::from_secs(5)).await,
+        "refused by the proxy: {:?}",
+        proxy.refusals()
+    );
+    let got = tls.requests();
+    assert_eq!(got[0].path, "/tls");
+    assert!(signed(&got[0]), "{:?}", got[0].headers);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&got[0].body).unwrap(),
+        json!({"id": 2})
+    );
+    assert_eq!(plain.count(), 1);
+    assert!(plain.requests()[0].signature_ok);
+
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let expected_auth = format!("Basic {}", base64_of("proxyuser:pr0xy-s3cret"));
+    let connect = seen
+        .iter()
+        .find(|s| s.method == "CONNECT")
+        .unwrap_or_else(|| panic!("no CONNECT: {seen:?}"));
+    assert_eq!(
+        connect.target,
+        tls.url_for("").trim_start_matches("https://")
+    );
+    assert_eq!(
+        connect.proxy_authorization.as_deref(),
+        Some(&*expected_auth)
+    );
+    assert!(connect.tls, "the CONNECT (and its credentials) went in the clear");
+    let absolute = seen
+        .iter()
+        .find(|s| s.method == "POST")
+        .unwrap_or_else(|| panic!("no absolute-form request: {seen:?}"));
+    assert_eq!(absolute.target, format!("http://{}/hook", plain.addr()));
+    assert!(absolute.tls, "the request to the proxy went in the clear");
+    assert!(proxy.refusals().is_empty(), "{:?}", proxy.refusals());
+    engine.stop().await;
+}
+
+/// A proxy whose certificate outboxd does not trust: the attempt fails at once, recorded
+/// with kind `tls` and a message naming the proxy (credentials masked) and the certificate
+/// problem; nothing reaches the endpoint, nothing is lost, and once the proxy's CA is in
+/// `OUTBOXD_EGRESS_CA_FILE` a retry delivers the event.
+#[tokio::test]
+async fn an_https_egress_proxy_with_an_untrusted_certificate_fails_the_attempt_naming_the_proxy()
+{
+    let certs = Certs::new();
+    let proxy_certs = Certs::new(); // another CA, not in the CA file at first
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let proxy = Proxy::start_tls(&proxy_certs).await;
+    let proxy_url = proxy
+        .url()
+        .replace("https://", "https://proxyuser:pr0xy-s3cret@");
+    let tls = TlsReceiver::start(&certs, false).await;
+    let endpoint = add_endpoint_with_cert(&c, &tls.url_for("/tls"), None).await;
+    let ca = certs.ca();
+    let engine = start(
+        &db,
+        &[
+            "--egress-proxy",
+            &proxy_url,
+            "--egress-ca-file",
+            ca.to_str().unwrap(),
+            // One attempt, then the next one an hour away: the retry below is the operator's.
+            "--retry-schedule",
+            "1h",
+        ],
+    )
+    .await;
+    Event::new("order.paid")
+        .payload(json!({"id": 3}))
+        .publish(&c)
+        .await;
+
+    let (kind, message) = wait_for_attempt(&c, endpoint).await;
+    assert_eq!(kind, "tls", "{message}");
+    let shown = proxy
+        .url()
+        .replace("https://", "https://********:********@");
+    assert!(
+        message.contains(&format!("egress proxy {shown}")),
+        "the message names the proxy: {message}"
+    );
+    // E.g. "…: tunnel error: failed to create underlying connection: invalid peer
+    // certificate: BadSignature (through the egress proxy https://********:********@…)":
+    // both test CAs have the same name, so rustls finds the issuer and rejects its signature
+    // (a real unknown CA says UnknownIssuer).
+    assert!(
+        message.contains("tunnel error: failed to create underlying connection")
+            && message.contains("invalid peer certificate"),
+        "the message names the certificate problem: {message}"
+    );
+    assert!(!message.contains("pr0xy-s3cret"), "{message}");
+    assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
+    assert!(!proxy.refusals().is_empty(), "the handshake was refused");
+    assert!(tls.requests().is_empty());
+    let (delivery, state): (i64, String) = {
+        let row = c
+            .query_one(
+                "SELECT id, state::text FROM outbox.deliveries WHERE endpoint_id = $1",
+                &[&endpoint],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(state, "pending", "waiting for its retry: {message}");
+    engine.stop().await;
+
+    // The fix: one bundle with both CAs (the endpoint's and the proxy's), and a retry now.
+    let bundle = tempfile::NamedTempFile::new().unwrap();
+    let pem = [certs.ca(), proxy_certs.ca()]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    std::fs::write(bundle.path(), pem).unwrap();
+    let engine = start(
+        &db,
+        &[
+            "--egress-proxy",
+            &proxy_url,
+            "--egress-ca-file",
+            bundle.path().to_str().unwrap(),
+            "--retry-schedule",
+            "1h",
+        ],
+    )
+    .await;
+    let (status, d) = Api::new(&engine)
+        .post(&format!("/v1/deliveries/{delivery}/retry"), Value::Null)
+        .await;
+    assert_eq!(status, 200, "{d}");
+    assert!(
+        tls.wait_for_requests(1, Duration::from_secs(20)).await,
+        "{:?}",
+        attempts_of(&c, endpoint).await
+    );
+    assert!(signed(&tls.requests()[0]));
+    assert_eq!(proxy.seen().len(), 1, "{:?}", proxy.seen());
+    assert!(proxy.seen()[0].tls);
+    engine.stop().await;
+}
+
 /// Basic auth's encoding of `user:password`.
 fn base64_of(s: &str) -> String {
     use base64::Engine as _;
