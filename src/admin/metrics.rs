@@ -1,6 +1,6 @@
 //! `/metrics`: the process-wide counters of the recorder, then what this replica knows at the
 //! moment of the scrape (readiness, in-flight work, pool, circuit breakers, its per-endpoint
-//! series) and, on the holder of the stats lease, the database-wide gauges. See
+//! series, the client certificates enabled endpoints name) and, on the holder of the stats lease, the database-wide gauges. See
 //! [`crate::metrics`] for the table.
 
 use std::collections::HashMap;
@@ -100,5 +100,41 @@ fn replica_families(r: &Replica, ready: bool, now: Instant) -> String {
         series.policy()
     };
     r.stats().render(&mut out, policy, &enabled, now);
+    client_certificates(r, &mut out);
     out.into_string()
+}
+
+/// One series per client certificate an enabled endpoint names (names come from the
+/// configuration, so they are few): whether its files load, and when it expires.
+fn client_certificates(r: &Replica, out: &mut Exposition) {
+    let catalog = r.catalog.get();
+    let certificates = r
+        .sender
+        .client_certificate_expiry(catalog.client_certificates());
+    if certificates.is_empty() {
+        return; // no mutual TLS: no families
+    }
+    out.family(
+        names::CLIENT_CERT_USABLE,
+        Kind::Gauge,
+        "1 when the client certificate's files load (OUTBOXD_CLIENT_CERT_DIR), 0 when its endpoints' attempts fail with kind tls.",
+    );
+    for (name, expiry) in &certificates {
+        let usable = if expiry.is_some() { 1.0 } else { 0.0 };
+        out.sample(names::CLIENT_CERT_USABLE, &[("certificate", name)], usable);
+    }
+    out.family(
+        names::CLIENT_CERT_EXPIRY,
+        Kind::Gauge,
+        "The client certificate's notAfter, in Unix seconds (usable certificates only).",
+    );
+    for (name, expiry) in &certificates {
+        if let Some(t) = expiry {
+            out.sample(
+                names::CLIENT_CERT_EXPIRY,
+                &[("certificate", name)],
+                *t as f64,
+            );
+        }
+    }
 }

@@ -413,6 +413,19 @@ impl Sender {
         }
     }
 
+    /// For `/metrics`: each client certificate of `names`, with its expiry (the leaf's
+    /// `notAfter`, Unix seconds) or `None` when it cannot be used now. Looks at the files as
+    /// a delivery would (so a rotated Secret shows within seconds); never fails.
+    pub fn client_certificate_expiry<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<(&'a str, Option<i64>)> {
+        names
+            .into_iter()
+            .map(|name| (name, self.inner.identities.expiry(name).ok()))
+            .collect()
+    }
+
     /// The request headers: ours, then the endpoint's, then the event's.
     ///
     /// Extra headers never replace `content-type`, `content-length`, `host`, `user-agent`,

@@ -1,6 +1,6 @@
 //! Prometheus metrics (SPEC §6), all prefixed `outboxd_` (plus the standard `process_*`).
 //! Labels stay bounded: `endpoint_id` at most (limited by `OUTBOXD_METRICS_ENDPOINT_LABELS`),
-//! never a resource key or event id. The README's "Monitoring" section has the same table.
+//! or a client certificate's name (from the configuration), never a resource key or event id. The README's "Monitoring" section has the same table.
 //!
 //! Three sources, one page (`/metrics`, assembled by the admin API):
 //! * **process-wide counters** through the `metrics` facade and its Prometheus recorder
@@ -42,6 +42,8 @@
 //! | `outboxd_deliveries_pending` / `_delivering` / `_dead` | gauge | | stats leader |
 //! | `outboxd_oldest_pending_delivery_age_seconds` | gauge | | stats leader |
 //! | `outboxd_endpoint_deliveries_pending` / `_dead` | gauge | `endpoint_id` | stats leader |
+//! | `outboxd_client_certificate_usable` | gauge | `certificate` | every replica: 1 if its files load, 0 if not |
+//! | `outboxd_client_certificate_expiry_timestamp_seconds` | gauge | `certificate` | every replica: the usable ones' `notAfter` |
 //! | `process_*` | | | every replica (`metrics-process`) |
 
 pub mod database;
@@ -88,6 +90,8 @@ pub mod names {
     pub const INBOUND_REQUESTS: &str = "outboxd_inbound_requests_total";
     pub const INBOUND_COMMIT: &str = "outboxd_inbound_commit_seconds";
     pub const INBOUND_BATCH_SIZE: &str = "outboxd_inbound_batch_size";
+    pub const CLIENT_CERT_USABLE: &str = "outboxd_client_certificate_usable";
+    pub const CLIENT_CERT_EXPIRY: &str = "outboxd_client_certificate_expiry_timestamp_seconds";
 
     /// Every family above.
     #[cfg(test)]
@@ -126,6 +130,8 @@ pub mod names {
         INBOUND_REQUESTS,
         INBOUND_COMMIT,
         INBOUND_BATCH_SIZE,
+        CLIENT_CERT_USABLE,
+        CLIENT_CERT_EXPIRY,
     ];
 }
 

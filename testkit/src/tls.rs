@@ -113,6 +113,22 @@ impl Certs {
     }
 }
 
+/// A PEM certificate's `notAfter` in Unix seconds, as `openssl x509 -enddate` reads it (an
+/// X.509 implementation other than the one under test).
+pub fn not_after(cert: &Path) -> i64 {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap_or_else(|e| panic!("running openssl (apt-get install openssl): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let date = text.trim().trim_start_matches("notAfter=");
+    chrono::NaiveDateTime::parse_from_str(date, "%Y-%m-%d %H:%M:%SZ")
+        .unwrap_or_else(|e| panic!("openssl x509 -enddate said {text:?}: {e}"))
+        .and_utc()
+        .timestamp()
+}
+
 impl Default for Certs {
     fn default() -> Self {
         Certs::new()

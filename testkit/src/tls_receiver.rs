@@ -111,7 +111,10 @@ impl Drop for TlsReceiver {
 /// The rustls server side: the CA's server certificate; client certificates verified
 /// against the CA (required, or not asked for). The TLS proxy ([`crate::proxy`]) serves with
 /// it too.
-pub(crate) fn server_config(certs: &Certs, require_client_certificate: bool) -> Arc<rustls::ServerConfig> {
+pub(crate) fn server_config(
+    certs: &Certs,
+    require_client_certificate: bool,
+) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let (cert, key) = certs.server();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)

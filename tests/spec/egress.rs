@@ -245,7 +245,10 @@ async fn deliveries_go_through_an_https_egress_proxy_whose_ca_is_in_the_egress_c
         connect.proxy_authorization.as_deref(),
         Some(&*expected_auth)
     );
-    assert!(connect.tls, "the CONNECT (and its credentials) went in the clear");
+    assert!(
+        connect.tls,
+        "the CONNECT (and its credentials) went in the clear"
+    );
     let absolute = seen
         .iter()
         .find(|s| s.method == "POST")
@@ -261,8 +264,7 @@ async fn deliveries_go_through_an_https_egress_proxy_whose_ca_is_in_the_egress_c
 /// problem; nothing reaches the endpoint, nothing is lost, and once the proxy's CA is in
 /// `OUTBOXD_EGRESS_CA_FILE` a retry delivers the event.
 #[tokio::test]
-async fn an_https_egress_proxy_with_an_untrusted_certificate_fails_the_attempt_naming_the_proxy()
-{
+async fn an_https_egress_proxy_with_an_untrusted_certificate_fails_the_attempt_naming_the_proxy() {
     let certs = Certs::new();
     let proxy_certs = Certs::new(); // another CA, not in the CA file at first
     let db = fresh_db().await;
@@ -482,6 +484,65 @@ async fn an_endpoint_presents_its_client_certificate_and_one_without_is_refused(
         .await;
     assert_eq!(status, 201, "{e}");
     assert_eq!(e["client_certificate"], "acme-mtls");
+    engine.stop().await;
+}
+
+/// What an SRE alerts on before mutual TLS breaks: each certificate enabled endpoints name has
+/// `outboxd_client_certificate_usable` (1 or 0) and, when usable, its expiry. A fixed file
+/// shows at the next scrape.
+#[tokio::test]
+async fn client_certificates_show_their_expiry_and_whether_they_load_in_metrics() {
+    let certs = Certs::new();
+    let (cert, key) = certs.client();
+    let not_after = testkit::tls::not_after(&cert) as f64;
+    let cert_dir = tempfile::tempdir().unwrap();
+    let put = |name: &str| {
+        std::fs::copy(&cert, cert_dir.path().join(format!("{name}.crt"))).unwrap();
+        std::fs::copy(&key, cert_dir.path().join(format!("{name}.key"))).unwrap();
+    };
+    put("acme-mtls");
+    put("retired");
+    std::fs::write(cert_dir.path().join("broken.crt"), "not a certificate").unwrap();
+    std::fs::copy(&key, cert_dir.path().join("broken.key")).unwrap();
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let rx = TlsReceiver::start(&certs, true).await;
+    add_endpoint_with_cert(&c, &rx.url_for("/a"), Some("acme-mtls")).await;
+    add_endpoint_with_cert(&c, &rx.url_for("/b"), Some("broken")).await;
+    // Named only by a disabled endpoint: no series.
+    let retired = add_endpoint_with_cert(&c, &rx.url_for("/r"), Some("retired")).await;
+    c.execute(
+        "UPDATE outbox.endpoints SET enabled = false WHERE id = $1",
+        &[&retired],
+    )
+    .await
+    .unwrap();
+    let engine = start(
+        &db,
+        &["--client-cert-dir", cert_dir.path().to_str().unwrap()],
+    )
+    .await;
+
+    let m = parse_metrics(&crate::engine::metrics_text(&engine).await);
+    let usable = |n: &str| format!("outboxd_client_certificate_usable{{certificate=\"{n}\"}}");
+    let expiry = |n: &str| {
+        format!("outboxd_client_certificate_expiry_timestamp_seconds{{certificate=\"{n}\"}}")
+    };
+    assert_eq!(m.get(&usable("acme-mtls")), Some(&1.0), "{m:?}");
+    assert_eq!(m.get(&expiry("acme-mtls")), Some(&not_after), "{m:?}");
+    assert_eq!(m.get(&usable("broken")), Some(&0.0), "{m:?}");
+    assert_eq!(m.get(&expiry("broken")), None, "{m:?}");
+    assert!(
+        !m.keys().any(|k| k.contains("retired")),
+        "a certificate no enabled endpoint names has no series: {m:?}"
+    );
+
+    // The Secret is fixed: the next scrape says so, without a restart.
+    put("broken");
+    let page = crate::engine::metrics_text(&engine).await;
+    let m = parse_metrics(&page);
+    assert_eq!(m.get(&usable("broken")), Some(&1.0), "{page}");
+    assert_eq!(m.get(&expiry("broken")), Some(&not_after), "{page}");
     engine.stop().await;
 }
 

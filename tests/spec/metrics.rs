@@ -624,6 +624,19 @@ fn promtool_check_metrics(text: &str) {
 async fn the_dashboard_and_the_alerts_use_only_metrics_a_real_scrape_has() {
     let (db, c, _rx, ids) = endpoints(&["/ok", "/fail"]).await;
     let (ok, failing) = (ids[0], ids[1]);
+    // A client certificate (the client certificate alerts' series; over plain HTTP the
+    // endpoint never presents it).
+    let certs = testkit::tls::Certs::new();
+    let cert_dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certs.client();
+    std::fs::copy(&cert, cert_dir.path().join("acme.crt")).unwrap();
+    std::fs::copy(&key, cert_dir.path().join("acme.key")).unwrap();
+    c.execute(
+        "UPDATE outbox.endpoints SET client_certificate = 'acme' WHERE id = $1",
+        &[&ok],
+    )
+    .await
+    .unwrap();
     // Failures that open a circuit and die, successes, a backlog.
     let (_s, addr) = sidecar(
         &db.url,
@@ -631,6 +644,7 @@ async fn the_dashboard_and_the_alerts_use_only_metrics_a_real_scrape_has() {
             ("OUTBOXD_CIRCUIT_FAILURES", "2"),
             ("OUTBOXD_CIRCUIT_COOLDOWN", "100ms"),
             ("OUTBOXD_MAX_AGE", "1s"),
+            ("OUTBOXD_CLIENT_CERT_DIR", cert_dir.path().to_str().unwrap()),
         ],
     )
     .await;

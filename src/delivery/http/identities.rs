@@ -18,6 +18,10 @@
 //! so rotating the Secret needs no restart. A certificate that cannot be loaded fails the
 //! attempt with kind `tls` and a message naming the file; the delivery is retried like any
 //! other failure, so fixing the Secret is enough. Each new reason is logged once as a warning.
+//!
+//! What `/metrics` shows of each certificate ([`Identities::expiry`]): whether it can be
+//! used now and, when it can, its leaf's `notAfter`, read when the files are loaded, so an
+//! expiry can be alerted on before the receiver starts refusing the handshake.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +86,8 @@ type Stamp = [Option<(SystemTime, u64)>; 2];
 
 struct Loaded {
     client: reqwest::Client,
+    /// The leaf certificate's `notAfter`, in Unix seconds.
+    not_after: i64,
     stamp: Stamp,
     checked: Instant,
 }
@@ -113,6 +119,19 @@ impl Identities {
 
     /// The client presenting certificate `name`, (re)built if its files are new or changed.
     pub(crate) fn client(&self, name: &str) -> Result<reqwest::Client, ClientCertError> {
+        self.loaded(name).map(|(client, _)| client)
+    }
+
+    /// When certificate `name` expires (its leaf's `notAfter`, Unix seconds), or why it cannot
+    /// be used now. Looks at the files like [`Identities::client`] (at most every
+    /// [`RECHECK`] for a loaded certificate, at once for a failing one).
+    pub(crate) fn expiry(&self, name: &str) -> Result<i64, ClientCertError> {
+        self.loaded(name).map(|(_, not_after)| not_after)
+    }
+
+    /// The client and the `notAfter` of certificate `name`; each new reason it cannot be used
+    /// is logged once.
+    fn loaded(&self, name: &str) -> Result<(reqwest::Client, i64), ClientCertError> {
         let result = self.load(name);
         let mut state = self.lock();
         match &result {
@@ -133,7 +152,7 @@ impl Identities {
         result
     }
 
-    fn load(&self, name: &str) -> Result<reqwest::Client, ClientCertError> {
+    fn load(&self, name: &str) -> Result<(reqwest::Client, i64), ClientCertError> {
         let Some(dir) = &self.dir else {
             return Err(ClientCertError::NoDirectory {
                 name: name.to_owned(),
@@ -148,7 +167,7 @@ impl Identities {
         if let Some(l) = self.lock().loaded.get(name)
             && now.duration_since(l.checked) < self.recheck
         {
-            return Ok(l.client.clone());
+            return Ok((l.client.clone(), l.not_after));
         }
         let files = Files::of(dir, name);
         let stamp = files.stamp();
@@ -156,9 +175,9 @@ impl Identities {
             && l.stamp == stamp
         {
             l.checked = now;
-            return Ok(l.client.clone());
+            return Ok((l.client.clone(), l.not_after));
         }
-        let client = match self.build(name, &files) {
+        let (client, not_after) = match self.build(name, &files) {
             Ok(c) => c,
             Err(e) => {
                 // Not cached: the next attempt reads the files again.
@@ -173,6 +192,7 @@ impl Identities {
                 name.to_owned(),
                 Loaded {
                     client: client.clone(),
+                    not_after,
                     stamp,
                     checked: now,
                 },
@@ -184,14 +204,15 @@ impl Identities {
             reloaded = replaced,
             "client certificate loaded"
         );
-        Ok(client)
+        Ok((client, not_after))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn build(&self, name: &str, files: &Files) -> Result<reqwest::Client, ClientCertError> {
+    /// The client presenting the files' certificate, and that certificate's `notAfter`.
+    fn build(&self, name: &str, files: &Files) -> Result<(reqwest::Client, i64), ClientCertError> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|source| ClientCertError::Read {
                 name: name.to_owned(),
@@ -213,15 +234,32 @@ impl Identities {
         }
         let identity =
             reqwest::Identity::from_pem(&pem).map_err(|e| invalid(super::error_text(&e)))?;
-        self.base
+        let not_after = not_after(&pem).map_err(invalid)?;
+        let client = self
+            .base
             .builder()
             .identity(identity)
             .build()
             .map_err(|e| ClientCertError::Client {
                 name: name.to_owned(),
                 reason: super::error_text(&e),
-            })
+            })?;
+        Ok((client, not_after))
     }
+}
+
+/// The `notAfter` (Unix seconds) of the first certificate in `pem`: the leaf, the one
+/// presented (a chain follows it).
+fn not_after(pem: &[u8]) -> Result<i64, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::pem_slice_iter(pem)
+        .next()
+        .ok_or("no -----BEGIN CERTIFICATE----- block")?
+        .map_err(|e| format!("the certificate's PEM cannot be read: {e}"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| format!("the certificate is not X.509: {e}"))?;
+    Ok(cert.validity().not_after.timestamp())
 }
 
 /// The files of one certificate.
@@ -325,5 +363,33 @@ mod tests {
         assert!(e.contains("not a valid client certificate name"), "{e}");
         let e = identities(None).client("acme").unwrap_err().to_string();
         assert!(e.contains("OUTBOXD_CLIENT_CERT_DIR is not set"), "{e}");
+    }
+
+    #[test]
+    fn the_expiry_is_the_certificates_not_after_and_a_broken_file_has_none() {
+        let certs = testkit::tls::Certs::new();
+        let (cert, key) = certs.client();
+        let dir = tempfile::tempdir().unwrap();
+        // A chain after the leaf, as mounted Secrets often carry.
+        let chain = [&cert, &certs.ca()]
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .concat();
+        std::fs::write(dir.path().join("acme.crt"), chain).unwrap();
+        std::fs::copy(&key, dir.path().join("acme.key")).unwrap();
+        std::fs::copy(&key, dir.path().join("broken.key")).unwrap();
+        std::fs::write(dir.path().join("broken.crt"), "not a certificate").unwrap();
+        let ids = identities(Some(dir.path().to_owned()));
+
+        let expected = testkit::tls::not_after(&cert);
+        assert_eq!(ids.expiry("acme").unwrap(), expected);
+        let e = ids.expiry("broken").unwrap_err().to_string();
+        assert!(e.contains("broken.crt"), "{e}");
+        // A PEM block that is not a certificate: refused before any handshake.
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        std::fs::write(dir.path().join("broken.crt"), garbage).unwrap();
+        assert!(ids.expiry("broken").is_err());
+        // Fixed files are read again at once.
+        std::fs::copy(&cert, dir.path().join("broken.crt")).unwrap();
+        assert_eq!(ids.expiry("broken").unwrap(), expected);
     }
 }
