@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use testkit::proxy::Proxy;
+use testkit::proxy::{Proxy, Seen};
 use testkit::tls::Certs;
 use testkit::tls_receiver::TlsReceiver;
 use testkit::*;
@@ -66,9 +66,7 @@ async fn deliveries_go_through_the_egress_proxy_and_no_proxy_hosts_go_direct() {
     let c = db.client().await;
     let proxy = Proxy::start().await;
     // Credentials in the proxy URL: sent to the proxy, never shown.
-    let proxy_url = proxy
-        .url()
-        .replace("http://", "http://proxyuser:pr0xy-s3cret@");
+    let proxy_url = with_credentials(&proxy.url());
     let plain = Receiver::ok(TEST_SECRET).await;
     let direct = Receiver::ok(TEST_SECRET).await;
     let tls = TlsReceiver::start(&certs, false).await;
@@ -112,31 +110,11 @@ async fn deliveries_go_through_the_egress_proxy_and_no_proxy_hosts_go_direct() {
         attempts_of(&c, via_connect).await
     );
     let seen = proxy.seen();
-    let expected_auth = format!(
-        "Basic {}",
-        base64_of("proxyuser:pr0xy-s3cret") // what a proxy checks
-    );
-    let http_target = format!("http://{}/hook", plain.addr());
-    let absolute = seen
-        .iter()
-        .find(|s| s.method == "POST")
-        .unwrap_or_else(|| panic!("no absolute-form request: {seen:?}"));
-    assert_eq!(absolute.target, http_target, "{seen:?}");
-    assert_eq!(
-        absolute.proxy_authorization.as_deref(),
-        Some(&*expected_auth)
-    );
-    let connect = seen
-        .iter()
-        .find(|s| s.method == "CONNECT")
-        .unwrap_or_else(|| panic!("no CONNECT: {seen:?}"));
-    assert_eq!(
-        connect.target,
-        tls.url_for("").trim_start_matches("https://")
-    );
-    assert_eq!(
-        connect.proxy_authorization.as_deref(),
-        Some(&*expected_auth)
+    proxied(&seen, "POST", &format!("http://{}/hook", plain.addr()));
+    proxied(
+        &seen,
+        "CONNECT",
+        tls.url_for("").trim_start_matches("https://"),
     );
     assert!(
         !seen
@@ -172,6 +150,19 @@ async fn deliveries_go_through_the_egress_proxy_and_no_proxy_hosts_go_direct() {
     engine.stop().await;
 }
 
+/// An engine delivering through `proxy_url`, trusting `ca_file` next to the system's CAs.
+async fn start_through(
+    db: &TestDb,
+    proxy_url: &str,
+    ca_file: &std::path::Path,
+    extra: &[&str],
+) -> outboxd::Engine {
+    let ca_file = ca_file.to_str().expect("a UTF-8 path");
+    let mut args = vec!["--egress-proxy", proxy_url, "--egress-ca-file", ca_file];
+    args.extend_from_slice(extra);
+    start(db, &args).await
+}
+
 /// The standard webhooks signature of a request the TLS receiver got, checked by the
 /// independent `standardwebhooks` crate.
 fn signed(r: &testkit::tls_receiver::TlsRequest) -> bool {
@@ -191,24 +182,12 @@ async fn deliveries_go_through_an_https_egress_proxy_whose_ca_is_in_the_egress_c
     let db = fresh_db().await;
     let c = db.client().await;
     let proxy = Proxy::start_tls(&certs).await;
-    let proxy_url = proxy
-        .url()
-        .replace("https://", "https://proxyuser:pr0xy-s3cret@");
+    let proxy_url = with_credentials(&proxy.url());
     let tls = TlsReceiver::start(&certs, false).await;
     let plain = Receiver::ok(TEST_SECRET).await;
     add_endpoint_with_cert(&c, &tls.url_for("/tls"), None).await;
     add_endpoint_with_cert(&c, &plain.url(), None).await;
-    let ca = certs.ca();
-    let engine = start(
-        &db,
-        &[
-            "--egress-proxy",
-            &proxy_url,
-            "--egress-ca-file",
-            ca.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let engine = start_through(&db, &proxy_url, &certs.ca(), &[]).await;
     Event::new("order.paid")
         .payload(json!({"id": 2}))
         .publish(&c)
@@ -232,28 +211,16 @@ async fn deliveries_go_through_an_https_egress_proxy_whose_ca_is_in_the_egress_c
 
     let seen = proxy.seen();
     assert_eq!(seen.len(), 2, "{seen:?}");
-    let expected_auth = format!("Basic {}", base64_of("proxyuser:pr0xy-s3cret"));
-    let connect = seen
-        .iter()
-        .find(|s| s.method == "CONNECT")
-        .unwrap_or_else(|| panic!("no CONNECT: {seen:?}"));
-    assert_eq!(
-        connect.target,
-        tls.url_for("").trim_start_matches("https://")
-    );
-    assert_eq!(
-        connect.proxy_authorization.as_deref(),
-        Some(&*expected_auth)
+    let connect = proxied(
+        &seen,
+        "CONNECT",
+        tls.url_for("").trim_start_matches("https://"),
     );
     assert!(
         connect.tls,
-        "the CONNECT (and its credentials) went in the clear"
+        "the CONNECT and its credentials went in the clear"
     );
-    let absolute = seen
-        .iter()
-        .find(|s| s.method == "POST")
-        .unwrap_or_else(|| panic!("no absolute-form request: {seen:?}"));
-    assert_eq!(absolute.target, format!("http://{}/hook", plain.addr()));
+    let absolute = proxied(&seen, "POST", &format!("http://{}/hook", plain.addr()));
     assert!(absolute.tls, "the request to the proxy went in the clear");
     assert!(proxy.refusals().is_empty(), "{:?}", proxy.refusals());
     engine.stop().await;
@@ -270,25 +237,12 @@ async fn an_https_egress_proxy_with_an_untrusted_certificate_fails_the_attempt_n
     let db = fresh_db().await;
     let c = db.client().await;
     let proxy = Proxy::start_tls(&proxy_certs).await;
-    let proxy_url = proxy
-        .url()
-        .replace("https://", "https://proxyuser:pr0xy-s3cret@");
+    let proxy_url = with_credentials(&proxy.url());
     let tls = TlsReceiver::start(&certs, false).await;
     let endpoint = add_endpoint_with_cert(&c, &tls.url_for("/tls"), None).await;
-    let ca = certs.ca();
-    let engine = start(
-        &db,
-        &[
-            "--egress-proxy",
-            &proxy_url,
-            "--egress-ca-file",
-            ca.to_str().unwrap(),
-            // One attempt, then the next one an hour away: the retry below is the operator's.
-            "--retry-schedule",
-            "1h",
-        ],
-    )
-    .await;
+    // One attempt, then the next one an hour away: the retry below is the operator's.
+    let one_attempt = ["--retry-schedule", "1h"];
+    let engine = start_through(&db, &proxy_url, &certs.ca(), &one_attempt).await;
     Event::new("order.paid")
         .payload(json!({"id": 3}))
         .publish(&c)
@@ -336,18 +290,7 @@ async fn an_https_egress_proxy_with_an_untrusted_certificate_fails_the_attempt_n
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect::<String>();
     std::fs::write(bundle.path(), pem).unwrap();
-    let engine = start(
-        &db,
-        &[
-            "--egress-proxy",
-            &proxy_url,
-            "--egress-ca-file",
-            bundle.path().to_str().unwrap(),
-            "--retry-schedule",
-            "1h",
-        ],
-    )
-    .await;
+    let engine = start_through(&db, &proxy_url, bundle.path(), &one_attempt).await;
     let (status, d) = Api::new(&engine)
         .post(&format!("/v1/deliveries/{delivery}/retry"), Value::Null)
         .await;
@@ -361,6 +304,31 @@ async fn an_https_egress_proxy_with_an_untrusted_certificate_fails_the_attempt_n
     assert_eq!(proxy.seen().len(), 1, "{:?}", proxy.seen());
     assert!(proxy.seen()[0].tls);
     engine.stop().await;
+}
+
+/// The user name and password the tests put in proxy URLs.
+const PROXY_CREDENTIALS: &str = "proxyuser:pr0xy-s3cret";
+
+/// `scheme://proxyuser:pr0xy-s3cret@host:port`
+fn with_credentials(proxy_url: &str) -> String {
+    proxy_url.replace("://", &format!("://{PROXY_CREDENTIALS}@"))
+}
+
+/// The first request the proxy saw with `method`, checked: its target, and the credentials
+/// a proxy checks (`Proxy-Authorization: Basic`).
+fn proxied<'a>(seen: &'a [Seen], method: &str, target: &str) -> &'a Seen {
+    let s = seen
+        .iter()
+        .find(|s| s.method == method)
+        .unwrap_or_else(|| panic!("no {method}: {seen:?}"));
+    assert_eq!(s.target, target, "{seen:?}");
+    let expected = format!("Basic {}", base64_of(PROXY_CREDENTIALS));
+    assert_eq!(
+        s.proxy_authorization.as_deref(),
+        Some(&*expected),
+        "{seen:?}"
+    );
+    s
 }
 
 /// Basic auth's encoding of `user:password`.
