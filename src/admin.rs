@@ -177,7 +177,10 @@ pub(crate) fn openapi_document() -> String {
 
 async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
     match readiness(&s).await {
-        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Ok(schema) => match schema.warning() {
+            None => (StatusCode::OK, "ready\n".into()),
+            Some(warning) => (StatusCode::OK, format!("ready; {warning}\n")),
+        },
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {why}\n"),
@@ -185,15 +188,16 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
     }
 }
 
-/// What `/readyz` checks (also `outboxd_ready` in `/metrics`): why not, when not ready.
-async fn readiness(s: &AppState) -> Result<(), String> {
+/// What `/readyz` checks (also `outboxd_ready` in `/metrics`): why not, when not ready; the
+/// schema it found, when ready (a newer one it supports is ready: a rolling upgrade).
+async fn readiness(s: &AppState) -> Result<crate::db::Schema, String> {
     s.replica.readiness.verdict(std::time::Instant::now())?;
     let check = async {
         let client = s.replica.db().await?;
         crate::db::check_schema(client.client()).await
     };
     match tokio::time::timeout(std::time::Duration::from_secs(5), check).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(schema)) => Ok(schema),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("database did not answer within 5s".into()),
     }

@@ -45,9 +45,13 @@ pub enum DbError {
     #[error("connection pool: {}", pool_error(.0))]
     Pool(deadpool_postgres::PoolError),
     #[error(
-        "database schema is at migration {found}, newer than this outboxd knows ({known}); upgrade outboxd"
+        "database schema is at migration {found}, which needs an outboxd that knows migration {oldest_binary} or later (this one knows {known}); upgrade outboxd"
     )]
-    SchemaTooNew { found: i32, known: i32 },
+    SchemaTooNew {
+        found: i32,
+        known: i32,
+        oldest_binary: i32,
+    },
     #[error("database schema is not migrated (at {found:?}, need {known}); run `outboxd migrate`")]
     SchemaNotMigrated { found: Option<i32>, known: i32 },
 }
@@ -278,10 +282,53 @@ pub(crate) async fn get(pool: &Pool, pooler: Pooler) -> Result<Conn, DbError> {
     Ok(Conn::new(pool.get().await?, pooler))
 }
 
-/// Checks that the schema is exactly at the version this binary expects (for `/readyz` and
-/// for `outboxd run` without `--migrate`). The query has no parameters, so it is sent
-/// unnamed whatever the pooler.
-pub async fn check_schema(client: &tokio_postgres::Client) -> Result<(), DbError> {
+/// Where the database's schema stands for this binary, when it may run on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// At this binary's newest migration.
+    Current(i32),
+    /// Newer than this binary knows, and still compatible with it (migration V21's
+    /// `outbox.schema_compatibility`): a rolling upgrade or a rollback in progress.
+    Newer {
+        found: i32,
+        known: i32,
+        oldest_binary: i32,
+    },
+}
+
+impl Schema {
+    /// The newest migration applied to the database.
+    pub fn database_version(&self) -> i32 {
+        match *self {
+            Schema::Current(v) => v,
+            Schema::Newer { found, .. } => found,
+        }
+    }
+
+    /// What a newer schema means for this replica (for the log and `/readyz`); `None` when
+    /// current.
+    pub fn warning(&self) -> Option<String> {
+        match *self {
+            Schema::Current(_) => None,
+            Schema::Newer {
+                found,
+                known,
+                oldest_binary,
+            } => Some(format!(
+                "database schema is at migration {found}, newer than this outboxd knows \
+                 ({known}); it supports binaries that know {oldest_binary} or later, so this \
+                 replica runs: finish the rollout"
+            )),
+        }
+    }
+}
+
+/// Checks the schema against this binary (for `/readyz`, for `outboxd run` without
+/// `--migrate`, and for `outboxd migrate` on a schema ahead of it). At this binary's version,
+/// or newer and still compatible with it (a rolling upgrade: the old replicas keep running
+/// and stay ready), it may run; older, or newer than it supports, it may not. The queries have
+/// no parameters, so they are sent unnamed whatever the pooler.
+pub async fn check_schema(client: &tokio_postgres::Client) -> Result<Schema, DbError> {
     let known = latest_migration();
     let found: Option<i32> = match client
         .query_typed_opt(crate::sql::SCHEMA_VERSION, &[])
@@ -292,8 +339,26 @@ pub async fn check_schema(client: &tokio_postgres::Client) -> Result<(), DbError
         Err(e) => return Err(e.into()),
     };
     match found {
-        Some(v) if v == known => Ok(()),
-        Some(v) if v > known => Err(DbError::SchemaTooNew { found: v, known }),
+        Some(v) if v == known => Ok(Schema::Current(v)),
+        Some(found) if found > known => {
+            let oldest_binary: i32 = client
+                .query_typed_one(crate::sql::SCHEMA_COMPATIBILITY, &[])
+                .await?
+                .try_get(0)?;
+            if known >= oldest_binary {
+                Ok(Schema::Newer {
+                    found,
+                    known,
+                    oldest_binary,
+                })
+            } else {
+                Err(DbError::SchemaTooNew {
+                    found,
+                    known,
+                    oldest_binary,
+                })
+            }
+        }
         _ => Err(DbError::SchemaNotMigrated { found, known }),
     }
 }

@@ -218,11 +218,14 @@ impl Engine {
 async fn start_up(replica: &Replica, connector: &Connector) -> Result<(), EngineError> {
     let config = &replica.config;
     let mut client = wait_for_database(replica, connector).await?;
-    if config.migrate {
+    let schema = if config.migrate {
         replica.readiness.starting("migrating the database");
-        db::migrate(&mut client).await?;
+        db::migrate(&mut client).await?
     } else {
-        db::check_schema(&client).await?;
+        db::check_schema(&client).await?
+    };
+    if let Some(warning) = schema.warning() {
+        tracing::warn!("{warning}");
     }
     drop(client);
 

@@ -78,7 +78,9 @@ mod layers;
 mod test_support;
 
 pub use config::{Config, ConfigError, InboundConfig, RunArgs};
-pub use db::{Connector, DbError, Pooler, check_schema, connect, latest_migration, migrate};
+pub use db::{
+    Connector, DbError, Pooler, Schema, check_schema, connect, latest_migration, migrate,
+};
 pub use engine::{Engine, EngineError};
 pub use retry::RetryPolicy;
 

@@ -121,11 +121,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let mut client = outboxd::connect(&database_url)
                 .await
                 .context("connecting to DATABASE_URL")?;
-            outboxd::migrate(&mut client).await?;
-            println!(
-                "migrations applied; schema at version {}",
-                outboxd::latest_migration()
-            );
+            match outboxd::migrate(&mut client).await? {
+                outboxd::Schema::Current(v) => {
+                    println!("migrations applied; schema at version {v}")
+                }
+                newer => println!("nothing applied: {}", newer.warning().unwrap_or_default()),
+            }
             Ok(())
         }
         Command::Openapi => {

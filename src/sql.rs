@@ -42,6 +42,8 @@ pub(crate) const ROUTE_FETCH: &str = include_str!("../sql/engine/route_fetch.sql
 pub(crate) const ROUTE_INSERT: &str = include_str!("../sql/engine/route_insert.sql");
 pub(crate) const ROUTE_LOCK: &str = include_str!("../sql/engine/route_lock.sql");
 pub(crate) const ROUTE_MARK: &str = include_str!("../sql/engine/route_mark.sql");
+pub(crate) const SCHEMA_COMPATIBILITY: &str =
+    include_str!("../sql/engine/schema_compatibility.sql");
 pub(crate) const SCHEMA_VERSION: &str = include_str!("../sql/engine/schema_version.sql");
 pub(crate) const SESSION_SETTINGS: &str = include_str!("../sql/engine/session_settings.sql");
 pub(crate) const SESSION_SETTINGS_SHOW: &str =
@@ -87,6 +89,7 @@ pub(crate) const ALL: &[(&str, &str)] = &[
     ("route_insert", ROUTE_INSERT),
     ("route_lock", ROUTE_LOCK),
     ("route_mark", ROUTE_MARK),
+    ("schema_compatibility", SCHEMA_COMPATIBILITY),
     ("schema_version", SCHEMA_VERSION),
     ("session_settings", SESSION_SETTINGS),
     ("session_settings_show", SESSION_SETTINGS_SHOW),

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::circuit::CircuitState;
+use crate::db::Schema;
 use crate::metrics::exposition::{Exposition, Kind};
 use crate::metrics::names;
 use crate::replica::Replica;
@@ -20,14 +21,15 @@ use crate::replica::Replica;
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let ready = super::readiness(&s).await.is_ok();
+    // The database's schema version is known (and shown) while ready.
+    let schema = super::readiness(&s).await.ok();
     crate::metrics::collect_process();
     let mut page = s.prom.render();
-    page.push_str(&replica_families(&s.replica, ready, Instant::now()));
+    page.push_str(&replica_families(&s.replica, schema, Instant::now()));
     ([(CONTENT_TYPE, TEXT_FORMAT)], page).into_response()
 }
 
-fn replica_families(r: &Replica, ready: bool, now: Instant) -> String {
+fn replica_families(r: &Replica, schema: Option<Schema>, now: Instant) -> String {
     let catalog = r.catalog.get();
     let enabled = catalog.enabled_ids();
     let in_flight = r.capacity().total();
@@ -45,8 +47,27 @@ fn replica_families(r: &Replica, ready: bool, now: Instant) -> String {
         names::READY,
         Kind::Gauge,
         "1 when this replica is ready (what /readyz answers), 0 otherwise.",
-        if ready { 1.0 } else { 0.0 },
+        if schema.is_some() { 1.0 } else { 0.0 },
     );
+    out.family(
+        names::SCHEMA_VERSION,
+        Kind::Gauge,
+        "The newest migration this binary knows (of=binary) and, while ready, the newest applied \
+         to the database (of=database); the database ahead means old replicas run on a newer \
+         schema that still supports them: a rollout in progress.",
+    );
+    out.sample(
+        names::SCHEMA_VERSION,
+        &[("of", "binary")],
+        f64::from(crate::db::latest_migration()),
+    );
+    if let Some(schema) = schema {
+        out.sample(
+            names::SCHEMA_VERSION,
+            &[("of", "database")],
+            f64::from(schema.database_version()),
+        );
+    }
     out.single(
         names::IN_FLIGHT,
         Kind::Gauge,

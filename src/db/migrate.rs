@@ -28,7 +28,7 @@ use refinery_core::traits::r#async::{AsyncMigrate, AsyncQuery, AsyncTransaction}
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{DbError, Pooler, Tx};
+use super::{DbError, Pooler, Schema, Tx};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -57,7 +57,20 @@ const DEADLOCK_ATTEMPTS: u32 = 5;
 /// side (SQLSTATE 40P01). When that is the migration, its transaction has rolled back whole
 /// and is tried again, up to [`DEADLOCK_ATTEMPTS`] times (the live-upgrade soak found V20
 /// doing this in two runs of four before V20 took its lock first).
-pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), DbError> {
+///
+/// A schema already newer than this binary (a rollback, or an old replica with
+/// `OUTBOXD_MIGRATE` restarted mid-rollout) is left alone: when it still supports this
+/// binary ([`Schema::Newer`], migration V21) there is nothing to apply and the answer says so;
+/// otherwise [`DbError::SchemaTooNew`]. (refinery itself would refuse the migrations it does
+/// not know.) That is checked before the transaction: a schema is never migrated backwards.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<Schema, DbError> {
+    if let newer @ Schema::Newer { .. } = match super::check_schema(client).await {
+        Ok(schema) => schema,
+        Err(e @ DbError::SchemaTooNew { .. }) => return Err(e),
+        Err(_) => Schema::Current(0), // behind or new: migrate (and report errors from there)
+    } {
+        return Ok(newer);
+    }
     let mut attempt = 1;
     loop {
         match migrate_once(client).await {
@@ -67,7 +80,7 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), DbError>
                     .await;
                 attempt += 1;
             }
-            other => return other,
+            other => return other.map(|()| Schema::Current(latest_migration())),
         }
     }
 }

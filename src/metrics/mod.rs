@@ -16,6 +16,7 @@
 //! |---|---|---|---|
 //! | `outboxd_build_info` | gauge (1) | `version` | every replica |
 //! | `outboxd_ready` | gauge | | every replica: 1 when `/readyz` would answer 200 |
+//! | `outboxd_schema_version` | gauge | `of` = binary / database | every replica: the newest migration it knows; the database's while ready |
 //! | `outboxd_events_routed_total` | counter | | every replica (grows on the router) |
 //! | `outboxd_deliveries_created_total` | counter | | every replica (grows on the router) |
 //! | `outboxd_deliveries_filtered_total` | counter | | every replica (grows on the router) |
@@ -58,6 +59,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub mod names {
     pub const BUILD_INFO: &str = "outboxd_build_info";
     pub const READY: &str = "outboxd_ready";
+    pub const SCHEMA_VERSION: &str = "outboxd_schema_version";
     pub const EVENTS_ROUTED: &str = "outboxd_events_routed_total";
     pub const DELIVERIES_CREATED: &str = "outboxd_deliveries_created_total";
     pub const DELIVERIES_FILTERED: &str = "outboxd_deliveries_filtered_total";

@@ -438,6 +438,113 @@ async fn three_concurrent_migrates_on_a_direct_connection() {
     assert_eq!(applied, files as i64, "every migration file applied");
 }
 
+/// A rolling upgrade as the chart runs it: the migration commits first, and the replicas of
+/// the previous version go on for a while on the newer schema. They must stay ready and keep
+/// delivering while the schema says it supports them (V21's `outbox.schema_compatibility`),
+/// and say clearly when it does not. The newer schema is this one plus a migration from the
+/// future, entered in the history the way refinery would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_replica_stays_ready_on_a_newer_schema_that_supports_it_and_not_on_one_that_does_not()
+ {
+    let db = fresh_db().await;
+    let c = db.client().await;
+    let known = outboxd::latest_migration();
+    let future = known + 1;
+    c.execute(
+        "INSERT INTO outbox.schema_history VALUES ($1, 'from_the_future', '2027-01-01T00:00:00Z', '0')",
+        &[&future],
+    )
+    .await
+    .unwrap();
+    let newer = outboxd::check_schema(&c).await.expect("supported");
+    assert_eq!(newer.database_version(), future);
+
+    // A replica (re)started mid-rollout starts, is ready, says why, and delivers.
+    let rx = Receiver::ok(TEST_SECRET).await;
+    add_endpoint(&c, &rx.url(), &["*"], None).await;
+    let port = free_port();
+    let mut replica = run(&db.url, &replica_env(port));
+    wait_ready(&mut replica, port, Duration::from_secs(30)).await;
+    let (_, body) = http_get(port, "/readyz").await.unwrap();
+    assert!(
+        body.starts_with("ready; ")
+            && body.contains(&format!(
+                "schema is at migration {future}, newer than this outboxd knows ({known})"
+            )),
+        "{body}"
+    );
+    let (_, metrics) = http_get(port, "/metrics").await.unwrap();
+    for line in [
+        format!("outboxd_schema_version{{of=\"binary\"}} {known}"),
+        format!("outboxd_schema_version{{of=\"database\"}} {future}"),
+        "outboxd_ready 1".to_owned(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
+    assert!(
+        replica.log().contains("finish the rollout"),
+        "{}",
+        replica.log()
+    );
+    c.batch_execute("SELECT outbox.publish('order.paid', '{\"n\": 1}', 'order-1')")
+        .await
+        .unwrap();
+    assert!(
+        rx.wait_for_count(1, Duration::from_secs(20)).await,
+        "not delivered"
+    );
+
+    // `outboxd migrate` of the older binary (a rollback's hook Job, or a replica with
+    // OUTBOXD_MIGRATE) applies nothing and says so; it does not fail on the unknown migration.
+    let mut migrate = Sidecar::spawn(OUTBOXD, &db.url, &[], &["migrate"]);
+    let status = migrate.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", migrate.log());
+    assert!(
+        migrate.log().contains("nothing applied"),
+        "{}",
+        migrate.log()
+    );
+
+    // A migration that breaks this binary raises the floor: not ready, with the reason, and
+    // a new start is refused with the same words.
+    c.execute(
+        "UPDATE outbox.schema_compatibility SET oldest_binary = $1",
+        &[&future],
+    )
+    .await
+    .unwrap();
+    let needs = format!(
+        "schema is at migration {future}, which needs an outboxd that knows migration {future} or later (this one knows {known}); upgrade outboxd"
+    );
+    let (status, body) = http_get(port, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(&needs), "{body}");
+    let (_, metrics) = http_get(port, "/metrics").await.unwrap();
+    assert!(metrics.lines().any(|l| l == "outboxd_ready 0"), "{metrics}");
+    replica.sigterm();
+    replica.wait_exit(Duration::from_secs(15)).await;
+    for args in [&["run"][..], &["migrate"][..]] {
+        let env = replica_env(free_port());
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut refused = Sidecar::spawn(OUTBOXD, &db.url, &env, args);
+        let status = refused.wait_exit(Duration::from_secs(30)).await;
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(1),
+            "{args:?}: {}",
+            refused.log()
+        );
+        assert!(
+            refused.log().contains(&needs),
+            "{args:?}: {}",
+            refused.log()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_migrated_by_an_earlier_outboxd_has_its_history_moved() {
     let db = fresh_db().await;

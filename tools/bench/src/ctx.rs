@@ -117,6 +117,10 @@ pub struct Opts {
     /// floor: measured seconds of each floor run (after 2 s of warm-up).
     #[arg(long, default_value_t = 10)]
     pub floor_seconds: u64,
+    /// floor: rounds of the database floor with publishing, each on a fresh database; the
+    /// floor is the median round, and the range is reported (1 at smoke size).
+    #[arg(long, default_value_t = 3)]
+    pub floor_rounds: usize,
     /// floor: database connections running the minimal SQL.
     #[arg(long, default_value_t = 4)]
     pub floor_workers: usize,

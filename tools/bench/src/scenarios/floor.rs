@@ -17,7 +17,7 @@ pub async fn scenario(ctx: &Ctx) -> anyhow::Result<(ScenarioReport, FloorResult)
     );
     r.row(
         "database floor, publishing included (deliveries/s)",
-        fmt_int(f.db.deliveries_per_second),
+        rounds_text(&f),
     );
     if let Some(d) = &f.db_delivery_only {
         r.row(
@@ -45,9 +45,19 @@ pub async fn scenario(ctx: &Ctx) -> anyhow::Result<(ScenarioReport, FloorResult)
         ),
         fmt_int(f.http.requests_per_second),
     );
+    let (lo, hi) = f.combined_range();
     r.row(
         "combined floor 1/(1/db + 1/http) (deliveries/s)",
-        fmt_int(f.combined),
+        if f.db_rounds.len() > 1 {
+            format!(
+                "{} (rounds' range {}–{})",
+                fmt_int(f.combined),
+                fmt_int(lo),
+                fmt_int(hi)
+            )
+        } else {
+            fmt_int(f.combined)
+        },
     );
     if f.http.bad_signatures > 0 || f.http.errors > 0 {
         r.fail(format!(
@@ -57,4 +67,18 @@ pub async fn scenario(ctx: &Ctx) -> anyhow::Result<(ScenarioReport, FloorResult)
     }
     r.detail("floor", &f);
     Ok((r, f))
+}
+
+/// The median round, and every round in the order measured when there were several.
+fn rounds_text(f: &FloorResult) -> String {
+    if f.db_rounds.len() < 2 {
+        return fmt_int(f.db.deliveries_per_second);
+    }
+    let rounds: Vec<String> = f.db_rounds.iter().map(|&r| fmt_int(r)).collect();
+    format!(
+        "{} (median of {} rounds: {})",
+        fmt_int(f.db.deliveries_per_second),
+        rounds.len(),
+        rounds.join(", ")
+    )
 }

@@ -62,9 +62,20 @@ pub async fn scenario(
     );
     if let Some(f) = &floor {
         let ratio = x.deliveries_per_second / f.combined;
+        let (lo, hi) = f.combined_range();
+        let spread = if f.db_rounds.len() > 1 {
+            format!(
+                " ({:.0}–{:.0} % over the floor's {} rounds)",
+                x.deliveries_per_second / hi * 100.0,
+                x.deliveries_per_second / lo * 100.0,
+                f.db_rounds.len()
+            )
+        } else {
+            String::new()
+        };
         r.target(
             "ratio to the combined floor",
-            format!("{:.0} % of {}", ratio * 100.0, fmt_int(f.combined)),
+            format!("{:.0} % of {}{spread}", ratio * 100.0, fmt_int(f.combined)),
             "≥ 50 %",
             Some(ratio >= 0.5),
         );
