@@ -127,6 +127,24 @@ async fn endpoints(paths: &[&str]) -> (TestDb, tokio_postgres::Client, Receiver,
     (db, c, rx, ids)
 }
 
+/// Endpoint `id` presents client certificate `acme` from the directory returned (for
+/// `OUTBOXD_CLIENT_CERT_DIR`; the client certificate families are exported only when an
+/// endpoint names one). Over plain HTTP the certificate is never sent.
+async fn present_a_client_certificate(c: &tokio_postgres::Client, id: i64) -> tempfile::TempDir {
+    let certs = testkit::tls::Certs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certs.client();
+    std::fs::copy(&cert, dir.path().join("acme.crt")).unwrap();
+    std::fs::copy(&key, dir.path().join("acme.key")).unwrap();
+    c.execute(
+        "UPDATE outbox.endpoints SET client_certificate = 'acme' WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    dir
+}
+
 /// A receiver that answers 204 on `/ok` and 500 everywhere else.
 async fn receiver() -> Receiver {
     Receiver::start(
@@ -201,7 +219,15 @@ async fn every_documented_metric_is_exported_and_counters_start_at_zero() {
     let (db, c, _rx, ids) = endpoints(&["/ok"]).await;
     let ok = ids[0];
     let inbound = format!("127.0.0.1:{}", free_port());
-    let (_s, addr) = sidecar(&db.url, &[("OUTBOXD_INBOUND_LISTEN", &inbound)]).await;
+    let cert_dir = present_a_client_certificate(&c, ok).await;
+    let (_s, addr) = sidecar(
+        &db.url,
+        &[
+            ("OUTBOXD_INBOUND_LISTEN", &inbound),
+            ("OUTBOXD_CLIENT_CERT_DIR", cert_dir.path().to_str().unwrap()),
+        ],
+    )
+    .await;
 
     // Before any traffic: every known label set of the counters is there, at 0.
     let m = scrape_until(addr, Duration::from_secs(10), "the first stats", |m| {
@@ -624,19 +650,7 @@ fn promtool_check_metrics(text: &str) {
 async fn the_dashboard_and_the_alerts_use_only_metrics_a_real_scrape_has() {
     let (db, c, _rx, ids) = endpoints(&["/ok", "/fail"]).await;
     let (ok, failing) = (ids[0], ids[1]);
-    // A client certificate (the client certificate alerts' series; over plain HTTP the
-    // endpoint never presents it).
-    let certs = testkit::tls::Certs::new();
-    let cert_dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certs.client();
-    std::fs::copy(&cert, cert_dir.path().join("acme.crt")).unwrap();
-    std::fs::copy(&key, cert_dir.path().join("acme.key")).unwrap();
-    c.execute(
-        "UPDATE outbox.endpoints SET client_certificate = 'acme' WHERE id = $1",
-        &[&ok],
-    )
-    .await
-    .unwrap();
+    let cert_dir = present_a_client_certificate(&c, ok).await;
     // Failures that open a circuit and die, successes, a backlog.
     let (_s, addr) = sidecar(
         &db.url,
