@@ -96,6 +96,7 @@ pub mod names {
     pub const ALL: &[&str] = &[
         BUILD_INFO,
         READY,
+        SCHEMA_VERSION,
         EVENTS_ROUTED,
         DELIVERIES_CREATED,
         DELIVERIES_FILTERED,
