@@ -22,6 +22,7 @@ pub enum Scenario {
     Hotkeys,
     Filters,
     Hotlane,
+    Replicas,
     Inbound,
     All,
     Smoke,
@@ -38,6 +39,7 @@ impl Scenario {
             Scenario::Hotkeys => "hotkeys",
             Scenario::Filters => "filters",
             Scenario::Hotlane => "hotlane",
+            Scenario::Replicas => "replicas",
             Scenario::Inbound => "inbound",
             Scenario::All => "all",
             Scenario::Smoke => "smoke",
@@ -158,6 +160,9 @@ pub struct Opts {
     /// hotlane: events on the one resource key.
     #[arg(long, default_value_t = 5_000)]
     pub hotlane_events: u64,
+    /// replicas: events of each run (1 replica, 2, 1, 2).
+    #[arg(long, default_value_t = 50_000)]
+    pub replica_events: u64,
     /// inbound: requests of the burst step (0: no burst step).
     #[arg(long, default_value_t = 50_000)]
     pub inbound_burst: u64,

@@ -12,10 +12,12 @@
 //!   hotkeys    6. 10 hot keys vs 10 000 keys
 //!   filters    7. routing cost of content filters at 10, 1 000, 100 000 subscriptions (--max-endpoints)
 //!   hotlane    8. one resource key to one endpoint answering in 1 ms (--hotlane-events 5000)
+//!   replicas  10. 2 sidecar replicas against 1 on the one database, alternating 1, 2, 1, 2
+//!              (--replica-events 50000)
 //!   inbound    9. inbound webhooks vs the listener's floor, fsync on (--inbound-burst 50000;
 //!              tools/bench/inbound.sh runs the load and its own PostgreSQL; needs wrk)
 //!   all        every scenario (floor first, so steady reports its ratio to it)
-//!   smoke      scenarios 1–8 at a tiny size (< 60 s); exits non-zero on a correctness failure
+//!   smoke      scenarios 1–8 and 10 at a tiny size; exits non-zero on a correctness failure
 //! ```
 //!
 //! Everything it runs against comes from the test kit ([`testkit`]): PostgreSQL is
@@ -29,7 +31,7 @@
 //!
 //! ```text
 //! main                        parses, runs the scenario list, writes the JSON
-//!  scenarios::{floor, steady, growth, latency, isolation, hotkeys, filters, hotlane, inbound}  (never each other)
+//!  scenarios::{floor, steady, growth, latency, isolation, hotkeys, filters, hotlane, replicas, inbound}  (never each other)
 //!   floor (db, http)          the machine's floor, measured (scenario 2 and steady use it)
 //!    run (stage, figures, endpoints, db)    the measured run the other five scenarios use
 //!     ctx                     Opts (the command line) and Ctx (cluster, binary, out dir)

@@ -25,7 +25,7 @@ use crate::receiver::{Arrival, EndpointSpec, Totals};
 use crate::report::{Latency, ScenarioReport, fmt_bytes, fmt_int};
 use crate::sidecar::{self, SidecarStats};
 use figures::{CpuClocks, cpu_used, latencies_ns, lost_deliveries, per_endpoint, rates};
-use stage::{Ended, Stage};
+use stage::{Ended, Sidecars, Stage};
 
 /// One measured run.
 pub struct RunSpec {
@@ -38,6 +38,8 @@ pub struct RunSpec {
     pub pace: Pace,
     pub sidecar_env: Vec<(String, String)>,
     pub max_in_flight: Option<i32>,
+    /// Sidecar replicas on the one database (`--replicas`, unless a scenario sets it).
+    pub replicas: u32,
     /// Let the sidecar sit idle this long before publishing (LISTEN/NOTIFY path).
     pub idle_before: Duration,
     pub timeout: Duration,
@@ -58,6 +60,7 @@ impl RunSpec {
             },
             sidecar_env: ctx.sidecar_env(label),
             max_in_flight: ctx.opts.max_in_flight,
+            replicas: ctx.opts.replicas,
             idle_before: Duration::from_millis(200),
             timeout: ctx.run_timeout(),
         }
@@ -164,7 +167,12 @@ pub async fn measure(
     let w = spec.workload.clone();
     let expected = w.expected_tracked(&spec.events, specs);
     let (label, env) = (&spec.label, &spec.sidecar_env);
-    let mut stage = Stage::start(ctx, db, specs, w.clone(), spec.max_in_flight, label, env).await?;
+    let sidecars = Sidecars {
+        replicas: spec.replicas,
+        label,
+        env,
+    };
+    let mut stage = Stage::start(ctx, db, specs, w.clone(), spec.max_in_flight, sidecars).await?;
     let idle_cores = stage.idle_cores(spec.idle_before).await;
 
     let cpu0 = CpuClocks::read(ctx);

@@ -17,6 +17,14 @@ use crate::producers::{self, ProducerRun, ProducerStats, Progress, Workload};
 use crate::receiver::{BenchReceiver, CommitLog, EndpointSpec};
 use crate::sidecar::{self, SidecarStats};
 
+/// The sidecars of a stage: `replicas` of them on the one database, with `env`, logging as
+/// the run `label`.
+pub struct Sidecars<'a> {
+    pub replicas: u32,
+    pub label: &'a str,
+    pub env: &'a [(String, String)],
+}
+
 /// What a run stands on: a receiver for its endpoints, the endpoints registered at it, the
 /// log of commit times, and a fresh sidecar. [`super::measure`] builds one per run; the tenant burst
 /// (scenario 5) builds one to publish two tenants' events on it.
@@ -29,7 +37,7 @@ pub struct Stage {
     pub sidecar: Sidecar,
     /// The sidecar's CPU seconds once it had started (its start-up is not the run's cost).
     pub sidecar_cpu0: f64,
-    /// With `--replicas N`: the other N − 1 replicas on the same database, with their CPU
+    /// With `replicas` N: the other N − 1 replicas on the same database, with their CPU
     /// seconds once started.
     pub more: Vec<(Sidecar, f64)>,
     /// The database's counters before the sidecar started.
@@ -40,17 +48,20 @@ pub struct Stage {
 
 impl Stage {
     /// Starts a receiver for `specs`, registers them at it (pointing endpoints registered
-    /// earlier at it), snapshots `db`'s counters and starts the sidecar with `env`, logging as
-    /// the run `label`.
+    /// earlier at it), snapshots `db`'s counters and starts the sidecars `sidecars` asks for.
     pub async fn start(
         ctx: &Ctx,
         db: &BenchDb,
         specs: &mut [EndpointSpec],
         workload: Arc<Workload>,
         max_in_flight: Option<i32>,
-        label: &str,
-        env: &[(String, String)],
+        sidecars: Sidecars<'_>,
     ) -> anyhow::Result<Stage> {
+        let Sidecars {
+            replicas,
+            label,
+            env,
+        } = sidecars;
         let base = Instant::now();
         let commits = Arc::new(CommitLog::new(base, workload.len()));
         let recv =
@@ -95,7 +106,7 @@ impl Stage {
         let sidecar = sidecar::start(&ctx.outboxd, &sidecar_url, &env, ctx.log_path(label)).await?;
         let sidecar_cpu0 = sidecar::cpu_seconds(&sidecar);
         let mut more = Vec::new();
-        for i in 2..=ctx.opts.replicas {
+        for i in 2..=replicas {
             let mut env = env.clone();
             env.retain(|(k, _)| k != "OUTBOXD_REPLICA_ID");
             env.push(("OUTBOXD_REPLICA_ID".into(), format!("bench-{label}-{i}")));

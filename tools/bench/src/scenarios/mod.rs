@@ -11,6 +11,7 @@ pub mod hotlane;
 pub mod inbound;
 pub mod isolation;
 pub mod latency;
+pub mod replicas;
 pub mod steady;
 
 use crate::ctx::{Ctx, Scenario};
@@ -19,7 +20,7 @@ use crate::report::ScenarioReport;
 
 /// `smoke` runs these, and `all` these then [`Scenario::Inbound`]; floor first so that steady
 /// reports its ratio to it.
-const EVERY: [Scenario; 8] = [
+const EVERY: [Scenario; 9] = [
     Scenario::Floor,
     Scenario::Steady,
     Scenario::Growth,
@@ -28,6 +29,7 @@ const EVERY: [Scenario; 8] = [
     Scenario::Hotkeys,
     Scenario::Filters,
     Scenario::Hotlane,
+    Scenario::Replicas,
 ];
 
 /// What a scenario leaves for later ones and for the end of the output.
@@ -72,6 +74,7 @@ pub async fn run_one(
         Scenario::Hotkeys => hotkeys::scenario(ctx).await?,
         Scenario::Filters => filters::scenario(ctx).await?,
         Scenario::Hotlane => hotlane::scenario(ctx).await?,
+        Scenario::Replicas => replicas::scenario(ctx).await?,
         Scenario::Inbound => inbound::scenario(ctx).await?,
         Scenario::All | Scenario::Smoke => {
             anyhow::bail!("{} is a list of scenarios, not one", s.name())
@@ -85,8 +88,8 @@ mod tests {
 
     #[test]
     fn all_and_smoke_run_every_scenario_floor_first_others_run_alone() {
-        assert_eq!(expand(Scenario::All)[..8], EVERY);
-        assert_eq!(expand(Scenario::All)[8], Scenario::Inbound);
+        assert_eq!(expand(Scenario::All)[..9], EVERY);
+        assert_eq!(expand(Scenario::All)[9], Scenario::Inbound);
         assert_eq!(expand(Scenario::Smoke), EVERY);
         assert_eq!(EVERY[0], Scenario::Floor);
         assert_eq!(expand(Scenario::Latency), [Scenario::Latency]);

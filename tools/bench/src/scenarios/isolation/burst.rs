@@ -20,7 +20,7 @@ use crate::run::RunResult;
 use crate::run::db::{DbTiming, db_timing_for};
 use crate::run::endpoints::{EVERY_TYPE, endpoint};
 use crate::run::figures::{lost_deliveries, rates};
-use crate::run::stage::{Ended, Stage};
+use crate::run::stage::{Ended, Sidecars, Stage};
 
 /// Keys of the bursting tenant's events, and of the quiet tenant's (numbered after them).
 const KEYS_BIG: u32 = 10_000;
@@ -125,8 +125,19 @@ pub async fn tenant_burst(ctx: &Ctx, burst: usize) -> anyhow::Result<BurstResult
     let mut env = ctx.sidecar_env("isolation-burst");
     env.push(("OUTBOXD_REQUEST_TIMEOUT".into(), "2s".into()));
     let (label, max_in_flight) = ("isolation-burst", ctx.opts.max_in_flight);
-    let mut stage =
-        Stage::start(ctx, &db, &mut specs, w.clone(), max_in_flight, label, &env).await?;
+    let mut stage = Stage::start(
+        ctx,
+        &db,
+        &mut specs,
+        w.clone(),
+        max_in_flight,
+        Sidecars {
+            replicas: ctx.opts.replicas,
+            label,
+            env: &env,
+        },
+    )
+    .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let burst_events: Vec<u32> = (0..burst as u32).collect();
