@@ -1,7 +1,7 @@
 //! `/metrics`: the process-wide counters of the recorder, then what this replica knows at the
-//! moment of the scrape (readiness, in-flight work, pool, circuit breakers, its per-endpoint
-//! series, the client certificates enabled endpoints name) and, on the holder of the stats lease, the database-wide gauges. See
-//! [`crate::metrics`] for the table.
+//! moment of the scrape (readiness, schema versions, in-flight work, pool, circuit breakers,
+//! its per-endpoint series, the client certificates enabled endpoints name) and, on the
+//! holder of the stats lease, the database-wide gauges. See [`crate::metrics`] for the table.
 
 use std::collections::HashMap;
 use std::time::Instant;
