@@ -157,6 +157,9 @@ pub struct Opts {
     /// hotkeys: events per run.
     #[arg(long, default_value_t = 20_000)]
     pub hotkey_events: u64,
+    /// filters: events routed by each run (6 runs per subscription level).
+    #[arg(long, default_value_t = 20_000)]
+    pub filter_events: u64,
     /// hotlane: events on the one resource key.
     #[arg(long, default_value_t = 5_000)]
     pub hotlane_events: u64,
