@@ -64,12 +64,11 @@ const DEADLOCK_ATTEMPTS: u32 = 5;
 /// otherwise [`DbError::SchemaTooNew`]. (refinery itself would refuse the migrations it does
 /// not know.) That is checked before the transaction: a schema is never migrated backwards.
 pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<Schema, DbError> {
-    if let newer @ Schema::Newer { .. } = match super::check_schema(client).await {
-        Ok(schema) => schema,
+    match super::check_schema(client).await {
+        Ok(newer @ Schema::Newer { .. }) => return Ok(newer),
         Err(e @ DbError::SchemaTooNew { .. }) => return Err(e),
-        Err(_) => Schema::Current(0), // behind or new: migrate (and report errors from there)
-    } {
-        return Ok(newer);
+        // At this version, behind or new: apply what is missing (errors surface from there).
+        _ => {}
     }
     let mut attempt = 1;
     loop {
