@@ -54,12 +54,24 @@ def fmt(v, unit):
         if v < 7200:
             return f"{v / 60:.1f} min"
         return f"{v / 3600:.1f} h"
+    if unit == "d":
+        return f"{v:.1f} d"
     if unit == "bytes":
         return f"{v / 1048576:.0f} MiB"
     suffix = "/s" if unit == "ops" else ""
     if abs(v) >= 1000:
         return f"{v / 1000:.1f}k{suffix}"
     return f"{v:.2f}{suffix}" if v != int(v) else f"{int(v)}{suffix}"
+
+
+def threshold_color(panel, v):
+    """The colour of the last threshold step `v` reaches, or None when the panel has none."""
+    steps = panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])
+    color = None
+    for s in steps:
+        if s["value"] is None or (v is not None and v >= s["value"]):
+            color = {"green": "#73bf69", "orange": "#ff9830", "red": "#f2495c"}.get(s["color"], s["color"])
+    return color
 
 
 def timeseries_svg(series, w, h, unit, t0, t1, step):
@@ -139,22 +151,21 @@ def main():
         elif p["type"] == "stat":
             r = query(args.prometheus, "query", {"query": substitute(p["targets"][0]["expr"], rate), "time": t1})
             v = float(r[0]["value"][1]) if r else None
-            steps = p.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])
-            color = "#73bf69"
-            for s in steps:
-                if s["value"] is None or (v is not None and v >= s["value"]):
-                    color = {"green": "#73bf69", "orange": "#ff9830", "red": "#f2495c"}.get(s["color"], s["color"])
+            color = threshold_color(p, v) or "#73bf69"
             body = f'<div class="stat" style="color:{color}">{html.escape(fmt(v, unit))}</div>'
         elif p["type"] == "bargauge":
             rows = []
             for t in p["targets"]:
                 for r in query(args.prometheus, "query", {"query": substitute(t["expr"], rate), "time": t1}):
                     rows.append((legend(t.get("legendFormat"), r["metric"]), float(r["value"][1])))
-            rows.sort(key=lambda r: -r[1])
+            if not p["targets"][0]["expr"].startswith("sort("):  # sort(): the query's order, as Grafana
+                rows.sort(key=lambda r: -r[1])
             top = max([r[1] for r in rows] + [1e-9])
+            # With thresholds, a bar has its threshold's colour (as Grafana's "basic" mode).
+            bar = lambda v: f"background:{threshold_color(p, v)}" if threshold_color(p, v) else ""
             body = "".join(
-                f'<div class="bar"><span>{html.escape(n)}</span><b style="width:{v / top * 60:.0f}%"></b><em>{html.escape(fmt(v, unit))}</em></div>'
-                for n, v in rows[:8]) or '<div class="none">no data (nothing failing)</div>'
+                f'<div class="bar"><span>{html.escape(n)}</span><b style="width:{max(v, 0) / top * 60:.0f}%;{bar(v)}"></b><em>{html.escape(fmt(v, unit))}</em></div>'
+                for n, v in rows[:8]) or '<div class="none">no data</div>'
         boxes.append(f'<div class="panel" style="{style}"><h3>{html.escape(p["title"])}</h3>{body}</div>')
     page = f"""<!doctype html><html><head><meta charset="utf-8"><style>
 body{{margin:0;background:#111217;color:#ccccdc;font:12px sans-serif}}
@@ -168,7 +179,7 @@ svg{{margin-left:8px}} svg text{{fill:#8e8e8e;font-size:10px}}
 .legend{{margin:2px 10px;font-size:11px}} .legend span{{margin-right:12px;white-space:nowrap}}
 .legend i{{display:inline-block;width:12px;height:3px;margin-right:4px;vertical-align:middle}}
 .stat{{font-size:34px;font-weight:500;text-align:center;margin-top:8px}}
-.bar{{display:flex;align-items:center;margin:5px 10px}} .bar span{{width:38%}} .bar b{{background:linear-gradient(90deg,#37872d,#f2495c);height:14px;margin-right:6px}}
+.bar{{display:flex;align-items:center;margin:5px 10px}} .bar span{{width:38%}} .bar b{{background:linear-gradient(90deg,#37872d,#f2495c);height:14px;margin-right:6px}} .bar em{{white-space:nowrap}}
 .none{{margin:10px;color:#8e8e8e}}
 </style></head><body><div class="top">outboxd <small>namespace=demo · job=outboxd · last {args.minutes:g} minutes · drawn from a real Prometheus by docs/monitoring/render.py (not Grafana)</small></div>
 <div class="grid">{''.join(boxes)}</div></body></html>"""
