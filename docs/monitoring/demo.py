@@ -3,10 +3,11 @@
 outboxd replicas, a real Prometheus scraping them, and traffic with failures, for MINUTES
 minutes; then render.py draws the dashboard's panels from that Prometheus.
 
-  python3 docs/monitoring/demo.py --outboxd target/release/outboxd --minutes 20
+  python3 docs/monitoring/demo.py --outboxd target/release/outboxd --minutes 12
 
 Needs: PostgreSQL server binaries (/usr/lib/postgresql/*/bin), `prometheus` (Debian package),
-`chromium` (for render.py). Runs as root (initdb then runs as the postgres user) or not.
+`openssl` (throwaway client certificates), `chromium` (for render.py). Runs as root (initdb then
+runs as the postgres user) or not.
 Everything listens on 127.0.0.1 and is stopped at the end.
 """
 
@@ -71,10 +72,19 @@ def psql(sql):
     )
 
 
+def client_certificate(certs, name, days):
+    """A throwaway self-signed client certificate valid for `days` more days, as outboxd reads
+    it from OUTBOXD_CLIENT_CERT_DIR (`<name>.crt` and `<name>.key`)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(certs / f"{name}.key"), "-out", str(certs / f"{name}.crt"),
+                    "-days", str(days), "-subj", f"/CN={name}"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--outboxd", required=True)
-    ap.add_argument("--minutes", type=float, default=20)
+    ap.add_argument("--minutes", type=float, default=12)
     ap.add_argument("--out", default=str(HERE / "dashboard.png"))
     args = ap.parse_args()
     bindir = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
@@ -93,14 +103,25 @@ def main():
         server = http.server.ThreadingHTTPServer(("127.0.0.1", RX_PORT), Receiver)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         rx = f"http://127.0.0.1:{RX_PORT}"
-        for path, types in [("/ok", "order.*"), ("/ok", "*"), ("/slow", "order.*"), ("/flaky", "invoice.*"),
-                            ("/down", "*"), ("/ok", "invoice.*")]:
-            psql(f"SELECT outbox.add_endpoint('{rx}{path}', '{{{types}}}')")
+        # Client certificates (mutual TLS) for four endpoints: one expiring in 10 days, one in
+        # 21, one in 200, and `legacy-mtls`, whose key goes missing at minute 8 (a rotation gone
+        # wrong): unusable from then on, its endpoint's attempts fail with kind `tls`. The
+        # receiver is plain HTTP, so a usable certificate changes nothing on the wire; outboxd
+        # still loads each one and exports its state.
+        certs = work / "client-certs"
+        certs.mkdir()
+        for name, days in [("acme-mtls", 10), ("bank-mtls", 21), ("partner-mtls", 200), ("legacy-mtls", 90)]:
+            client_certificate(certs, name, days)
+        for path, types, cert in [("/ok", "order.*", "partner-mtls"), ("/ok", "*", "acme-mtls"),
+                                  ("/slow", "order.*", "bank-mtls"), ("/flaky", "invoice.*", None),
+                                  ("/down", "*", None), ("/ok", "invoice.*", "legacy-mtls")]:
+            named = f", client_certificate => '{cert}'" if cert else ""
+            psql(f"SELECT outbox.add_endpoint('{rx}{path}', '{{{types}}}'{named})")
 
         env = {**os.environ, "DATABASE_URL": url, "OUTBOXD_ALLOW_NETWORKS": "127.0.0.0/8",
                "OUTBOXD_ADMIN_TOKEN": TOKEN, "OUTBOXD_MAX_AGE": "4m",
                "OUTBOXD_RETRY_SCHEDULE": "2s,5s,15s,30s", "OUTBOXD_CIRCUIT_COOLDOWN": "20s",
-               "OUTBOXD_STATS_INTERVAL": "5s", "OUTBOXD_LOG": "warn"}
+               "OUTBOXD_STATS_INTERVAL": "5s", "OUTBOXD_LOG": "warn", "OUTBOXD_CLIENT_CERT_DIR": str(certs)}
         for port in REPLICAS:
             log = open(work / f"outboxd-{port}.log", "w")
             procs.append(subprocess.Popen([args.outboxd, "run"], env={**env, "OUTBOXD_LISTEN": f"127.0.0.1:{port}"},
@@ -116,20 +137,23 @@ def main():
                                        f"--web.listen-address=127.0.0.1:{PROM_PORT}"],
                                       stdout=subprocess.DEVNULL, stderr=open(work / "prometheus.log", "w")))
 
-        # Traffic: a steady flow with bursts; the /down endpoint fails from minute 3 to 9 (its
-        # circuit opens, deliveries older than the 4 min max age die), a routing backlog at 12.
+        # Traffic: a steady flow with bursts; the /down endpoint fails from minute 2 to 7 (its
+        # circuit opens, deliveries older than the 4 min max age die), `legacy-mtls` loses its
+        # key at minute 8, a spike of 3 000 events per tick at 9.
         start = time.time()
         end = start + args.minutes * 60
         while time.time() < end:
             minute = (time.time() - start) / 60
-            if 3 <= minute < 9:
-                state["down_until"] = start + 9 * 60
+            if 2 <= minute < 7:
+                state["down_until"] = start + 7 * 60
+            if minute >= 8 and (certs / "legacy-mtls.key").exists():
+                (certs / "legacy-mtls.key").unlink()
             burst = 200 if int(minute) % 5 == 4 else 0
             n = random.randint(10, 40) + burst
             kind = random.choice(["order.paid", "order.shipped", "invoice.paid"])
             psql(f"SELECT outbox.publish('{kind}', jsonb_build_object('i', g), resource_key => 'r' || (g % 50)) "
                  f"FROM generate_series(1, {n}) g")
-            if 12 <= minute < 12.2:
+            if 9 <= minute < 9.2:
                 psql("SELECT outbox.publish('order.paid', '{}'::jsonb) FROM generate_series(1, 3000)")
             time.sleep(2)
         subprocess.run([sys.executable, str(HERE / "render.py"), "--prometheus", f"http://127.0.0.1:{PROM_PORT}",
