@@ -123,6 +123,10 @@ pub struct Opts {
     /// floor is the median round, and the range is reported (1 at smoke size).
     #[arg(long, default_value_t = 3)]
     pub floor_rounds: usize,
+    /// floor: events of the round at the run's size (publish and deliver them, measure the
+    /// middle 80 %, as steady measures outboxd; default: --events; 0: no such round).
+    #[arg(long)]
+    pub floor_events: Option<u64>,
     /// floor: database connections running the minimal SQL.
     #[arg(long, default_value_t = 4)]
     pub floor_workers: usize,

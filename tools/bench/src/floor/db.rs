@@ -68,13 +68,26 @@ struct Counters {
     dry_at: AtomicU64,
 }
 
-/// Runs the floor's workers for `warm` seconds, then measures for `secs` (or until the
-/// `prepublish`ed events are used up, without publishing).
+/// What a database floor round measures.
+#[derive(Debug, Clone, Copy)]
+pub enum Window {
+    /// `secs` seconds after `warm` seconds of warm-up (or until the pre-published events are
+    /// used up, without publishing).
+    Seconds { warm: u64, secs: u64 },
+    /// At the run's size: publish and deliver this many events, measuring the middle 80 %
+    /// (from the 10th to the 90th percent of events routed), as steady measures outboxd.
+    Events(u64),
+}
+
+/// How long a round may go without routing an event before it is given up.
+const STALL: Duration = Duration::from_secs(60);
+
+/// Runs the floor's workers over `window`; with `prepublish` events published beforehand
+/// (and `with_publish` false), the delivery SQL alone.
 pub async fn db_floor(
     ctx: &Ctx,
     with_publish: bool,
-    secs: u64,
-    warm: u64,
+    window: Window,
     prepublish: u64,
 ) -> anyhow::Result<DbFloor> {
     let pad = "x".repeat(ctx.opts.payload_bytes.saturating_sub(80));
@@ -95,15 +108,23 @@ pub async fn db_floor(
         let counters = counters.clone();
         tasks.spawn(async move { floor_worker(&job, &counters).await });
     }
-    tokio::time::sleep(Duration::from_secs(warm)).await;
+    match window {
+        Window::Seconds { warm, .. } => tokio::time::sleep(Duration::from_secs(warm)).await,
+        Window::Events(n) => wait_for_events(&counters, n / 10).await?,
+    }
     let snap0 = db.snapshot().await?;
     let pg0 = ctx.cluster.postgres_cpu_seconds();
     let d0 = counters.done.load(Ordering::Relaxed);
     let e0 = counters.events_done.load(Ordering::Relaxed);
     let m0 = Instant::now();
-    let end = m0 + Duration::from_secs(secs);
-    while Instant::now() < end && counters.dry_at.load(Ordering::Relaxed) == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    match window {
+        Window::Events(n) => wait_for_events(&counters, n - n / 10).await?,
+        Window::Seconds { secs, .. } => {
+            let end = m0 + Duration::from_secs(secs);
+            while Instant::now() < end && counters.dry_at.load(Ordering::Relaxed) == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
     let d1 = counters.done.load(Ordering::Relaxed);
     let e1 = counters.events_done.load(Ordering::Relaxed);
@@ -134,6 +155,28 @@ pub async fn db_floor(
         wal_bytes_per_delivery: (wal1 - snap0.wal_bytes) as f64 / deliveries.max(1) as f64,
         rows_per_delivery: rows.total as f64 * share / deliveries.max(1) as f64,
     })
+}
+
+/// Until the workers have routed `n` events; an error when they route none for [`STALL`]
+/// (a worker that failed stops routing: its error is the one to read).
+async fn wait_for_events(c: &Counters, n: u64) -> anyhow::Result<()> {
+    let mut seen = c.events_done.load(Ordering::Relaxed);
+    let mut since = Instant::now();
+    while seen < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = c.events_done.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            since = Instant::now();
+        } else if since.elapsed() > STALL {
+            c.stop.store(true, Ordering::Relaxed);
+            anyhow::bail!(
+                "the database floor routed no event for {} s at {seen} of {n} events (a floor worker failed, or the database stalled)",
+                STALL.as_secs()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A fresh database with the standard endpoints (at an address nothing listens on), the

@@ -24,6 +24,12 @@
 //! floor with publishing is therefore measured `--floor-rounds` times (default 3), each on a
 //! fresh database; the floor is the median round, and the rounds' range is reported with it
 //! (and with the ratio steady computes), so the reader sees how far the verdict can be trusted.
+//!
+//! **At the run's size.** The rounds run 10 seconds on fresh tables, while steady's figure is
+//! the middle 80 % of a run that publishes `--events` (1 M) events and grows the tables to
+//! 2.5 M deliveries, with the autovacuum and checkpoints that brings. One more round does the
+//! floor's SQL on that many events (`--floor-events`, default `--events`) and measures its
+//! middle 80 % the same way: the like-for-like denominator. Steady reports its ratio to both.
 
 mod db;
 mod http;
@@ -31,7 +37,7 @@ mod http;
 use serde::Serialize;
 
 use crate::ctx::Ctx;
-use db::db_floor;
+use db::{Window, db_floor};
 use http::http_floor;
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +70,11 @@ pub struct FloorResult {
     /// Every round's deliveries/s, in the order measured (the median is `db`'s).
     pub db_rounds: Vec<f64>,
     pub db_delivery_only: Option<DbFloor>,
+    /// The database floor with publishing at the run's size (`--floor-events` events, middle
+    /// 80 %), when measured.
+    pub db_at_size: Option<DbFloor>,
+    /// Events of that round.
+    pub events_at_size: u64,
     pub http: HttpFloor,
     /// 1 / (1/db + 1/http), with the database floor that includes publishing.
     pub combined: f64,
@@ -73,10 +84,11 @@ pub struct FloorResult {
 pub async fn measure_floor(ctx: &Ctx) -> anyhow::Result<FloorResult> {
     let secs = ctx.smoke_or(2, ctx.opts.floor_seconds.max(1));
     let warm = ctx.smoke_or(1, 2);
+    let short = Window::Seconds { warm, secs };
     let rounds = ctx.smoke_or(1, ctx.opts.floor_rounds.max(1));
     let mut measured = Vec::with_capacity(rounds);
     for round in 1..=rounds {
-        let db = db_floor(ctx, true, secs, warm, 0).await?;
+        let db = db_floor(ctx, true, short, 0).await?;
         println!(
             "  floor: database (publishing included), round {round} of {rounds}: {:.0} deliveries/s",
             db.deliveries_per_second
@@ -88,11 +100,22 @@ pub async fn measure_floor(ctx: &Ctx) -> anyhow::Result<FloorResult> {
     // Enough pre-published events for the delivery-only run at up to twice that rate.
     let events = ((db.deliveries_per_second * (secs + warm) as f64 * 2.0 / 2.5) as u64)
         .clamp(2_000, 3_000_000);
-    let db_only = db_floor(ctx, false, secs, warm, events).await?;
+    let db_only = db_floor(ctx, false, short, events).await?;
     println!(
         "  floor: database (delivery SQL only) {:.0} deliveries/s",
         db_only.deliveries_per_second
     );
+    let events_at_size = ctx.smoke_or(3_000, ctx.opts.floor_events.unwrap_or(ctx.opts.events));
+    let db_at_size = if events_at_size >= 1_000 {
+        let db = db_floor(ctx, true, Window::Events(events_at_size), 0).await?;
+        println!(
+            "  floor: database (publishing included) at the run's size, {events_at_size} events, middle 80 %: {:.0} deliveries/s",
+            db.deliveries_per_second
+        );
+        Some(db)
+    } else {
+        None
+    };
     let http = http_floor(ctx, secs).await?;
     println!(
         "  floor: receiver {:.0} requests/s ({})",
@@ -103,12 +126,21 @@ pub async fn measure_floor(ctx: &Ctx) -> anyhow::Result<FloorResult> {
         db,
         db_rounds,
         db_delivery_only: Some(db_only),
+        db_at_size,
+        events_at_size,
         http,
         combined,
     })
 }
 
 impl FloorResult {
+    /// The combined floor with the database floor at the run's size, when measured.
+    pub fn combined_at_size(&self) -> Option<f64> {
+        self.db_at_size
+            .as_ref()
+            .map(|d| combined(d.deliveries_per_second, self.http.requests_per_second))
+    }
+
     /// The combined floor with the slowest and with the fastest database round: the range the
     /// floor's own noise spans.
     pub fn combined_range(&self) -> (f64, f64) {
@@ -162,6 +194,8 @@ mod tests {
             db: median,
             db_rounds: vec![12_000.0, 9_000.0, 10_000.0],
             db_delivery_only: None,
+            db_at_size: None,
+            events_at_size: 0,
             http: HttpFloor {
                 tool: "wrk".into(),
                 requests_per_second: 36_000.0,

@@ -19,6 +19,21 @@ pub async fn scenario(ctx: &Ctx) -> anyhow::Result<(ScenarioReport, FloorResult)
         "database floor, publishing included (deliveries/s)",
         rounds_text(&f),
     );
+    if let Some(d) = &f.db_at_size {
+        r.row(
+            format!(
+                "database floor at the run's size, publishing included ({} events, middle 80 %)",
+                fmt_int(f.events_at_size as f64)
+            ),
+            format!(
+                "{} deliveries/s, postgres CPU {} per 1000, {:.2} rows per delivery",
+                fmt_int(d.deliveries_per_second),
+                d.postgres_cpu_ms_per_1000
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms")),
+                d.rows_per_delivery
+            ),
+        );
+    }
     if let Some(d) = &f.db_delivery_only {
         r.row(
             "database floor, delivery SQL only (deliveries/s)",
@@ -59,6 +74,12 @@ pub async fn scenario(ctx: &Ctx) -> anyhow::Result<(ScenarioReport, FloorResult)
             fmt_int(f.combined)
         },
     );
+    if let Some(at_size) = f.combined_at_size() {
+        r.row(
+            "combined floor at the run's size (deliveries/s)",
+            fmt_int(at_size),
+        );
+    }
     if f.http.bad_signatures > 0 || f.http.errors > 0 {
         r.fail(format!(
             "HTTP floor: {} bad signatures, {} errors",
