@@ -241,6 +241,13 @@ pub struct Ctx {
     pub smoke: bool,
 }
 
+/// Disk the growth scenario's largest level takes: its pending rows with their events,
+/// indexes and WAL (an `all` run's 10 M-row level left a 16 GB cluster, 2026-12-01), and
+/// 2 GB for the other scenarios' databases and the WAL between checkpoints.
+pub fn growth_disk_bytes(max_rows: u64) -> u64 {
+    max_rows.saturating_mul(1_800).saturating_add(2_000_000_000)
+}
+
 impl Ctx {
     /// Finds the sidecar binary, reads the machine and starts the cluster, printing what it
     /// found.
@@ -258,6 +265,12 @@ impl Ctx {
             opts.keep,
         )
         .await?;
+        if matches!(opts.scenario, Scenario::Growth | Scenario::All) {
+            cluster.check_free_space(
+                growth_disk_bytes(opts.max_rows),
+                &format!("growth up to --max-rows {}", opts.max_rows),
+            )?;
+        }
         let ctx = Ctx {
             smoke: opts.scenario == Scenario::Smoke,
             opts,
@@ -359,5 +372,17 @@ mod tests {
             parse_pg_setting("a b=1").is_err(),
             "no room for a second -c word"
         );
+    }
+
+    #[test]
+    fn growth_to_ten_million_rows_asks_for_the_disk_it_took() {
+        // The crashed all run's cluster held 16 GB at its 10 M-row level.
+        let ten_m = growth_disk_bytes(10_000_000);
+        assert!(
+            (18_000_000_000..=22_000_000_000).contains(&ten_m),
+            "{ten_m}"
+        );
+        assert!(growth_disk_bytes(1_000_000) < 5_000_000_000);
+        assert_eq!(growth_disk_bytes(u64::MAX), u64::MAX);
     }
 }

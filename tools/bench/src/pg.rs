@@ -103,6 +103,29 @@ impl BenchCluster {
         Ok(())
     }
 
+    /// Fails before any scenario runs when the embedded cluster's file system has less free
+    /// space than `need` bytes (a full disk stops PostgreSQL, and the bench with it, half an
+    /// hour into an `all` run). Nothing to check on `DATABASE_URL`.
+    pub fn check_free_space(&self, need: u64, what: &str) -> anyhow::Result<()> {
+        let Some(pg) = self.cluster.embedded() else {
+            return Ok(());
+        };
+        let dir = pg.data_dir();
+        let fs = rustix::fs::statvfs(dir)
+            .with_context(|| format!("reading the free space of {}", dir.display()))?;
+        let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+        const GB: f64 = 1e9;
+        anyhow::ensure!(
+            free >= need,
+            "{what} needs about {:.1} GB of disk for the bench's PostgreSQL, and the file \
+             system of {} has {:.1} GB free: free some space, or lower the size (--max-rows)",
+            need as f64 / GB,
+            dir.display(),
+            free as f64 / GB
+        );
+        Ok(())
+    }
+
     /// Leaves the embedded cluster running (`--keep`) and says how to stop it.
     pub fn detach(self) {
         let url = self.cluster.url().to_owned();
