@@ -269,6 +269,7 @@ impl Ctx {
             cluster.check_free_space(
                 growth_disk_bytes(opts.max_rows),
                 &format!("growth up to --max-rows {}", opts.max_rows),
+                "lower the size (--max-rows)",
             )?;
         }
         let ctx = Ctx {

@@ -105,8 +105,9 @@ impl BenchCluster {
 
     /// Fails before any scenario runs when the embedded cluster's file system has less free
     /// space than `need` bytes (a full disk stops PostgreSQL, and the bench with it, half an
-    /// hour into an `all` run). Nothing to check on `DATABASE_URL`.
-    pub fn check_free_space(&self, need: u64, what: &str) -> anyhow::Result<()> {
+    /// hour into an `all` run). Nothing to check on `DATABASE_URL`. `what` needs the space;
+    /// `smaller` says how to ask for less.
+    pub fn check_free_space(&self, need: u64, what: &str, smaller: &str) -> anyhow::Result<()> {
         let Some(pg) = self.cluster.embedded() else {
             return Ok(());
         };
@@ -118,7 +119,7 @@ impl BenchCluster {
         anyhow::ensure!(
             free >= need,
             "{what} needs about {:.1} GB of disk for the bench's PostgreSQL, and the file \
-             system of {} has {:.1} GB free: free some space, or lower the size (--max-rows)",
+             system of {} has {:.1} GB free: free some space, or {smaller}",
             need as f64 / GB,
             dir.display(),
             free as f64 / GB

@@ -110,7 +110,7 @@ pub async fn db_floor(
     }
     match window {
         Window::Seconds { warm, .. } => tokio::time::sleep(Duration::from_secs(warm)).await,
-        Window::Events(n) => wait_for_events(&counters, n / 10).await?,
+        Window::Events(n) => wait_for_events(&counters, &mut tasks, n / 10).await?,
     }
     let snap0 = db.snapshot().await?;
     let pg0 = ctx.cluster.postgres_cpu_seconds();
@@ -118,7 +118,7 @@ pub async fn db_floor(
     let e0 = counters.events_done.load(Ordering::Relaxed);
     let m0 = Instant::now();
     match window {
-        Window::Events(n) => wait_for_events(&counters, n - n / 10).await?,
+        Window::Events(n) => wait_for_events(&counters, &mut tasks, n - n / 10).await?,
         Window::Seconds { secs, .. } => {
             let end = m0 + Duration::from_secs(secs);
             while Instant::now() < end && counters.dry_at.load(Ordering::Relaxed) == 0 {
@@ -157,13 +157,22 @@ pub async fn db_floor(
     })
 }
 
-/// Until the workers have routed `n` events; an error when they route none for [`STALL`]
-/// (a worker that failed stops routing: its error is the one to read).
-async fn wait_for_events(c: &Counters, n: u64) -> anyhow::Result<()> {
+/// Until the workers have routed `n` events. A worker that fails ends the wait with its own
+/// error; workers that route nothing for [`STALL`] (a stalled database) end it with one.
+async fn wait_for_events(
+    c: &Counters,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    n: u64,
+) -> anyhow::Result<()> {
     let mut seen = c.events_done.load(Ordering::Relaxed);
     let mut since = Instant::now();
     while seen < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(done) = tasks.try_join_next() {
+            c.stop.store(true, Ordering::Relaxed);
+            done.context("floor worker panicked")??;
+            anyhow::bail!("a floor worker stopped at {seen} of {n} events without an error");
+        }
         let now = c.events_done.load(Ordering::Relaxed);
         if now != seen {
             seen = now;
@@ -171,7 +180,7 @@ async fn wait_for_events(c: &Counters, n: u64) -> anyhow::Result<()> {
         } else if since.elapsed() > STALL {
             c.stop.store(true, Ordering::Relaxed);
             anyhow::bail!(
-                "the database floor routed no event for {} s at {seen} of {n} events (a floor worker failed, or the database stalled)",
+                "the database floor routed no event for {} s at {seen} of {n} events (the database stalled)",
                 STALL.as_secs()
             );
         }

@@ -106,7 +106,7 @@ pub async fn measure_floor(ctx: &Ctx) -> anyhow::Result<FloorResult> {
         db_only.deliveries_per_second
     );
     let events_at_size = ctx.smoke_or(3_000, ctx.opts.floor_events.unwrap_or(ctx.opts.events));
-    let db_at_size = if events_at_size >= 1_000 {
+    let db_at_size = if events_at_size > 0 {
         let db = db_floor(ctx, true, Window::Events(events_at_size), 0).await?;
         println!(
             "  floor: database (publishing included) at the run's size, {events_at_size} events, middle 80 %: {:.0} deliveries/s",
